@@ -1,0 +1,105 @@
+"""haco's error tree, shared by server, client and CLI. A leaf module: imports nothing from haco.
+
+Every error that crosses HTTP has a stable UPPER_SNAKE code and an HTTP status; the body is
+`{"error": {"code", "message", "detail"}}`. The client turns a body back into the class below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HacoError(Exception):
+    code: ClassVar[str] = "INTERNAL"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str = "", detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.detail = detail or {}
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+class ConfigError(HacoError):
+    code = "CONFIG"
+    status = 400
+
+
+class BadRequest(HacoError):
+    code = "BAD_REQUEST"
+    status = 400
+
+
+class Unauthorized(HacoError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(HacoError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFound(HacoError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class Conflict(HacoError):
+    code = "CONFLICT"
+    status = 409
+
+
+class PayloadTooLarge(HacoError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
+class ReplicationError(HacoError):
+    """The write's fate is decided by replication, not by the state machine."""
+
+
+class NotApplied(ReplicationError):
+    """Nothing was applied (queue full, no leader, discarded, not leader, denied): safe to retry."""
+
+    code = "NOT_APPLIED"
+    status = 503
+
+
+class Overloaded(NotApplied):
+    """Admission control refused the write before it reached Raft: retry after Retry-After."""
+
+    code = "OVERLOADED"
+
+
+class OutcomeUnknown(ReplicationError):
+    """Maybe applied (leader changed, unknown outcome, timeout): retry with the same idempotency key."""
+
+    code = "OUTCOME_UNKNOWN"
+    status = 504
+
+
+#: state-machine rejection codes (raft_state.RejectCode) -> HTTP status
+REJECT_STATUS: dict[str, int] = {
+    "MALFORMED": 400, "UNKNOWN_COMMAND": 400, "INVALID": 400, "VERSION_GATED": 409,
+    "UNKNOWN_JOB": 404, "UNKNOWN_WORKER": 404, "UNKNOWN_DEPENDENCY": 400, "DUPLICATE_JOB_ID": 409,
+    "KEY_REUSED": 409, "STALE_ATTEMPT": 409, "NOT_PENDING": 409, "NOT_RUNNABLE": 409, "QUEUE_PAUSED": 409,
+    "WORKER_UNAVAILABLE": 409, "REQUIREMENTS_UNMET": 409, "JOB_FINAL": 409, "TOO_EARLY": 409, "INTERNAL": 500,
+}
+
+
+class Rejected(HacoError):
+    """The state machine refused the command; `code` is its RejectCode."""
+
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message, detail)
+        self.reject_code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.reject_code, "message": self.message, "detail": self.detail}}
+
+    @property
+    def http_status(self) -> int:
+        return REJECT_STATUS.get(self.reject_code, 409)

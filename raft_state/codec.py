@@ -1,0 +1,179 @@
+"""The log-entry codec: `[WIRE_VERSION, [[tag, field, ...], ...]]` in msgpack.
+
+One log entry holds one or more commands (group commit packs concurrent proposals together);
+each gets its own outcome. Decoding is strict: wrong types, extra or missing fields, integers
+outside int64 and non-finite floats make a command undecodable, which apply answers with the
+same refusal on every replica.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import msgpack
+
+from .commands import COMMAND_TYPES, TYPE_BY_TAG, Command
+from .records import JobSpec
+
+WIRE_VERSION: Final = 1
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
+class DecodeError(ValueError):
+    """An entry or command that does not decode; carries whether the tag itself was unknown."""
+
+    def __init__(self, message: str, *, unknown_tag: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_tag = unknown_tag
+
+
+Decoder = Callable[[Any], Any]
+Encoder = Callable[[Any], Any]
+
+
+def _dec_int(v: Any) -> int:
+    if type(v) is not int or not INT64_MIN <= v <= INT64_MAX:
+        raise DecodeError(f"expected int64, got {type(v).__name__}")
+    return v
+
+
+def _dec_float(v: Any) -> float:
+    if type(v) is int:
+        v = float(v)
+    if type(v) is not float or not math.isfinite(v):
+        raise DecodeError(f"expected finite float, got {type(v).__name__}")
+    return v
+
+
+def _dec_exact(kind: type) -> Decoder:
+    def dec(v: Any) -> Any:
+        if type(v) is not kind:
+            raise DecodeError(f"expected {kind.__name__}, got {type(v).__name__}")
+        return v
+    return dec
+
+
+def _dec_optional(inner: Decoder) -> Decoder:
+    return lambda v: None if v is None else inner(v)
+
+
+def _dec_tuple(inner: Decoder) -> Decoder:
+    def dec(v: Any) -> tuple[Any, ...]:
+        if type(v) is not list:
+            raise DecodeError(f"expected list, got {type(v).__name__}")
+        return tuple(inner(x) for x in v)
+    return dec
+
+
+def _dec_record(cls: type, names: Sequence[str], decoders: Sequence[Decoder], build: Callable[..., Any]) -> Decoder:
+    count = len(names)
+
+    def dec(v: Any) -> Any:
+        if type(v) is not list or len(v) != count:
+            raise DecodeError(f"{cls.__name__}: expected {count} fields")
+        return build(**{n: d(x) for n, d, x in zip(names, decoders, v)})
+    return dec
+
+
+def _compile(hint: Any) -> tuple[Encoder, Decoder]:
+    """An (encoder, decoder) pair for one annotated type."""
+    origin = typing.get_origin(hint)
+    if hint is int:
+        return (lambda v: v), _dec_int
+    if hint is float:
+        return float, _dec_float
+    if hint in (str, bytes, bool):
+        return (lambda v: v), _dec_exact(hint)
+    if origin in (types.UnionType, typing.Union):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        enc, dec = _compile(inner)
+        return (lambda v: None if v is None else enc(v)), _dec_optional(dec)
+    if origin is tuple:
+        enc, dec = _compile(typing.get_args(hint)[0])
+        return (lambda v: [enc(x) for x in v]), _dec_tuple(dec)
+    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hint is JobSpec):
+        return _compile_record(hint)
+    raise TypeError(f"no codec for {hint!r}")
+
+
+def _field_names(cls: type) -> list[str]:
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+    return list(cls.__slots__)
+
+
+def _compile_record(cls: type) -> tuple[Encoder, Decoder]:
+    names = _field_names(cls)
+    hints = typing.get_type_hints(cls)
+    pairs = [_compile(hints[n]) for n in names]
+    encoders = [p[0] for p in pairs]
+
+    def enc(v: Any) -> list[Any]:
+        return [e(getattr(v, n)) for n, e in zip(names, encoders)]
+    return enc, _dec_record(cls, names, [p[1] for p in pairs], cls)
+
+
+_CODECS: Final[dict[type, tuple[Encoder, Decoder]]] = {t: _compile_record(t) for t in COMMAND_TYPES}
+_SPEC_ENCODE, _SPEC_DECODE = _compile_record(JobSpec)
+
+
+def encode_command_fields(cmd: Command) -> list[Any]:
+    return [cmd.TAG, *_CODECS[type(cmd)][0](cmd)]
+
+
+def encode(*commands: Command) -> bytes:
+    """One log entry holding `commands`, applied in order, each with its own outcome."""
+    return msgpack.packb([WIRE_VERSION, [encode_command_fields(c) for c in commands]], use_bin_type=True)
+
+
+def decode_command(raw: Any) -> Command:
+    if type(raw) is not list or not raw or type(raw[0]) is not int:
+        raise DecodeError("a command is [tag, field, ...]")
+    cls = TYPE_BY_TAG.get(raw[0])
+    if cls is None:
+        raise DecodeError(f"unknown command tag {raw[0]}", unknown_tag=True)
+    decoded: Command = _CODECS[cls][1](raw[1:])
+    return decoded
+
+
+def split_entry(entry: bytes) -> list[Any]:
+    """The raw commands of a log entry; raises DecodeError when the envelope itself is bad."""
+    try:
+        raw = msgpack.unpackb(entry, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise DecodeError(f"not msgpack: {type(exc).__name__}") from None
+    if type(raw) is not list or len(raw) != 2 or raw[0] != WIRE_VERSION or type(raw[1]) is not list:
+        raise DecodeError("not a haco log entry")
+    return raw[1]
+
+
+def decode(entry: bytes) -> list[Command]:
+    """All commands of an entry; raises DecodeError on the first bad one (tests and tools)."""
+    return [decode_command(c) for c in split_entry(entry)]
+
+
+def encode_spec(spec: JobSpec) -> list[Any]:
+    return _SPEC_ENCODE(spec)  # type: ignore[no-any-return]
+
+
+def decode_spec(raw: Any) -> JobSpec:
+    return _SPEC_DECODE(raw)  # type: ignore[no-any-return]
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical msgpack: maps with sorted keys, so equal values give equal bytes."""
+    return msgpack.packb(_sorted(value), use_bin_type=True)
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted(v) for v in value]
+    return value

@@ -1,0 +1,90 @@
+"""Read-only questions the scheduler and the API ask of a `State`.
+
+Callers on another thread than apply's must hold the replica's state lock, or accept a
+view that may move under them (single-record reads are always whole: records are immutable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits, unmet_requirements
+from .state import State
+
+
+def open_workers(state: State) -> list[Worker]:
+    """Workers that take new work now, in registration order."""
+    return sorted((w for w in state.workers.values() if w.status is WorkerStatus.ACTIVE and w.free_slots > 0),
+                  key=lambda w: w.seq)
+
+
+def workers_for(state: State, spec: JobSpec) -> list[Worker]:
+    """Active workers with a free slot that meet every tag and requirement, in registration order."""
+    return [w for w in open_workers(state) if fits(spec, w)]
+
+
+def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]:
+    """Ready jobs, highest priority first and FIFO within a priority, skipping placement classes that
+    none of `workers` (default: the open workers) can take. Nothing when the queue is paused."""
+    if state.paused:
+        return
+    pool = open_workers(state) if workers is None else workers
+    verdicts: dict[Any, bool] = {}
+
+    def takeable(klass: Any) -> bool:
+        if klass not in verdicts:
+            tags, hardware, memory, cuda, cpus = klass
+            verdicts[klass] = any(
+                all(t in w.tags for t in tags) and all(h in w.hardware for h in hardware)
+                and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus for w in pool)
+        return verdicts[klass]
+
+    for job_id in state.ready.iter_ready(takeable):
+        job = state.jobs.get(job_id)
+        if job is not None:
+            yield job
+
+
+def why_pending(state: State, job_id: str) -> dict[str, Any] | None:
+    """For a pending job: what it waits for. None when the job is unknown or not pending."""
+    job = state.jobs.get(job_id)
+    if job is None or job.status is not JobStatus.PENDING:
+        return None
+    reasons: dict[str, Any] = {}
+    if state.paused:
+        reasons["paused"] = True
+    waiting = [d for d in job.spec.depends_on if (dep := state.jobs.get(d)) is not None and not dep.is_final]
+    if waiting:
+        reasons["waiting_on"] = waiting
+    if job.not_before_ms > state.now_ms:
+        reasons["backoff_until_ms"] = job.not_before_ms
+    doomed = [reason for jid, reason in state._cascade if jid == job_id]
+    if doomed:
+        reasons["failing"] = doomed[0]
+    live = sorted((w for w in state.workers.values() if w.status is not WorkerStatus.LOST), key=lambda w: w.seq)
+    if not live:
+        reasons["workers"] = "no workers registered"
+    else:
+        unfit = {w.worker_id: why for w in live if (why := unmet_requirements(job.spec, w))}
+        if len(unfit) == len(live):
+            reasons["no_worker_fits"] = unfit
+        elif not any(w.status is WorkerStatus.ACTIVE and w.free_slots > 0 and fits(job.spec, w) for w in live):
+            reasons["workers"] = "every fitting worker is busy or draining"
+            if unfit:
+                reasons["unfit_workers"] = unfit
+    if not reasons:
+        ahead = sum(1 for _ in _ahead(state, job))
+        reasons["queued"] = f"runnable; {ahead} jobs ahead of it"
+    return reasons
+
+
+def _ahead(state: State, job: Job, limit: int = 10_000) -> Iterator[str]:
+    for n, job_id in enumerate(state.ready.iter_ready(lambda k: k == job.spec.placement_class())):
+        if job_id == job.job_id or n >= limit:
+            return
+        yield job_id
+
+
+def counts(state: State) -> dict[str, int]:
+    return {str(status): n for status, n in state.counts.items()}

@@ -1,0 +1,101 @@
+"""The runnable set: pending jobs whose dependencies are met and whose backoff is over.
+
+Jobs are grouped by placement class (tags and requirements), one heap per class ordered by
+(-priority, seq): higher priority first, FIFO by submission sequence within a priority. The
+scheduler walks only the classes some worker can take, so a head of jobs that no worker can run
+costs nothing. Heaps delete lazily; an entry is live while `_live[job_id] is entry`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Entry = tuple[int, int, str]  # (-priority, seq, job_id)
+ClassKey = tuple[Any, ...]
+
+
+class ReadyQueue:
+    __slots__ = ("_heaps", "_live", "_dead")
+
+    def __init__(self) -> None:
+        self._heaps: dict[ClassKey, list[Entry]] = {}
+        self._live: dict[str, tuple[Entry, ClassKey]] = {}
+        self._dead: dict[ClassKey, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._live
+
+    def add(self, job_id: str, priority: int, seq: int, klass: ClassKey) -> None:
+        if job_id in self._live:
+            return
+        entry: Entry = (-priority, seq, job_id)
+        self._live[job_id] = (entry, klass)
+        heap = self._heaps.get(klass)
+        if heap is None:
+            heap = self._heaps[klass] = []
+            self._dead[klass] = 0
+        heapq.heappush(heap, entry)
+
+    def discard(self, job_id: str) -> None:
+        found = self._live.pop(job_id, None)
+        if found is None:
+            return
+        entry, klass = found
+        heap = self._heaps[klass]
+        if heap[0] is entry:
+            heapq.heappop(heap)
+            self._trim(klass, heap)
+            return
+        self._dead[klass] += 1
+        if self._dead[klass] > 64 and self._dead[klass] * 2 > len(heap):
+            heap[:] = [e for e in heap if self._is_live(e)]
+            heapq.heapify(heap)
+            self._dead[klass] = 0
+
+    def _is_live(self, entry: Entry) -> bool:
+        found = self._live.get(entry[2])
+        return found is not None and found[0] is entry
+
+    def _trim(self, klass: ClassKey, heap: list[Entry]) -> None:
+        """Pop dead entries off the top so every head is live."""
+        while heap and not self._is_live(heap[0]):
+            heapq.heappop(heap)
+            self._dead[klass] -= 1
+        if not heap:
+            del self._heaps[klass]
+            del self._dead[klass]
+
+    def classes(self) -> list[ClassKey]:
+        return list(self._heaps)
+
+    def class_size(self, klass: ClassKey) -> int:
+        heap = self._heaps.get(klass)
+        return 0 if heap is None else len(heap) - self._dead[klass]
+
+    def _walk(self, heap: list[Entry]) -> Iterator[Entry]:
+        """Entries of one heap in order without popping: a best-first walk of the heap tree."""
+        if not heap:
+            return
+        frontier = [(heap[0], 0)]
+        size = len(heap)
+        while frontier:
+            entry, i = heapq.heappop(frontier)
+            if self._is_live(entry):
+                yield entry
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < size:
+                    heapq.heappush(frontier, (heap[child], child))
+
+    def iter_ready(self, accept_class: Callable[[ClassKey], bool] | None = None) -> Iterator[str]:
+        """Ready job ids in priority order across the classes `accept_class` admits.
+
+        The caller must not change the queue while it iterates.
+        """
+        heaps = [h for k, h in self._heaps.items() if accept_class is None or accept_class(k)]
+        for entry in heapq.merge(*(self._walk(h) for h in heaps)):
+            yield entry[2]

@@ -1,0 +1,221 @@
+"""Job-spec validation: the one function the API calls, and the bounds apply checks again.
+
+`parse_job(obj)` turns a decoded JSON object into a `JobSpec` plus its key, or raises
+`SpecError(field, message)` naming the field. Everything it accepts fits the codec (int64,
+finite floats, bounded strings, lists and maps). `spec_problem` re-checks a decoded spec at
+apply, so a proposer that skipped validation still cannot store an out-of-bounds job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, Final
+
+from .codec import INT64_MAX, INT64_MIN, canonical
+from .records import JobSpec
+
+TYPE_RE: Final = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+PAYLOAD_BYTES_MAX: Final = 256 * 1024
+LABELS_BYTES_MAX: Final = 16 * 1024
+TAGS_MAX: Final = 32
+TAG_CHARS_MAX: Final = 64
+DEPENDS_MAX: Final = 256
+ID_CHARS_MAX: Final = 128
+KEY_CHARS_MAX: Final = 256
+LABELS_MAX: Final = 64
+LABEL_VALUE_CHARS_MAX: Final = 1024
+NESTING_MAX: Final = 32
+PRIORITY_ABS_MAX: Final = 1_000_000_000
+TIMEOUT_MS_MAX: Final = 7 * 86_400_000
+BACKOFF_MS_MAX: Final = 86_400_000
+RETRIES_MAX: Final = 100
+WORKER_CAPACITY_MAX: Final = 10_000
+DEFAULTS: Final[dict[str, Any]] = {"priority": 0, "timeout_s": 3600.0, "max_retries": 0, "backoff_s": 1.0}
+JOB_FIELDS: Final = frozenset({"type", "payload", "priority", "timeout_s", "max_retries", "backoff_s", "required_tags",
+                               "requirements", "depends_on", "deadline", "key", "labels"})
+REQUIREMENT_FIELDS: Final = frozenset({"hardware", "min_memory_gb", "min_cuda_compute", "cpus"})
+
+
+class SpecError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
+    """A JSON job object -> (spec, idempotency key). Raises SpecError naming the bad field."""
+    if not isinstance(obj, dict):
+        raise SpecError("job", "must be an object")
+    unknown = sorted(set(obj) - JOB_FIELDS)
+    if unknown:
+        raise SpecError(unknown[0], "unknown field")
+    get = lambda name: obj.get(name, DEFAULTS.get(name))  # noqa: E731
+    kind = obj.get("type")
+    if not isinstance(kind, str) or not TYPE_RE.match(kind):
+        raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")
+    payload = canonical(_json_value("payload", obj.get("payload"), 0))
+    if len(payload) > PAYLOAD_BYTES_MAX:
+        raise SpecError("payload", f"is {len(payload)} bytes encoded; the limit is {PAYLOAD_BYTES_MAX}")
+    reqs = obj.get("requirements") or {}
+    if not isinstance(reqs, dict):
+        raise SpecError("requirements", "must be an object")
+    unknown = sorted(set(reqs) - REQUIREMENT_FIELDS)
+    if unknown:
+        raise SpecError(f"requirements.{unknown[0]}", "unknown field")
+    spec = JobSpec(
+        type=kind,
+        payload=payload,
+        priority=_int("priority", get("priority"), -PRIORITY_ABS_MAX, PRIORITY_ABS_MAX),
+        timeout_ms=_ms("timeout_s", get("timeout_s"), 1, TIMEOUT_MS_MAX),
+        max_retries=_int("max_retries", get("max_retries"), 0, RETRIES_MAX),
+        backoff_ms=_ms("backoff_s", get("backoff_s"), 0, BACKOFF_MS_MAX),
+        required_tags=_names("required_tags", obj.get("required_tags"), TAGS_MAX, TAG_CHARS_MAX, sort=True),
+        hardware=_names("requirements.hardware", reqs.get("hardware"), TAGS_MAX, TAG_CHARS_MAX, sort=True),
+        min_memory_gb=_float("requirements.min_memory_gb", reqs.get("min_memory_gb", 0.0), 0.0, 1e6),
+        min_cuda_compute=_float("requirements.min_cuda_compute", reqs.get("min_cuda_compute", 0.0), 0.0, 100.0),
+        cpus=_int("requirements.cpus", reqs.get("cpus", 0), 0, 4096),
+        depends_on=_names("depends_on", obj.get("depends_on"), DEPENDS_MAX, ID_CHARS_MAX, sort=False),
+        deadline_ms=_deadline(obj.get("deadline")),
+        labels=_labels(obj.get("labels")),
+    )
+    key = obj.get("key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= KEY_CHARS_MAX):
+        raise SpecError("key", f"must be a string of 1 to {KEY_CHARS_MAX} characters")
+    return spec, key
+
+
+def spec_problem(spec: JobSpec) -> str | None:
+    """Why a decoded spec breaks a bound, or None. Runs inside apply: cheap, never raises."""
+    if not TYPE_RE.match(spec.type):
+        return "type is not an executor name"
+    if len(spec.payload) > PAYLOAD_BYTES_MAX or len(spec.labels) > LABELS_BYTES_MAX:
+        return "payload or labels too large"
+    if not (abs(spec.priority) <= PRIORITY_ABS_MAX and 1 <= spec.timeout_ms <= TIMEOUT_MS_MAX
+            and 0 <= spec.max_retries <= RETRIES_MAX and 0 <= spec.backoff_ms <= BACKOFF_MS_MAX
+            and 0 <= spec.min_memory_gb <= 1e6 and 0 <= spec.min_cuda_compute <= 100 and 0 <= spec.cpus <= 4096):
+        return "a number is out of range"
+    for names, limit, chars in ((spec.required_tags, TAGS_MAX, TAG_CHARS_MAX), (spec.hardware, TAGS_MAX, TAG_CHARS_MAX),
+                                (spec.depends_on, DEPENDS_MAX, ID_CHARS_MAX)):
+        if len(names) > limit or any(not 1 <= len(n) <= chars for n in names) or len(set(names)) != len(names):
+            return "a list of names breaks its bounds"
+    if spec.deadline_ms is not None and spec.deadline_ms < 0:
+        return "deadline before 1970"
+    return None
+
+
+def worker_problem(cmd: Any) -> str | None:
+    """Why a worker registration breaks a bound, or None."""
+    if not 1 <= len(cmd.worker_id) <= ID_CHARS_MAX:
+        return f"worker id must be 1 to {ID_CHARS_MAX} characters"
+    if not 0 <= cmd.capacity <= WORKER_CAPACITY_MAX:
+        return f"capacity must be 0 to {WORKER_CAPACITY_MAX}"
+    if len(cmd.tags) > TAGS_MAX or len(cmd.hardware) > TAGS_MAX or any(
+            not 1 <= len(t) <= TAG_CHARS_MAX for t in (*cmd.tags, *cmd.hardware)):
+        return f"at most {TAGS_MAX} tags and hardware names of 1 to {TAG_CHARS_MAX} characters"
+    if not (0 <= cmd.memory_gb <= 1e6 and 0 <= cmd.cuda_compute <= 100 and 0 <= cmd.cpus <= 1_000_000):
+        return "a capability is out of range"
+    if len(cmd.info) > LABELS_BYTES_MAX:
+        return "info too large"
+    return None
+
+
+def _int(field: str, value: Any, lo: int, hi: int) -> int:
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
+        raise SpecError(field, f"must be an integer, got {_kind(value)}")
+    if not lo <= value <= hi:
+        raise SpecError(field, f"must be between {lo} and {hi}")
+    return value
+
+
+def _float(field: str, value: Any, lo: float, hi: float) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise SpecError(field, f"must be a finite number, got {_kind(value)}")
+    if not lo <= value <= hi:
+        raise SpecError(field, f"must be between {lo:g} and {hi:g}")
+    return float(value)
+
+
+def _ms(field: str, seconds: Any, lo_ms: int, hi_ms: int) -> int:
+    value = _float(field, seconds, lo_ms / 1000, hi_ms / 1000)
+    return max(lo_ms, round(value * 1000))
+
+
+def _names(field: str, value: Any, limit: int, chars: int, *, sort: bool) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(field, f"must be a list of strings, got {_kind(value)}")
+    if len(value) > limit:
+        raise SpecError(field, f"has {len(value)} entries; the limit is {limit}")
+    seen: dict[str, None] = {}
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not 1 <= len(name) <= chars:
+            raise SpecError(f"{field}[{i}]", f"must be a string of 1 to {chars} characters")
+        seen[name] = None
+    return tuple(sorted(seen)) if sort else tuple(seen)
+
+
+def _deadline(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SpecError("deadline", "must be an ISO 8601 time like 2026-12-01T00:00:00Z")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SpecError("deadline", "must be an ISO 8601 time like 2026-12-01T00:00:00Z") from None
+    if when.tzinfo is None:
+        raise SpecError("deadline", "needs a time zone (Z or +hh:mm)")
+    ms = round(when.timestamp() * 1000)
+    if not 0 <= ms <= INT64_MAX:
+        raise SpecError("deadline", "out of range")
+    return ms
+
+
+def _labels(value: Any) -> bytes:
+    if value is None:
+        return canonical({})
+    if not isinstance(value, dict):
+        raise SpecError("labels", f"must be an object of strings, got {_kind(value)}")
+    if len(value) > LABELS_MAX:
+        raise SpecError("labels", f"has {len(value)} entries; the limit is {LABELS_MAX}")
+    for k, v in value.items():
+        if not isinstance(v, str) or not 1 <= len(k) <= TAG_CHARS_MAX or len(v) > LABEL_VALUE_CHARS_MAX:
+            raise SpecError(f"labels.{k}", f"keys of 1 to {TAG_CHARS_MAX} and string values up to "
+                                           f"{LABEL_VALUE_CHARS_MAX} characters")
+    return canonical(value)
+
+
+def _json_value(field: str, value: Any, depth: int) -> Any:
+    """Check that a JSON value fits msgpack and the nesting bound; returns it unchanged."""
+    if depth > NESTING_MAX:
+        raise SpecError(field, f"nests deeper than {NESTING_MAX}")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise SpecError(field, "integer out of the 64-bit range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(field, "numbers must be finite")
+        return value
+    if isinstance(value, list):
+        return [_json_value(field, v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SpecError(field, "object keys must be strings")
+            _json_value(field, v, depth + 1)
+        return value
+    raise SpecError(field, f"unsupported value of type {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "object",
+            type(None): "null"}.get(type(value), type(value).__name__)
