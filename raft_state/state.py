@@ -46,6 +46,9 @@ class State:
         self._hashes: dict[str, int] = {}  # "j:<id>" / "w:<id>" / "k:<key>" -> record hash
         self._xor = 0
         self._budget = 0
+        #: job ids whose attempt ended or that became final, in order; the replica drains it after each
+        #: entry (results store, long-polls). Not part of the state: never in the digest or snapshot.
+        self.ended: list[str] = []
 
     # ---- the entry point ------------------------------------------------------------------
 
@@ -185,6 +188,7 @@ class State:
             self._put_worker(worker.evolve(running=tuple(j for j in worker.running if j != job_id)))
 
     def _end_attempt(self, job: Job, outcome: AttemptOutcome, **changes: Any) -> tuple[Attempt, ...]:
+        self.ended.append(job.job_id)
         last = job.attempts[-1].evolve(ended_at_ms=self.now_ms, outcome=str(outcome), **changes)
         return job.attempts[:-1] + (last,)
 
@@ -198,6 +202,7 @@ class State:
         self._put_job(job.evolve(status=status, error=error, worker_id=None, finished_at_ms=self.now_ms,
                                  finish_seq=self.finish_seq, attempts=job.attempts if attempts is None else attempts))
         self._finished.append(job.job_id)
+        self.ended.append(job.job_id)
         dependents = self._dependents.pop(job.job_id, None)
         if not dependents:
             return
@@ -214,8 +219,14 @@ class State:
                 if dependent is not None and dependent.status is JobStatus.PENDING:
                     self._enqueue(dependent)
         else:
+            # Only dependents still pending: a cancelled one is final already, and a snapshot rebuild
+            # (which sees only pending jobs) must produce the very same cascade.
             reason = f"dependency {job.job_id} {status}"
-            self._cascade.extend((dep_id, reason) for dep_id in dependents)
+            jobs = self.jobs
+            for dep_id in dependents:
+                dependent = jobs.get(dep_id)
+                if dependent is not None and dependent.status is JobStatus.PENDING:
+                    self._cascade.append((dep_id, reason))
 
     def run_cascade(self) -> None:
         """Fail dependents of failed jobs, within this command's work budget; the rest waits for a Tick."""

@@ -1,0 +1,126 @@
+"""Replica configuration: frozen dataclasses with every default in one place. A leaf module.
+
+`NodeConfig.from_env(environ)` reads `HACO_*` variables from the mapping it is given (tests pass
+a dict); the CLI overrides with flags; `validate()` raises ConfigError naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    id: str
+    raft_addr: str  #: host:port of its Raft port
+    api_url: str  #: base URL of its HTTP API
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """`ID=HOST:PORT=URL`."""
+        parts = text.split("=", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ConfigError(f"peer {text!r} must look like r2=127.0.0.1:7102=http://127.0.0.1:7002")
+        return cls(parts[0], parts[1], parts[2].rstrip("/"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftConfig:
+    election_timeout_s_min: float = 0.3
+    election_timeout_s_max: float = 0.6
+    append_entries_period_s: float = 0.05
+    tick_period_s: float = 0.01
+    leader_fallback_timeout_s: float = 1.5  #: a partitioned leader steps down after this
+    connection_retry_s: float = 0.5
+    dns_cache_s: float = 2.0
+    compaction_min_entries: int = 50_000
+    compaction_min_time_s: float = 600.0
+    propose_timeout_s: float = 5.0  #: past this a write's outcome is unknown (504)
+    in_flight_max: int = 20_000  #: commands proposed and not yet answered; beyond it 503 Retry-After
+    entry_commands_max: int = 256  #: group commit packs at most this many commands in one log entry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerConfig:
+    interval_s: float = 0.05  #: plan at least this often while leading
+    tick_interval_s: float = 1.0
+    heartbeat_s: float = 1.0  #: workers heartbeat this often
+    worker_lost_s: float = 10.0  #: silence before a worker is declared lost
+    grace_s: float = 6.0  #: after an election, no worker is declared lost before this
+    assign_batch_max: int = 500
+    job_retention_s: float = 7 * 86_400.0  #: final jobs are pruned after this
+    key_retention_s: float = 30 * 86_400.0  #: idempotency keys outlive their jobs this long
+    prune_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    id: str
+    raft_addr: str
+    http_host: str = "127.0.0.1"
+    http_port: int = 7001
+    api_url: str = ""
+    peers: tuple[Peer, ...] = ()
+    data_dir: Path = Path("haco-data")
+    raft_password: str | None = None
+    body_bytes_max: int = 8 * 1024 * 1024
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: object) -> NodeConfig:
+        values: dict[str, object] = {}
+        if "HACO_ID" in env:
+            values["id"] = env["HACO_ID"]
+        if "HACO_RAFT_ADDR" in env:
+            values["raft_addr"] = env["HACO_RAFT_ADDR"]
+        if "HACO_HTTP_ADDR" in env:
+            host, _, port = env["HACO_HTTP_ADDR"].rpartition(":")
+            values["http_host"], values["http_port"] = host, int(port)
+        if "HACO_API_URL" in env:
+            values["api_url"] = env["HACO_API_URL"]
+        if env.get("HACO_PEERS"):
+            values["peers"] = tuple(Peer.parse(p) for p in env["HACO_PEERS"].split(",") if p.strip())
+        if "HACO_DATA_DIR" in env:
+            values["data_dir"] = Path(env["HACO_DATA_DIR"])
+        if "HACO_RAFT_PASSWORD" in env:
+            values["raft_password"] = env["HACO_RAFT_PASSWORD"]
+        elif "HACO_RAFT_PASSWORD_FILE" in env:
+            values["raft_password"] = read_password(Path(env["HACO_RAFT_PASSWORD_FILE"]))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "id" not in values or "raft_addr" not in values:
+            raise ConfigError("a replica needs an id and a Raft address (--id, --raft or HACO_ID, HACO_RAFT_ADDR)")
+        cfg = cls(**values)  # type: ignore[arg-type]
+        if not cfg.api_url:
+            cfg = replace(cfg, api_url=f"http://{cfg.http_host}:{cfg.http_port}")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.id:
+            raise ConfigError("id must not be empty")
+        if any(p.id == self.id for p in self.peers):
+            raise ConfigError(f"peers must not include this replica ({self.id})")
+        if len({p.id for p in self.peers}) != len(self.peers):
+            raise ConfigError("peer ids must be unique")
+        if not self.raft_password:
+            raise ConfigError("a Raft password is required (--raft-password-file or HACO_RAFT_PASSWORD): "
+                              "without one pysyncobj's port runs unauthenticated pickles")
+        r = self.raft
+        if not (r.election_timeout_s_min > 3 * r.append_entries_period_s and
+                r.election_timeout_s_max > r.election_timeout_s_min):
+            raise ConfigError("election timeouts must exceed 3 heartbeats and max must exceed min")
+
+
+def read_password(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read Raft password file {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"Raft password file {path} is empty")
+    return text

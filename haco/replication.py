@@ -1,0 +1,456 @@
+"""The replication adapter: the only module that imports pysyncobj.
+
+Two contexts meet here. pysyncobj's tick thread (autoTick) does Raft I/O, applies entries
+(`_apply_on_tick`) and runs the snapshot hooks; the asyncio loop proposes commands and reads
+state. Every crossing happens in this file:
+
+- loop -> tick: `propose()` queues commands; one `call_soon` flush packs everything queued in
+  that loop iteration into one log entry (group commit) and hands it to pysyncobj, which never
+  blocks the caller. Outcomes come back through `call_soon_threadsafe`.
+- tick -> loop: after each applied entry the tick thread records (index, ended job ids) and
+  schedules at most one `_publish` on the loop; the tick thread never waits on the loop.
+- Readers on the loop see whole records (they are immutable); multi-structure queries take
+  `state_lock` from a worker thread, never on the loop (see haco/server/DESIGN.md).
+
+Snapshots: the serializer hook only captures (cheap) and starts a background writer that
+publishes the DuckDB file atomically itself; the deserializer verifies and swaps in a fully
+built state, or stops the process. See `notes/pysyncobj.md` for the contract relied on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.config import SERIALIZER_STATE
+
+from raft_state import CODE_VERSION, Command, Rejected, RejectCode, State, encode, outcome_from_wire, outcome_to_wire
+from raft_state import snapshot
+from raft_state.outcomes import Outcome
+
+from .config import NodeConfig
+from .errors import NotApplied, OutcomeUnknown, Overloaded
+
+log = logging.getLogger(__name__)
+
+_NOT_APPLIED = {FAIL_REASON.QUEUE_FULL: "queue full", FAIL_REASON.MISSING_LEADER: "no leader",
+                FAIL_REASON.DISCARDED: "discarded by a new leader", FAIL_REASON.NOT_LEADER: "not leader",
+                FAIL_REASON.REQUEST_DENIED: "request denied"}
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+DIGEST_EVERY = 16  #: every replica records its digest at indexes that are multiples of this
+
+
+class _Shim(SyncObjConsumer):  # type: ignore[misc]
+    """All pysyncobj ever sees: one replicated method that takes bytes and never raises."""
+
+    def __init__(self, owner: Replica) -> None:
+        super().__init__()
+        self.owner = owner
+
+    @replicated  # type: ignore[misc]
+    def apply_entry(self, entry: bytes) -> bytes:
+        return self.owner._apply_on_tick(entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one published batch of applied entries changed, for listeners on the loop."""
+
+    index: int
+    ended: tuple[str, ...]  #: job ids whose attempt ended or that became final
+    replaced: bool  #: the whole state was swapped (a snapshot was installed)
+
+
+class Replica:
+    """One coordinator replica: State + pysyncobj node + snapshot hooks + the asyncio bridge."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(cfg.data_dir)
+        self.dump_path = self.data_dir / "snapshot.duckdb"
+        self.journal_path = self.data_dir / "raft.journal"
+        self.state = State()
+        self.state_lock = threading.Lock()  #: held by the tick thread while it applies one entry
+        self.applied_index = 0
+        self.digests: deque[tuple[int, int]] = deque(maxlen=64)
+        self.snapshot_index = 0
+        self.snapshot_at = 0.0  #: wall time the current dump file was written or loaded
+        self.snapshot_seconds = 0.0  #: how long the last background write took
+        self.snapshot_installs = 0  #: snapshots received from a leader and loaded
+        self.elections = 0
+        self.role = "follower"
+        self._addr_to_id = {p.raft_addr: p.id for p in cfg.peers} | {cfg.raft_addr: cfg.id}
+        self._dump_identity: tuple[int, int, int] | None = None
+        self._dump_raft_data: Any = None
+        self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
+        self._events: deque[Applied] = deque()
+        self._publish_pending = False
+        self._queue: list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]] = []
+        self._flush_pending = False
+        self.in_flight = 0
+        self._listeners: list[Callable[[Applied], None]] = []
+        self._role_listeners: list[Callable[[str], None]] = []
+        self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shim = _Shim(self)
+        self._syncobj: Any = None
+
+    # ---- start and stop -------------------------------------------------------------------
+
+    def load_local_snapshot(self) -> None:
+        """Load this replica's dump file, if any, before Raft starts. Raises SnapshotError."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.data_dir.glob("snapshot.duckdb.*"):
+            leftover.unlink(missing_ok=True)  # half-written dumps from a crash; never published
+        if not self.dump_path.exists():
+            return
+        started = time.monotonic()
+        loaded = snapshot.load(self.dump_path)
+        self.state = loaded.state
+        self.applied_index = loaded.raft_index
+        self._remember_dump(loaded.raft_index, pickle.loads(loaded.raft_data))
+        self.snapshot_at = self.dump_path.stat().st_mtime
+        log.info("loaded snapshot index=%d jobs=%d seconds=%.2f", loaded.raft_index, len(self.state.jobs),
+                 time.monotonic() - started)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        r = self.cfg.raft
+        conf = SyncObjConf(
+            password=self.cfg.raft_password, bindAddress=self.cfg.raft_addr, autoTick=True,
+            autoTickPeriod=r.tick_period_s, commandsQueueSize=100_000, raftMinTimeout=r.election_timeout_s_min,
+            raftMaxTimeout=r.election_timeout_s_max, appendEntriesPeriod=r.append_entries_period_s,
+            connectionTimeout=max(3.0, r.election_timeout_s_max), connectionRetryTime=r.connection_retry_s,
+            leaderFallbackTimeout=r.leader_fallback_timeout_s, appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=2**20, sendBufferSize=2**20, recvBufferSize=2**20,
+            dnsCacheTime=r.dns_cache_s, dnsFailCacheTime=min(1.0, r.dns_cache_s),
+            logCompactionMinEntries=r.compaction_min_entries, logCompactionMinTime=r.compaction_min_time_s,
+            logCompactionSplit=True, logCompactionBatchSize=2**18, commandsWaitLeader=False,
+            fullDumpFile=str(self.dump_path), journalFile=str(self.journal_path), bindRetryTime=0.5,
+            maxBindRetries=20, onReady=None, onStateChanged=self._on_state_changed_tick,
+            dynamicMembershipChange=False, pollerType="auto", useFork=False, serializer=self._serialize_tick,
+            serializeChecker=self._check_serialize_tick, deserializer=self._deserialize_tick,
+            onCodeVersionChanged=None, tcp_keepalive=(16, 3, 5),
+        )
+        others = [p.raft_addr for p in self.cfg.peers]
+        self._syncobj = SyncObj(self.cfg.raft_addr, others, conf=conf, consumers=[self._shim])
+        log.info("raft started replica=%s raft=%s peers=%s", self.cfg.id, self.cfg.raft_addr, ",".join(others))
+
+    async def stop(self, *, transfer: bool = True) -> None:
+        """Hand leadership over when leading, then stop Raft (off the loop)."""
+        so = self._syncobj
+        if so is None:
+            return
+        if transfer and self.is_leader():
+            so.transferLeadership()
+            deadline = time.monotonic() + 3.0
+            while self.is_leader() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            log.info("leadership transfer %s", "done" if not self.is_leader() else "timed out")
+        await asyncio.to_thread(so.destroy_synchronous)
+        self._syncobj = None
+
+    def force_snapshot(self) -> None:
+        if self._syncobj is not None:
+            self._syncobj.forceLogCompaction()
+
+    # ---- the tick thread ------------------------------------------------------------------
+
+    def _apply_on_tick(self, entry: bytes) -> bytes:
+        """Apply one entry (tick thread; every replica; also on replay). Never raises."""
+        so = self._shim._syncObj  # set before pysyncobj's tick thread starts; self._syncobj may not be yet
+        index = so.raftLastApplied + 1 if so is not None else self.applied_index + 1
+        with self.state_lock:
+            try:
+                outcomes = self.state.apply_entry(entry)
+            except Exception:  # a bug; left alone, pysyncobj would retry this entry forever and halt
+                log.critical("apply failed index=%d", index, exc_info=True)
+                outcomes = [Rejected(RejectCode.INTERNAL, "apply failed")]
+            ended = self.state.ended
+            self.state.ended = []
+            self.applied_index = index
+            if index % DIGEST_EVERY == 0:
+                self.digests.append((index, self.state.digest()))
+        self._emit(Applied(index, tuple(ended), False))
+        return msgpack.packb([index, [outcome_to_wire(o) for o in outcomes]], use_bin_type=True)
+
+    def _emit(self, event: Applied) -> None:
+        self._events.append(event)
+        if not self._publish_pending and self._loop is not None:
+            self._publish_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._publish)
+            except RuntimeError:  # the loop closed during shutdown
+                pass
+
+    def _on_state_changed_tick(self, old: int, new: int) -> None:
+        role = _ROLES.get(new, "follower")
+        if role == "candidate":
+            self.elections += 1
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._role_changed, role)
+            except RuntimeError:
+                pass
+
+    def _serialize_tick(self, tmp_name: str, raft_data: Any) -> None:
+        """pysyncobj's serializer hook: capture now (tick thread), write in the background.
+
+        pysyncobj renames `tmp_name` into place as soon as this returns; it must not exist then,
+        so that rename fails harmlessly and the writer publishes the real file itself.
+        """
+        Path(tmp_name).unlink(missing_ok=True)
+        started = time.monotonic()
+        with self.state_lock:
+            cap = snapshot.capture(self.state)
+        index, term = int(raft_data[0][1]), int(raft_data[0][2])
+        self._snap_state = SERIALIZER_STATE.SERIALIZING
+        log.info("snapshot capture index=%d ms=%.1f", index, (time.monotonic() - started) * 1000)
+        threading.Thread(target=self._write_snapshot, args=(cap, index, term, raft_data),
+                         name="haco-snapshot", daemon=True).start()
+
+    def _write_snapshot(self, cap: snapshot.Capture, index: int, term: int, raft_data: Any) -> None:
+        started = time.monotonic()
+        writing = self.dump_path.with_name(self.dump_path.name + ".writing")
+        try:
+            snapshot.dump(cap, writing, raft_index=index, raft_term=term, raft_data=pickle.dumps(raft_data))
+            os.replace(writing, self.dump_path)
+            _fsync_dir(self.data_dir)
+            self._remember_dump(index, raft_data)
+            self.snapshot_at = time.time()
+            self.snapshot_seconds = time.monotonic() - started
+            self._snap_state = SERIALIZER_STATE.SUCCESS
+            log.info("snapshot written index=%d jobs=%d seconds=%.2f", index, len(cap.jobs), self.snapshot_seconds)
+        except Exception:
+            log.exception("snapshot write failed index=%d", index)
+            writing.unlink(missing_ok=True)
+            self._snap_state = SERIALIZER_STATE.FAILED
+
+    def _check_serialize_tick(self) -> int:
+        state = self._snap_state
+        if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
+        return state
+
+    def _remember_dump(self, index: int, raft_data: Any) -> None:
+        st = self.dump_path.stat()
+        self._dump_identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._dump_raft_data = raft_data
+        self.snapshot_index = index
+
+    def _deserialize_tick(self, path: str) -> Any:
+        """pysyncobj's deserializer: at start (our own file, already loaded) or after a leader
+        streamed us its dump. Verifies and swaps in a fully built state, or stops the process."""
+        st = os.stat(path)
+        if self._dump_identity == (st.st_ino, st.st_mtime_ns, st.st_size):
+            return self._dump_raft_data
+        started = time.monotonic()
+        try:
+            loaded = snapshot.load(path)
+            raft_data = pickle.loads(loaded.raft_data)
+        except Exception:
+            log.critical("installed snapshot %s does not load; stopping rather than running on a broken state",
+                         path, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+        with self.state_lock:
+            self.state = loaded.state
+            self.applied_index = loaded.raft_index
+        self._remember_dump(loaded.raft_index, raft_data)
+        self.snapshot_at = time.time()
+        self.snapshot_installs += 1
+        self._postpone_election()
+        log.info("installed snapshot from leader index=%d jobs=%d seconds=%.2f", loaded.raft_index,
+                 len(loaded.state.jobs), time.monotonic() - started)
+        self._emit(Applied(loaded.raft_index, (), True))
+        return raft_data
+
+    def _postpone_election(self) -> None:
+        """pysyncobj has no PreVote: after a long load a follower would start an election on its
+        next tick and depose a healthy leader. Push its election deadline out (pinned internal)."""
+        so = self._shim._syncObj
+        if so is not None and hasattr(so, "_SyncObj__raftElectionDeadline"):
+            so._SyncObj__raftElectionDeadline = time.monotonic() + self.cfg.raft.election_timeout_s_max
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[Applied], None]) -> None:
+        self._listeners.append(fn)
+
+    def add_role_listener(self, fn: Callable[[str], None]) -> None:
+        self._role_listeners.append(fn)
+
+    def _publish(self) -> None:
+        self._publish_pending = False  # reset before draining: a later append schedules again
+        while self._events:
+            event = self._events.popleft()
+            for fn in self._listeners:
+                try:
+                    fn(event)
+                except Exception:
+                    log.exception("applied listener failed")
+        applied = self.applied_index
+        if self._index_waiters:
+            keep = []
+            for index, fut in self._index_waiters:
+                if index <= applied:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((index, fut))
+            self._index_waiters = keep
+
+    def _role_changed(self, role: str) -> None:
+        if role != self.role:
+            log.info("role changed replica=%s role=%s term=%d", self.cfg.id, role, self.term())
+        self.role = role
+        for fn in self._role_listeners:
+            fn(role)
+
+    async def wait_applied(self, index: int, timeout_s: float) -> bool:
+        """Wait until this replica applied `index`; False on timeout."""
+        if self.applied_index >= index:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._index_waiters.append((index, fut))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+            return True
+        except TimeoutError:
+            return False
+
+    async def propose(self, cmd: Command, *, timeout_s: float | None = None) -> tuple[int, Outcome]:
+        """Replicate one command; returns (applied index, outcome).
+
+        Raises NotApplied (nothing happened, safe to retry), Overloaded (admission control), or
+        OutcomeUnknown (maybe applied: retry with the same idempotency key).
+        """
+        if self._syncobj is None:
+            raise NotApplied("replica is not running")
+        if self.in_flight >= self.cfg.raft.in_flight_max:
+            raise Overloaded(f"{self.in_flight} writes in flight; retry shortly", {"retry_after_s": 1})
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, Outcome]] = loop.create_future()
+        self._queue.append((cmd, fut))
+        self.in_flight += 1
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+        try:
+            async with asyncio.timeout(timeout_s or self.cfg.raft.propose_timeout_s):
+                return await fut
+        except TimeoutError:
+            raise OutcomeUnknown("the write was not confirmed in time; retry with the same key") from None
+
+    def _flush(self) -> None:
+        """Group commit: everything proposed in this loop iteration goes out in few entries."""
+        self._flush_pending = False
+        queue, self._queue = self._queue, []
+        step = self.cfg.raft.entry_commands_max
+        for start in range(0, len(queue), step):
+            chunk = queue[start:start + step]
+            entry = encode(*(cmd for cmd, _ in chunk))
+            futures = [fut for _, fut in chunk]
+            loop = self._loop
+            assert loop is not None
+
+            def on_result(result: Any, err: int, futures: list[Any] = futures) -> None:  # either thread
+                try:
+                    loop.call_soon_threadsafe(self._settle, futures, result, err)
+                except RuntimeError:
+                    pass
+            so = self._syncobj
+            if so is None:
+                self._settle(futures, None, FAIL_REASON.NOT_LEADER)
+                continue
+            self._shim.apply_entry(entry, callback=on_result)
+
+    def _settle(self, futures: list[asyncio.Future[tuple[int, Outcome]]], result: Any, err: int) -> None:
+        self.in_flight -= len(futures)
+        if err == FAIL_REASON.SUCCESS:
+            index, wires = msgpack.unpackb(result, raw=False)
+            outcomes = [outcome_from_wire(w) for w in wires]
+            if len(outcomes) != len(futures):  # the envelope itself was refused
+                outcomes = [outcomes[0]] * len(futures)
+            for fut, outcome in zip(futures, outcomes):
+                if not fut.done():
+                    fut.set_result((index, outcome))
+            return
+        exc: Exception
+        if err in _NOT_APPLIED:
+            exc = NotApplied(f"not applied: {_NOT_APPLIED[err]}", {"reason": _NOT_APPLIED[err], "retry_after_s": 1})
+        else:
+            exc = OutcomeUnknown("leader changed before the write was confirmed; retry with the same key")
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    # ---- what the API reports --------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        so = self._syncobj
+        return bool(so is not None and so._isLeader())
+
+    def term(self) -> int:
+        so = self._syncobj
+        return int(so.raftCurrentTerm) if so is not None else 0
+
+    def leader_id(self) -> str | None:
+        so = self._syncobj
+        leader = so._getLeader() if so is not None else None
+        return None if leader is None else self._addr_to_id.get(str(leader), str(leader))
+
+    def leader_url(self) -> str | None:
+        leader = self.leader_id()
+        if leader == self.cfg.id:
+            return self.cfg.api_url
+        return next((p.api_url for p in self.cfg.peers if p.id == leader), None)
+
+    def info(self) -> dict[str, Any]:
+        """`GET /api/cluster` for this replica."""
+        so = self._syncobj
+        status = so.getStatus() if so is not None else {}
+        peers = []
+        for p in self.cfg.peers:
+            reachable = status.get(f"partner_node_status_server_{p.raft_addr}") == 2
+            peers.append({"id": p.id, "raft_addr": p.raft_addr, "api_url": p.api_url, "reachable": reachable})
+        digests = list(self.digests)
+        return {
+            "id": self.cfg.id, "api_url": self.cfg.api_url, "raft_addr": self.cfg.raft_addr,
+            "role": _ROLES.get(status.get("state", 0), "follower") if so is not None else "stopped",
+            "leader": self.leader_id(), "leader_url": self.leader_url(), "term": self.term(),
+            "commit_index": int(status.get("commit_idx", 0)), "applied_index": self.applied_index,
+            "log_entries": int(status.get("log_len", 0)), "has_quorum": bool(status.get("has_quorum", False)),
+            "snapshot_index": self.snapshot_index,
+            "snapshot_age_s": round(time.time() - self.snapshot_at, 1) if self.snapshot_at else None,
+            "snapshot_seconds": round(self.snapshot_seconds, 3), "snapshot_installs": self.snapshot_installs,
+            "digest": f"{self.state.digest():016x}",
+            "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
+            "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
+            "cluster_version": self.state.cluster_version, "version": _version(),
+        }
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
