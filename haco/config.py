@@ -91,6 +91,20 @@ class NodeConfig:
             values["raft_password"] = env["HACO_RAFT_PASSWORD"]
         elif "HACO_RAFT_PASSWORD_FILE" in env:
             values["raft_password"] = read_password(Path(env["HACO_RAFT_PASSWORD_FILE"]))
+        raft_tuning: dict[str, object] = {}
+        if "HACO_COMPACTION_MIN_ENTRIES" in env:
+            raft_tuning["compaction_min_entries"] = int(env["HACO_COMPACTION_MIN_ENTRIES"])
+        if "HACO_COMPACTION_MIN_TIME_S" in env:
+            raft_tuning["compaction_min_time_s"] = float(env["HACO_COMPACTION_MIN_TIME_S"])
+        if raft_tuning:
+            values["raft"] = RaftConfig(**raft_tuning)  # type: ignore[arg-type]
+        sched: dict[str, object] = {}
+        for name, key in (("worker_lost_s", "HACO_WORKER_LOST_S"), ("grace_s", "HACO_GRACE_S"),
+                          ("heartbeat_s", "HACO_HEARTBEAT_S")):
+            if key in env:
+                sched[name] = float(env[key])
+        if sched:
+            values["scheduler"] = SchedulerConfig(**sched)  # type: ignore[arg-type]
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "id" not in values or "raft_addr" not in values:
             raise ConfigError("a replica needs an id and a Raft address (--id, --raft or HACO_ID, HACO_RAFT_ADDR)")

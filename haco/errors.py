@@ -87,6 +87,9 @@ REJECT_STATUS: dict[str, int] = {
     "UNKNOWN_JOB": 404, "UNKNOWN_WORKER": 404, "UNKNOWN_DEPENDENCY": 400, "DUPLICATE_JOB_ID": 409,
     "KEY_REUSED": 409, "STALE_ATTEMPT": 409, "NOT_PENDING": 409, "NOT_RUNNABLE": 409, "QUEUE_PAUSED": 409,
     "WORKER_UNAVAILABLE": 409, "REQUIREMENTS_UNMET": 409, "JOB_FINAL": 409, "TOO_EARLY": 409, "INTERNAL": 500,
+    # edge codes raised by the API layer itself
+    "BAD_JSON": 400, "BAD_QUERY": 400, "BAD_REQUEST": 400, "NOT_FOUND": 404, "NOT_READY": 503,
+    "SQL_REFUSED": 400, "SQL_ERROR": 400, "SQL_TIMEOUT": 408, "TIMEOUT": 408,
 }
 
 
@@ -103,3 +106,25 @@ class Rejected(HacoError):
     @property
     def http_status(self) -> int:
         return REJECT_STATUS.get(self.reject_code, 409)
+
+
+# --- client side: raised by haco.client, never sent by a server -------------------------------
+
+
+class Unreachable(HacoError):
+    """No replica answered (connection refused, reset or timed out) before the call's deadline."""
+
+    code = "UNREACHABLE"
+    status = 503
+
+
+class RejectedBadRequest(Rejected, BadRequest):
+    """A state-machine refusal answered with 400 (INVALID, UNKNOWN_DEPENDENCY, ...)."""
+
+
+class RejectedNotFound(Rejected, NotFound):
+    """A state-machine refusal answered with 404 (UNKNOWN_JOB, UNKNOWN_WORKER)."""
+
+
+class RejectedConflict(Rejected, Conflict):
+    """A state-machine refusal answered with 409 (KEY_REUSED, JOB_FINAL, STALE_ATTEMPT, ...)."""

@@ -1,0 +1,1 @@
+"""The aiohttp application every replica serves: REST API, worker websocket, dashboard."""

@@ -1,0 +1,146 @@
+"""The aiohttp application on every replica: app keys, error middleware, authorization hook,
+background tasks owned by cleanup contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..config import NodeConfig
+from ..errors import HacoError, NotApplied, PayloadTooLarge, Rejected
+from ..replication import Replica
+from ..scheduler import Scheduler
+from .hub import Hub
+from .waiters import JobWaiters
+
+log = logging.getLogger(__name__)
+
+Authorize = Callable[[web.Request], Awaitable[None]]
+
+REPLICA = web.AppKey("replica", Replica)
+CONFIG = web.AppKey("config", NodeConfig)
+HUB = web.AppKey("hub", Hub)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+WAITERS = web.AppKey("waiters", JobWaiters)
+AUTHORIZE = web.AppKey("authorize", object)
+RESULTS = web.AppKey("results", object)
+
+
+async def allow_all(request: web.Request) -> None:
+    """The default authorization hook: every route passes through `app[AUTHORIZE]`."""
+
+
+def problem(status: int, code: str, message: str, detail: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"code": code, "message": message, "detail": detail or {}}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    try:
+        await request.app[AUTHORIZE](request)  # type: ignore[operator]
+        return await handler(request)
+    except Rejected as exc:
+        return problem(exc.http_status, exc.reject_code, exc.message, exc.detail)
+    except NotApplied as exc:
+        retry = str(int(exc.detail.get("retry_after_s", 1)))
+        return problem(503, exc.code, exc.message, exc.detail, {"Retry-After": retry})
+    except HacoError as exc:
+        return problem(exc.status, exc.code, exc.message, exc.detail)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return problem(413, PayloadTooLarge.code, f"request body too large (limit {exc.max_size} bytes)")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status, "HTTP_ERROR")
+            return problem(exc.status, code, exc.reason)
+        raise
+    except json.JSONDecodeError as exc:
+        return problem(400, "BAD_JSON", f"request body is not JSON: {exc.msg} at position {exc.pos}")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error path=%s", request.path)
+        return problem(500, "INTERNAL", "internal error; see the replica's log")
+
+
+def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize: Authorize = allow_all
+              ) -> web.Application:
+    from . import routes_cluster, routes_jobs, routes_workers
+    app = web.Application(middlewares=[error_middleware], client_max_size=cfg.body_bytes_max)
+    hub = Hub(replica, cfg.scheduler.heartbeat_s)
+    scheduler = Scheduler(replica, hub, cfg.scheduler)
+    waiters = JobWaiters(replica)
+    app[REPLICA] = replica
+    app[CONFIG] = cfg
+    app[HUB] = hub
+    app[SCHEDULER] = scheduler
+    app[WAITERS] = waiters
+    app[AUTHORIZE] = authorize
+    app[RESULTS] = results
+    replica.add_listener(scheduler.on_applied)
+    replica.add_listener(waiters.on_applied)
+    replica.add_listener(lambda ev: hub.on_applied(replica.state, ev.ended))
+    replica.add_role_listener(scheduler.on_role)
+    app.add_routes(routes_jobs.routes)
+    app.add_routes(routes_workers.routes)
+    app.add_routes(routes_cluster.routes)
+    app.cleanup_ctx.append(_scheduler_ctx)
+    return app
+
+
+async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.get_running_loop().create_task(app[SCHEDULER].run(), name="scheduler")
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; a clear 400 when it is not."""
+    raw = await request.read()
+    if not raw:
+        raise_bad("BAD_JSON", "request body is empty; send a JSON object")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise_bad("BAD_JSON", f"request body is not JSON: {exc}")
+
+
+def raise_bad(code: str, message: str, detail: dict[str, Any] | None = None) -> Any:
+    raise Rejected(code, message, detail)
+
+
+def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise_bad("BAD_QUERY", f"?{name} must be an integer", {"field": name})
+    if not lo <= value <= hi:
+        raise_bad("BAD_QUERY", f"?{name} must be between {lo} and {hi}", {"field": name})
+    return value
+
+
+def query_float(request: web.Request, name: str, lo: float, hi: float) -> float | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise_bad("BAD_QUERY", f"?{name} must be a number", {"field": name})
+    if not lo <= value <= hi:
+        raise_bad("BAD_QUERY", f"?{name} must be between {lo:g} and {hi:g}", {"field": name})
+    return value

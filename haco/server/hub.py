@@ -1,0 +1,248 @@
+"""The WorkerHub: worker websockets on a replica (`GET /api/workers/connect`).
+
+Only the leader keeps workers: a follower answers `redirect` with the leader's URL and closes.
+On the leader, every state-changing frame becomes a command stamped with the leader's clock;
+the worker gets an `ack` once the outcome is known (ok, refused for good, or retry). Assignments
+are pushed only after they commit. On every hello the worker lists what it runs, and the hub
+reconciles: re-push what the state says it should run, cancel what it should not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgpack
+from aiohttp import WSMsgType, web
+
+from raft_state import (Accepted, Assignment, CompleteAttempt, DeregisterWorker, DrainWorker, FailAttempt,
+                        RegisterWorker, Rejected, StartAttempt, State, canonical)
+from raft_state.records import JobStatus
+
+from ..errors import ReplicationError
+from ..replication import Replica
+from ..scheduler import now_ms
+from ..wire import FRAME_BYTES_MAX, frame, unpack
+
+log = logging.getLogger(__name__)
+
+
+class _Conn:
+    __slots__ = ("ws", "worker_id", "load", "send_lock")
+
+    def __init__(self, ws: web.WebSocketResponse, worker_id: str) -> None:
+        self.ws = ws
+        self.worker_id = worker_id
+        self.load: dict[str, Any] | None = None
+
+
+class Hub:
+    def __init__(self, replica: Replica, heartbeat_s: float) -> None:
+        self.replica = replica
+        self.heartbeat_s = heartbeat_s
+        self.conns: dict[str, _Conn] = {}
+        self._seen: dict[str, float] = {}
+        self.stale_reports = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- WorkerHub protocol (used by the scheduler) ----------------------------------------
+
+    def connected(self) -> set[str]:
+        return set(self.conns)
+
+    def last_seen(self, worker_id: str) -> float | None:
+        return self._seen.get(worker_id)
+
+    def push_assignments(self, state: State, items: list[Assignment]) -> None:
+        for item in items:
+            job = state.jobs.get(item.job_id)
+            conn = self.conns.get(item.worker_id)
+            if job is None or conn is None:
+                continue  # reconciled when the worker says hello again
+            self._send(conn, frame("assign", job_id=job.job_id, attempt=item.attempt, type=job.spec.type,
+                                   payload=unpack(job.spec.payload), timeout_s=job.spec.timeout_ms / 1000))
+
+    def push_cancel(self, worker_id: str, job_id: str, attempt: int) -> None:
+        conn = self.conns.get(worker_id)
+        if conn is not None:
+            self._send(conn, frame("cancel", job_id=job_id, attempt=attempt))
+
+    def notify_drain(self, worker_id: str) -> None:
+        conn = self.conns.get(worker_id)
+        if conn is not None:
+            self._send(conn, frame("drain"))
+
+    def on_applied(self, state: State, ended: tuple[str, ...]) -> None:
+        """Tell workers to stop attempts that ended without them (cancelled, timed out)."""
+        for job_id in ended:
+            job = state.jobs.get(job_id)
+            if job is None or not job.attempts:
+                continue
+            last = job.attempts[-1]
+            if last.outcome in ("cancelled", "timed_out") and last.worker_id in self.conns:
+                self.push_cancel(last.worker_id, job_id, last.number)
+
+    def _send(self, conn: _Conn, data: bytes) -> None:
+        if conn.ws.closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_now(conn, data))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_now(self, conn: _Conn, data: bytes) -> None:
+        try:
+            await conn.ws.send_bytes(data)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    # ---- the websocket -----------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=max(5.0, 5 * self.heartbeat_s), max_msg_size=FRAME_BYTES_MAX)
+        await ws.prepare(request)
+        if not self.replica.is_leader():
+            await ws.send_bytes(frame("redirect", leader_url=self.replica.leader_url()))
+            await ws.close()
+            return ws
+        conn: _Conn | None = None
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.BINARY:
+                    if msg.type is WSMsgType.ERROR:
+                        break
+                    continue
+                body = _decode(msg.data)
+                if body is None:
+                    await ws.close(code=1003, message=b"bad frame")
+                    break
+                if conn is None:
+                    conn = await self._hello(ws, body)
+                    if conn is None:
+                        break
+                    continue
+                self._seen[conn.worker_id] = time.monotonic()
+                await self._on_frame(conn, body)
+        finally:
+            if conn is not None and self.conns.get(conn.worker_id) is conn:
+                del self.conns[conn.worker_id]
+                self._seen[conn.worker_id] = time.monotonic()
+                log.info("worker disconnected worker=%s", conn.worker_id)
+        return ws
+
+    async def _hello(self, ws: web.WebSocketResponse, body: dict[str, Any]) -> _Conn | None:
+        if body.get("t") != "hello" or not isinstance(body.get("worker_id"), str):
+            await ws.close(code=1008, message=b"expected hello")
+            return None
+        try:
+            cmd = RegisterWorker(
+                at_ms=now_ms(), worker_id=body["worker_id"], capacity=int(body.get("capacity", 1)),
+                tags=tuple(str(t) for t in body.get("tags") or ()),
+                hardware=tuple(str(h) for h in body.get("hardware") or ()),
+                memory_gb=float(body.get("memory_gb", 0.0)), cuda_compute=float(body.get("cuda_compute", 0.0)),
+                cpus=int(body.get("cpus", 1)), info=canonical(body.get("info") or {}))
+            _, outcome = await self.replica.propose(cmd)
+        except (TypeError, ValueError) as exc:
+            await ws.close(code=1008, message=f"bad hello: {exc}"[:120].encode())
+            return None
+        except ReplicationError:
+            await ws.send_bytes(frame("redirect", leader_url=self.replica.leader_url()))
+            await ws.close()
+            return None
+        if isinstance(outcome, Rejected):
+            await ws.send_bytes(frame("error", code=str(outcome.code), message=outcome.message))
+            await ws.close(code=1008)
+            return None
+        worker_id = cmd.worker_id
+        old = self.conns.get(worker_id)
+        if old is not None:
+            await old.ws.close(code=1000, message=b"replaced by a new connection")
+        conn = _Conn(ws, worker_id)
+        self.conns[worker_id] = conn
+        self._seen[worker_id] = time.monotonic()
+        log.info("worker connected worker=%s capacity=%d", worker_id, cmd.capacity)
+        await ws.send_bytes(frame("welcome", worker_id=worker_id, leader=True, heartbeat_s=self.heartbeat_s))
+        self._reconcile(conn, body.get("running") or [])
+        return conn
+
+    def _reconcile(self, conn: _Conn, running: list[Any]) -> None:
+        state = self.replica.state
+        reported = {(str(r[0]), int(r[1])) for r in running if isinstance(r, (list, tuple)) and len(r) == 2}
+        worker = state.workers.get(conn.worker_id)
+        expected = set()
+        if worker is not None:
+            for job_id in worker.running:
+                job = state.jobs.get(job_id)
+                if job is not None and job.status is JobStatus.RUNNING and job.worker_id == conn.worker_id:
+                    expected.add((job_id, job.attempt))
+        missing = [Assignment(j, conn.worker_id, a) for j, a in sorted(expected - reported)]
+        if missing:
+            log.info("re-pushing assignments worker=%s count=%d", conn.worker_id, len(missing))
+            self.push_assignments(state, missing)
+        for job_id, attempt in sorted(reported - expected):
+            job = state.jobs.get(job_id)
+            if job is not None and job.attempts and len(job.attempts) >= attempt and \
+                    job.attempts[attempt - 1].outcome is None and job.status is JobStatus.RUNNING:
+                continue
+            self.push_cancel(conn.worker_id, job_id, attempt)
+
+    async def _on_frame(self, conn: _Conn, body: dict[str, Any]) -> None:
+        kind = body.get("t")
+        if kind == "heartbeat":
+            conn.load = body.get("load") if isinstance(body.get("load"), dict) else None
+            return
+        if kind in ("started", "completed", "failed"):
+            task = asyncio.get_running_loop().create_task(self._report(conn, kind, body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        if kind == "draining":
+            await self._propose_quietly(DrainWorker(now_ms(), conn.worker_id))
+            return
+        if kind == "bye":
+            await self._propose_quietly(DeregisterWorker(now_ms(), conn.worker_id))
+            await conn.ws.close()
+
+    async def _propose_quietly(self, cmd: Any) -> None:
+        try:
+            await self.replica.propose(cmd)
+        except ReplicationError as exc:
+            log.info("worker command not applied cmd=%s: %s", type(cmd).__name__, exc)
+
+    async def _report(self, conn: _Conn, kind: str, body: dict[str, Any]) -> None:
+        rid = body.get("rid")
+        try:
+            job_id, attempt = str(body["job_id"]), int(body["attempt"])
+            if kind == "started":
+                cmd: Any = StartAttempt(now_ms(), job_id, attempt, conn.worker_id)
+            elif kind == "completed":
+                cmd = CompleteAttempt(at_ms=now_ms(), job_id=job_id, attempt=attempt, worker_id=conn.worker_id,
+                                      result=canonical(body.get("result")), stats=canonical(body.get("stats") or {}))
+            else:
+                cmd = FailAttempt(at_ms=now_ms(), job_id=job_id, attempt=attempt, worker_id=conn.worker_id,
+                                  error=str(body.get("error") or "failed")[:4096], result=canonical(body.get("result")),
+                                  stats=canonical(body.get("stats") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            self._send(conn, frame("ack", rid=rid, ok=False, code="MALFORMED", message=str(exc)))
+            return
+        try:
+            _, outcome = await self.replica.propose(cmd)
+        except ReplicationError:
+            self._send(conn, frame("ack", rid=rid, retry=True))
+            return
+        if isinstance(outcome, Accepted):
+            self._send(conn, frame("ack", rid=rid, ok=True))
+        else:
+            if outcome.code == "STALE_ATTEMPT":
+                self.stale_reports += 1
+                log.info("stale report refused worker=%s job=%s attempt=%s", conn.worker_id, job_id, attempt)
+            self._send(conn, frame("ack", rid=rid, ok=False, code=str(outcome.code), message=outcome.message))
+
+
+def _decode(data: bytes) -> dict[str, Any] | None:
+    try:
+        body = msgpack.unpackb(data, raw=False)
+    except Exception:
+        return None
+    return body if isinstance(body, dict) else None

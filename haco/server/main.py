@@ -1,0 +1,118 @@
+"""`haco coordinator`: one replica process (Raft node + HTTP API + scheduler when leading)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..config import NodeConfig, Peer, read_password
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def register_cli(subparsers: Any) -> None:
+    p = subparsers.add_parser("coordinator", help="run one coordinator replica",
+                              description="Run one replica. Flags override HACO_* environment variables.")
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--id", help="replica id (HACO_ID)")
+    p.add_argument("--raft", help="this replica's Raft HOST:PORT (HACO_RAFT_ADDR)")
+    p.add_argument("--http", help="HTTP API HOST:PORT (HACO_HTTP_ADDR), default 127.0.0.1:7001")
+    p.add_argument("--api-url", help="URL peers and workers use to reach this API (HACO_API_URL)")
+    p.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT=URL",
+                   help="another replica (repeat; HACO_PEERS is a comma-separated list)")
+    p.add_argument("--data-dir", help="data directory (HACO_DATA_DIR)")
+    p.add_argument("--raft-password-file", help="file holding the Raft shared secret (HACO_RAFT_PASSWORD_FILE)")
+    p.add_argument("--log-level", default=os.environ.get("HACO_LOG_LEVEL", "info"))
+
+
+def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
+    overrides: dict[str, object] = {"id": args.id, "raft_addr": args.raft, "api_url": args.api_url}
+    if args.http:
+        host, _, port = args.http.rpartition(":")
+        overrides["http_host"], overrides["http_port"] = host or "127.0.0.1", int(port)
+    if args.peer:
+        overrides["peers"] = tuple(Peer.parse(p) for p in args.peer)
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    if args.raft_password_file:
+        overrides["raft_password"] = read_password(Path(args.raft_password_file))
+    return NodeConfig.from_env(env, **overrides)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from ..logs import configure
+    configure(args.log_level)
+    try:
+        cfg = config_from_args(args, dict(os.environ))
+    except (ConfigError, ValueError) as exc:
+        print(f"haco: error: {exc}", file=sys.stderr)
+        return 64
+    return asyncio.run(serve(cfg))
+
+
+async def serve(cfg: NodeConfig) -> int:
+    """Run a replica until SIGTERM/SIGINT. A snapshot that does not load stops it (exit 70)."""
+    from raft_state.snapshot import SnapshotError
+
+    from ..replication import Replica
+    from .app import RESULTS, build_app
+    from .results_feed import ResultsFeed
+    replica = Replica(cfg)
+    try:
+        await asyncio.to_thread(replica.load_local_snapshot)
+    except SnapshotError as exc:
+        log.critical("cannot start: %s", exc)
+        print(f"haco: error: {exc}; move the file away to rebuild this replica from its peers", file=sys.stderr)
+        return 70
+    results = None
+    try:
+        from ..results import ResultsStore
+        results = await asyncio.to_thread(ResultsStore.open, cfg.data_dir / "results.duckdb")
+    except ImportError:
+        log.warning("results store unavailable")
+    loop = asyncio.get_running_loop()
+    app = build_app(cfg, replica, results)
+    feed_task = None
+    if results is not None:
+        feed = ResultsFeed(replica, results)
+        replica.add_listener(feed.on_applied)
+        feed_task = loop.create_task(feed.run(), name="results-feed")
+    replica.start(loop)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.http_host, cfg.http_port, reuse_address=True)
+    await site.start()
+    log.info("serving replica=%s http=%s:%d", cfg.id, cfg.http_host, cfg.http_port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping replica=%s", cfg.id)
+    await replica.stop(transfer=True)
+    await runner.cleanup()
+    if feed_task is not None:
+        feed_task.cancel()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="haco coordinator")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

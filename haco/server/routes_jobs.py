@@ -1,0 +1,146 @@
+"""Job routes: submit (single and batch), list, get with long-poll, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from raft_state import Accepted, CancelJob, NewJob, SetClusterVersion, SpecError, SubmitJobs, parse_job, queries
+from raft_state.commands import SUBMIT_BATCH_MAX
+from raft_state.records import JobStatus
+
+from ..errors import NotFound, Rejected
+from ..replication import Replica
+from ..scheduler import now_ms
+from ..wire import job_json
+from .app import REPLICA, WAITERS, query_float, query_int, raise_bad, read_json
+
+routes = web.RouteTableDef()
+LIST_LIMIT_MAX = 1000
+WAIT_S_MAX = 60.0
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _new_jobs(objs: list[Any]) -> tuple[NewJob, ...]:
+    items = []
+    for index, obj in enumerate(objs):
+        try:
+            spec, key = parse_job(obj)
+        except SpecError as exc:
+            prefix = f"jobs[{index}]." if len(objs) > 1 else ""
+            raise_bad("INVALID", f"{prefix}{exc.field}: {exc.message}", {"field": prefix + exc.field, "index": index})
+        items.append(NewJob(new_job_id(), key, spec))
+    return tuple(items)
+
+
+async def _submit(replica: Replica, items: tuple[NewJob, ...]) -> tuple[int, Accepted]:
+    index, outcome = await replica.propose(SubmitJobs(now_ms(), items))
+    if not isinstance(outcome, Accepted):
+        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    return index, outcome
+
+
+@routes.post("/api/jobs")
+async def submit(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    items = _new_jobs([body])
+    index, outcome = await _submit(request.app[REPLICA], items)
+    job_id = outcome.value[0]
+    if outcome.already:
+        return web.json_response({"job_id": job_id, "index": index, "already": True}, status=200)
+    return web.json_response({"job_id": job_id, "index": index}, status=201)
+
+
+@routes.post("/api/jobs/batch")
+async def submit_batch(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) != {"jobs"} or not isinstance(body["jobs"], list):
+        raise_bad("INVALID", 'body must be {"jobs": [job, ...]}', {"field": "jobs"})
+    if not 1 <= len(body["jobs"]) <= SUBMIT_BATCH_MAX:
+        raise_bad("INVALID", f"a batch holds 1 to {SUBMIT_BATCH_MAX} jobs", {"field": "jobs"})
+    index, outcome = await _submit(request.app[REPLICA], _new_jobs(body["jobs"]))
+    return web.json_response({"job_ids": outcome.value, "index": index, "already": outcome.already},
+                             status=200 if outcome.already else 201)
+
+
+async def fresh_enough(request: web.Request) -> int:
+    """Honour `?min_index=` and `?consistency=leader`; returns the applied index the read reflects."""
+    replica = request.app[REPLICA]
+    min_index = query_int(request, "min_index", None, 0, 2**62)
+    consistency = request.query.get("consistency", "local")
+    if consistency not in ("local", "leader"):
+        raise_bad("BAD_QUERY", "?consistency must be local or leader", {"field": "consistency"})
+    if consistency == "leader":  # a no-op barrier through the log: everything committed before it is visible
+        index, _ = await replica.propose(SetClusterVersion(now_ms(), replica.state.cluster_version))
+        min_index = max(min_index or 0, index)
+    if min_index is not None and not await replica.wait_applied(min_index, 10.0):
+        raise_bad("NOT_READY", f"replica has not applied index {min_index} yet (at {replica.applied_index})",
+                  {"applied_index": replica.applied_index})
+    return replica.applied_index
+
+
+@routes.get("/api/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    index = await fresh_enough(request)
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise_bad("BAD_QUERY", f"?status must be one of {', '.join(s.value for s in JobStatus)}", {"field": "status"})
+    limit = query_int(request, "limit", 100, 1, LIST_LIMIT_MAX) or 100
+    after = query_int(request, "after", 0, 0, 2**62) or 0
+    jobs = await asyncio.to_thread(_page, request.app[REPLICA], status, after, limit)
+    next_cursor = jobs[-1].seq if len(jobs) == limit else None
+    return web.json_response({"jobs": [job_json(j, full=False) for j in jobs], "index": index, "next": next_cursor})
+
+
+def _page(replica: Replica, status: str | None, after: int, limit: int) -> list[Any]:
+    snapshot = list(replica.state.jobs.values())  # one atomic copy; records are immutable
+    picked = [j for j in snapshot if j.seq > after and (status is None or j.status == status)]
+    picked.sort(key=lambda j: j.seq)
+    return picked[:limit]
+
+
+@routes.get("/api/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    replica = request.app[REPLICA]
+    job_id = request.match_info["job_id"]
+    wait_s = query_float(request, "wait_s", 0.0, WAIT_S_MAX)
+    index = await fresh_enough(request)
+    if job_id not in replica.state.jobs:
+        raise NotFound(f"no job {job_id}", {"job_id": job_id})
+    if wait_s:
+        await request.app[WAITERS].wait_final(job_id, wait_s)
+        index = replica.applied_index
+    job = replica.state.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} was pruned", {"job_id": job_id})
+    reason = None
+    if job.status is JobStatus.PENDING:
+        reason = await asyncio.to_thread(_why, replica, job_id)
+    return web.json_response({"job": job_json(job, reason), "index": index})
+
+
+def _why(replica: Replica, job_id: str) -> dict[str, Any] | None:
+    with replica.state_lock:
+        return queries.why_pending(replica.state, job_id)
+
+
+@routes.post("/api/jobs/{job_id}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    replica = request.app[REPLICA]
+    job_id = request.match_info["job_id"]
+    reason = "cancelled by user"
+    if request.can_read_body:
+        body = await read_json(request)
+        if not isinstance(body, dict) or set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
+            raise_bad("INVALID", 'body, when given, is {"reason": "..."}', {"field": "reason"})
+        reason = body.get("reason") or reason
+    index, outcome = await replica.propose(CancelJob(now_ms(), job_id, reason[:1024]))
+    if not isinstance(outcome, Accepted):
+        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    return web.json_response({"job_id": job_id, "index": index, "already": outcome.already})

@@ -1,0 +1,189 @@
+"""Real replica and worker processes on 127.0.0.1 for integration tests.
+
+Every process is tracked and stopped by PID (process group) on teardown, also on failure.
+Logs go to files under the cluster's directory and are printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def eventually(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    """Poll `check` until it returns a truthy value; fail with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the condition may fail while the cluster settles
+            last_exc = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_exc!r})")
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+@dataclass
+class Node:
+    id: str
+    raft_port: int
+    http_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    size: int = 3
+    nodes: list[Node] = field(default_factory=list)
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ports = free_ports(2 * self.size)
+        self.password_file = self.root / "raft-password"
+        self.password_file.write_text("test-secret-" + os.urandom(8).hex())
+        for i in range(self.size):
+            nid = f"r{i + 1}"
+            self.nodes.append(Node(nid, ports[2 * i], ports[2 * i + 1], self.root / nid, self.root / f"{nid}.log"))
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def start(self, i: int) -> None:
+        n = self.nodes[i]
+        args = [sys.executable, "-m", "haco.server.main", "--id", n.id, "--raft", f"127.0.0.1:{n.raft_port}",
+                "--http", f"127.0.0.1:{n.http_port}", "--data-dir", str(n.data_dir),
+                "--raft-password-file", str(self.password_file), "--log-level", "info"]
+        for m in self.nodes:
+            if m is not n:
+                args += ["--peer", f"{m.id}=127.0.0.1:{m.raft_port}={m.url}"]
+        log = open(n.log_path, "ab")
+        n.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, **self.extra_env})
+
+    def start_all(self) -> None:
+        for i in range(self.size):
+            self.start(i)
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
+        n = self.nodes[i]
+        if n.proc is not None and n.proc.poll() is None:
+            os.killpg(n.proc.pid, sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                n.proc.wait(timeout=15)
+
+    def start_worker(self, wid: str, capacity: int = 2, tags: str = "", urls: list[str] | None = None) -> None:
+        args = [sys.executable, "-m", "haco.worker.agent", "--coordinators", ",".join(urls or self.urls),
+                "--id", wid, "--capacity", str(capacity), "--log-level", "info",
+                "--workdir", str(self.root / f"work-{wid}")]
+        if tags:
+            args += ["--tags", tags]
+        log = open(self.root / f"worker-{wid}.log", "ab")
+        self.workers[wid] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill_worker(self, wid: str, sig: int = signal.SIGKILL) -> None:
+        p = self.workers[wid]
+        if p.poll() is None:
+            os.killpg(p.pid, sig)
+
+    def stop(self) -> None:
+        procs = [n.proc for n in self.nodes if n.proc is not None] + list(self.workers.values())
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGCONT)
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def info(self, i: int) -> dict[str, Any]:
+        status, body = http("GET", self.nodes[i].url + "/api/cluster", timeout=2)
+        assert status == 200, body
+        return body
+
+    def alive(self) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if n.proc is not None and n.proc.poll() is None]
+
+    def leader(self, timeout_s: float = 20.0) -> int:
+        """Index of the replica every live replica agrees leads."""
+        def check() -> int | None:
+            infos = {i: self.info(i) for i in self.alive()}
+            leaders = {inf["leader"] for inf in infos.values()}
+            if len(leaders) != 1 or None in leaders:
+                return None
+            lid = leaders.pop()
+            idx = next((i for i, n in enumerate(self.nodes) if n.id == lid), None)
+            if idx is None or idx not in infos or infos[idx]["role"] != "leader":
+                return None
+            return idx + 1  # truthy
+        return eventually(check, timeout_s, "one agreed leader") - 1
+
+    def converged(self, timeout_s: float = 20.0) -> dict[str, Any]:
+        """Wait until every live replica applied the same index with the same digest."""
+        def check() -> dict[str, Any] | None:
+            infos = [self.info(i) for i in self.alive()]
+            idx = {inf["applied_index"] for inf in infos}
+            digests = {inf["digest"] for inf in infos}
+            if len(idx) == 1 and len(digests) == 1:
+                return infos[0]
+            return None
+        return eventually(check, timeout_s, "replicas converged on one applied index and digest")
+
+    def dump_logs(self) -> str:
+        out = []
+        for path in sorted(self.root.glob("*.log")):
+            text = path.read_text(errors="replace")
+            out.append(f"==== {path.name} ====\n{text[-6000:]}")
+        return "\n".join(out)

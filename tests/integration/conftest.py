@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .cluster import Cluster
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+    made: list[Cluster] = []
+
+    def make(size: int = 3, start: bool = True) -> Cluster:
+        c = Cluster(tmp_path / f"c{len(made)}", size)
+        made.append(c)
+        if start:
+            c.start_all()
+        return c
+    (tmp_path / "c0").mkdir(exist_ok=True)
+    for i in range(1, 4):
+        (tmp_path / f"c{i}").mkdir(exist_ok=True)
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    for c in made:
+        c.stop()
+        if failed is not None and failed.failed:
+            print(c.dump_logs())
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
