@@ -104,9 +104,9 @@ class Cluster:
         for m in self.nodes:
             if m is not n:
                 args += ["--peer", f"{m.id}=127.0.0.1:{m.raft_port}={m.url}"]
-        log = open(n.log_path, "ab")
-        n.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **self.extra_env})
+        with open(n.log_path, "ab") as log:  # the child keeps its own descriptor
+            n.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                      env={**os.environ, **self.extra_env})
 
     def start_all(self) -> None:
         for i in range(self.size):
@@ -125,8 +125,9 @@ class Cluster:
                 "--workdir", str(self.root / f"work-{wid}")]
         if tags:
             args += ["--tags", tags]
-        log = open(self.root / f"worker-{wid}.log", "ab")
-        self.workers[wid] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.root / f"worker-{wid}.log", "ab") as log:
+            self.workers[wid] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                                 env={**os.environ, **self.extra_env})
 
     def kill_worker(self, wid: str, sig: int = signal.SIGKILL) -> None:
         p = self.workers[wid]
