@@ -54,8 +54,9 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return problem(503, exc.code, exc.message, exc.detail, {"Retry-After": retry})
     except HacoError as exc:
         return problem(exc.status, exc.code, exc.message, exc.detail)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return problem(413, PayloadTooLarge.code, f"request body too large (limit {exc.max_size} bytes)")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].body_bytes_max
+        return problem(413, PayloadTooLarge.code, f"request body too large (limit {limit} bytes)")
     except web.HTTPException as exc:
         if exc.status >= 400:
             code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status, "HTTP_ERROR")
