@@ -26,7 +26,8 @@ def workers_for(state: State, spec: JobSpec) -> list[Worker]:
 
 def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]:
     """Ready jobs, highest priority first and FIFO within a priority, skipping placement classes that
-    none of `workers` (default: the open workers) can take. Nothing when the queue is paused."""
+    none of `workers` (default: the open workers) can take, and jobs past their deadline (the next
+    Tick expires them). Nothing when the queue is paused."""
     if state.paused:
         return
     pool = open_workers(state) if workers is None else workers
@@ -40,10 +41,15 @@ def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]
                 and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus for w in pool)
         return verdicts[klass]
 
+    now_ms = state.now_ms
     for job_id in state.ready.iter_ready(takeable):
         job = state.jobs.get(job_id)
-        if job is not None:
-            yield job
+        if job is None:
+            continue
+        deadline = job.spec.deadline_ms
+        if deadline is not None and job.attempt == 0 and deadline <= now_ms:
+            continue  # assign would refuse it; the next Tick expires it
+        yield job
 
 
 def why_pending(state: State, job_id: str) -> dict[str, Any] | None:

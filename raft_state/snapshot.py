@@ -221,6 +221,7 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
 def _rebuild_indexes(state: State, ready: set[str]) -> None:
     """Derive the queues and DAG maps that apply keeps, from the records, deterministically."""
     finished: list[tuple[int, str]] = []
+    doomed = {job_id for job_id, _ in state._cascade}  # a failed dependency may be pruned already
     for job in state.jobs.values():  # jobs were inserted in seq order
         if job.finish_seq is not None:
             finished.append((job.finish_seq, job.job_id))
@@ -234,6 +235,8 @@ def _rebuild_indexes(state: State, ready: set[str]) -> None:
                 continue
             if not dep.is_final:
                 state._dependents.setdefault(dep_id, []).append(job.job_id)
+            unmet += 1
+        if job.job_id in doomed:
             unmet += 1
         if unmet:
             state._unmet[job.job_id] = unmet

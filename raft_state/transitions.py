@@ -316,16 +316,16 @@ def timeout(s: State, cmd: c.TimeoutAttempt) -> Outcome:
 def tick(s: State, cmd: c.Tick) -> Outcome:
     expired = ended = 0
     while s._deadlines and s._deadlines[0][0] <= s.now_ms and s._budget > 0:
-        _, _, job_id = heapq.heappop(s._deadlines)
+        _, seq, job_id = heapq.heappop(s._deadlines)
         job = s.jobs.get(job_id)
-        if job is not None and job.status is JobStatus.PENDING and job.attempt == 0:
+        if job is not None and job.seq == seq and job.status is JobStatus.PENDING and job.attempt == 0:
             s._budget -= 1
             expired += 1
             s._finish(job, JobStatus.EXPIRED, "not started before its deadline")
     while s._backoff and s._backoff[0][0] <= s.now_ms and s._budget > 0:
-        not_before, _, job_id = heapq.heappop(s._backoff)
+        not_before, seq, job_id = heapq.heappop(s._backoff)
         job = s.jobs.get(job_id)
-        if job is not None and job.status is JobStatus.PENDING and job.not_before_ms == not_before:
+        if job is not None and job.seq == seq and job.status is JobStatus.PENDING and job.not_before_ms == not_before:
             s._budget -= 1
             ended += 1
             s._enqueue(job)
