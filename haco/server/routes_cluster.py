@@ -86,11 +86,10 @@ async def results_query(request: web.Request) -> web.Response:
     results = request.app[RESULTS]
     if results is None:
         raise_bad("NOT_READY", "the results store is not open on this replica")
-    from ..results import QueryError
-    try:
-        out = await asyncio.to_thread(results.query, body["sql"])
-    except QueryError as exc:
-        raise Rejected(exc.code, exc.message) from None
+    limit = body.get("limit", 10_000)
+    if type(limit) is not int or not 1 <= limit <= 100_000:
+        raise_bad("INVALID", "limit must be an integer from 1 to 100000", {"field": "limit"})
+    out = await asyncio.to_thread(results.query, body["sql"], row_limit=limit)  # QueryError is a 4xx HacoError
     return web.json_response({"columns": out.columns, "rows": out.rows, "truncated": out.truncated})
 
 

@@ -129,10 +129,11 @@ class Cluster:
             self.workers[wid] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                                  env={**os.environ, **self.extra_env})
 
-    def kill_worker(self, wid: str, sig: int = signal.SIGKILL) -> None:
+    def kill_worker(self, wid: str, sig: int = signal.SIGKILL, *, group: bool = True) -> None:
+        """Signal a worker's process group, or with group=False the agent alone (its jobs run on)."""
         p = self.workers[wid]
         if p.poll() is None:
-            os.killpg(p.pid, sig)
+            (os.killpg if group else os.kill)(p.pid, sig)
 
     def stop(self) -> None:
         procs = [n.proc for n in self.nodes if n.proc is not None] + list(self.workers.values())

@@ -132,3 +132,16 @@ def test_cluster_health_metrics_dashboard(c: Cluster) -> None:
 def test_min_index_in_the_future_is_a_clear_error(c: Cluster) -> None:
     status, body = http("GET", url(c, "/api/jobs?min_index=999999999"), timeout=15)
     assert status == 503 and code(body) == "NOT_READY"
+
+
+@pytest.mark.parametrize("sql,expected", [
+    ("SELECT * FROM read_csv('/etc/passwd')", "SQL_REFUSED"), ("DELETE FROM results", "SQL_REFUSED"),
+    ("ATTACH '/tmp/x.duckdb'", "SQL_REFUSED"), ("INSTALL httpfs", "SQL_REFUSED"),
+    ("COPY results TO '/tmp/x.csv'", "SQL_REFUSED"), ("SELECT 1; SELECT 2", "SQL_REFUSED"),
+    ("SELECT count(*) FROM range(100000000000)", "SQL_TIMEOUT"), ("SELEKT 1", "SQL_ERROR"),
+])
+def test_results_sql_is_sandboxed(c: Cluster, sql: str, expected: str) -> None:
+    status, body = http("POST", url(c, "/api/results/query"), {"sql": sql}, timeout=30)
+    assert 400 <= status < 500 and body["error"]["code"] in (expected, "SQL_ERROR"), body
+    status, ok = http("POST", url(c, "/api/results/query"), {"sql": "SELECT count(*) AS n FROM results"})
+    assert status == 200 and ok["columns"] == ["n"]
