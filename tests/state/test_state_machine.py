@@ -106,8 +106,9 @@ class StateMachine(RuleBasedStateMachine):
 
     # ---- jobs -----------------------------------------------------------------------------
 
-    @initialize(caps=st.lists(st.integers(1, 3), min_size=1, max_size=2))
-    def workers_first(self, caps: list[int]) -> None:
+    @initialize(caps=st.lists(st.integers(1, 3), min_size=1, max_size=2), version=st.integers(1, 2))
+    def workers_first(self, caps: list[int], version: int) -> None:
+        self._apply(SetClusterVersion(self.now, version))  # at 2, token revocation is allowed from the start
         for i, cap in enumerate(caps):
             self._apply(register(WORKERS[i], at_ms=self.now, capacity=cap, tags=TAGS[: i + 1]))
 
@@ -343,6 +344,6 @@ def replay(history: list[bytes]) -> State:
     return fresh
 
 
-StateMachine.TestCase.settings = settings(max_examples=400, stateful_step_count=50, deadline=None,
+StateMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestStateMachine = StateMachine.TestCase
