@@ -1,0 +1,425 @@
+"""The async client: any replica, failover, idempotent submissions, typed errors.
+
+`HacoClient(urls)` talks to the REST API (DESIGN.md, Public interface). Every call has an overall
+deadline (`ClientConfig.deadline_s`); within it the client:
+
+- tries the replicas in turn, starting with the last one that answered, and moves on after a
+  connection error or a per-request timeout (connect `connect_timeout_s`, total `request_timeout_s`);
+- follows a `detail.leader_url` hint from a 503/504 answer;
+- retries 503 (nothing applied) after `Retry-After` (capped by `retry_after_max_s`) and 504
+  `OUTCOME_UNKNOWN` (maybe applied) with the very same body, so a submission keeps its
+  idempotency key and a failover never creates a second job;
+- raises the typed exception of the error body for any other 4xx/5xx (`error_from_body`).
+
+When the deadline passes it raises the last retryable error: `Unreachable`, `NotApplied` or
+`OutcomeUnknown`. Nothing here prints or configures logging; every await is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import logging
+import random
+import ssl
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from .errors import (
+    REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, NotApplied, NotFound,
+    OutcomeUnknown, Overloaded, PayloadTooLarge, Rejected, RejectedBadRequest, RejectedConflict,
+    RejectedNotFound, Unauthorized, Unreachable,
+)
+
+__all__ = ["ClientConfig", "HacoClient", "ReplicaStatus", "SubmitResult", "SyncClient", "error_from_body",
+           "FINAL_STATUSES", "BATCH_MAX"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
+BATCH_MAX = 1000  #: jobs per POST /api/jobs/batch
+_RETRYABLE_CONNECTION = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, OSError)
+_RETRY_ELSEWHERE = frozenset({"NOT_READY"})  #: a read's ?min_index not reached on that replica yet
+_BY_CODE: dict[str, type[HacoError]] = {
+    cls.code: cls for cls in (BadRequest, ConfigError, Unauthorized, Forbidden, NotFound, Conflict,
+                              PayloadTooLarge, NotApplied, Overloaded, OutcomeUnknown)
+}
+_REJECTED_BY_STATUS: dict[int, type[Rejected]] = {400: RejectedBadRequest, 404: RejectedNotFound,
+                                                   409: RejectedConflict}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    connect_timeout_s: float = 1.0
+    request_timeout_s: float = 5.0  #: one request; a long poll gets wait_s + long_poll_margin_s
+    long_poll_margin_s: float = 5.0
+    deadline_s: float = 30.0  #: one call, all retries included
+    retry_after_max_s: float = 2.0  #: cap on a server's Retry-After
+    retry_pause_s: float = 0.1  #: first pause after every replica failed once; doubles up to 1 s
+    token: str | None = None  #: sent as `Authorization: Bearer <token>`
+    ca_file: str | None = None  #: CA bundle for https replicas
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    job_id: str
+    index: int
+    already: bool = False  #: the key was seen before: this is the job created then
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    url: str
+    info: dict[str, Any] | None  #: the replica's GET /api/cluster, None when unreachable
+    error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.info is not None
+
+
+def error_from_body(status: int, body: Any, *, url: str = "") -> HacoError:
+    """Turn an error answer back into its exception: a Rejected subclass for state-machine codes
+    (so `except NotFound` also catches UNKNOWN_JOB), the matching class for API codes."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        text = str(body)[:200] if body else f"HTTP {status}"
+        err = {"code": "", "message": text}
+    code = str(err.get("code") or "")
+    message = str(err.get("message") or code or f"HTTP {status}")
+    raw_detail = err.get("detail")
+    detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
+    if url:
+        detail = {**detail, "url": url}
+    if code in _BY_CODE and code not in REJECT_STATUS:
+        return _BY_CODE[code](message, detail)
+    if code in REJECT_STATUS or (code and 400 <= status < 500):
+        return _REJECTED_BY_STATUS.get(status, Rejected)(code, message, detail)
+    by_status: dict[int, type[HacoError]] = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
+                                             409: Conflict, 413: PayloadTooLarge, 503: NotApplied,
+                                             504: OutcomeUnknown}
+    return by_status.get(status, HacoError)(message, detail)
+
+
+def _why_unreachable(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _leader_hint(exc: HacoError, current: str) -> str | None:
+    hint = exc.detail.get("leader_url")
+    return hint.rstrip("/") if isinstance(hint, str) and hint and hint.rstrip("/") != current else None
+
+
+def _retry_after(headers: Mapping[str, str], cap_s: float) -> float:
+    try:
+        value = float(headers.get("Retry-After", "0.2"))
+    except ValueError:
+        value = 0.2
+    return max(0.0, min(value, cap_s))
+
+
+class HacoClient:
+    """Async client over a list of replica URLs. Use as `async with HacoClient(urls) as c:` or call
+    `close()`; the aiohttp session is created on first use, inside the running loop."""
+
+    def __init__(self, urls: Iterable[str] | str, *, config: ClientConfig | None = None, **overrides: Any) -> None:
+        if isinstance(urls, str):
+            urls = urls.split(",")
+        self.urls = [u.strip().rstrip("/") for u in urls if u.strip()]
+        if not self.urls:
+            raise ConfigError("no coordinator URL given")
+        base = config or ClientConfig()
+        self.config = ClientConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **overrides})
+        self._current = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HacoClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else None
+            ssl_ctx = ssl.create_default_context(cafile=self.config.ca_file) if self.config.ca_file else None
+            connector = aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else True, limit=64)
+            self._session = aiohttp.ClientSession(headers=headers, connector=connector)
+        return self._session
+
+    # --- transport ------------------------------------------------------------------------------
+
+    async def _send(self, url: str, method: str, path: str, body: Any, params: Mapping[str, Any] | None,
+                    total_s: float) -> tuple[int, Mapping[str, str], Any]:
+        timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=min(self.config.connect_timeout_s, total_s))
+        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
+                 if v is not None}
+        async with self._get_session().request(method, url + path, json=body, params=query,
+                                               timeout=timeout) as resp:
+            if resp.content_type == "application/json":
+                payload: Any = await resp.json()
+            else:
+                payload = await resp.text()
+            return resp.status, resp.headers, payload
+
+    async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None,
+                      timeout_s: float | None = None, deadline_s: float | None = None) -> Any:
+        """One API call with failover and retries (see the module docstring). Returns the decoded
+        JSON of a 2xx answer; raises HacoError subclasses. `body` is sent unchanged on every retry."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deadline_s if deadline_s is not None else self.config.deadline_s)
+        per_request = timeout_s if timeout_s is not None else self.config.request_timeout_s
+        last: HacoError | None = None
+        hint: str | None = None
+        failures = 0
+        while (remaining := deadline - loop.time()) > 0:
+            url = hint or self.urls[self._current]
+            followed, hint = hint is not None, None
+            try:
+                status, headers, payload = await self._send(url, method, path, body, params,
+                                                             min(per_request, remaining))
+            except _RETRYABLE_CONNECTION as conn_exc:
+                last = Unreachable(f"{url}: {_why_unreachable(conn_exc)}", {"url": url})
+                log.debug("replica unreachable url=%s method=%s path=%s error=%r", url, method, path, conn_exc)
+                failures += 1
+                if not followed:
+                    self._current = (self._current + 1) % len(self.urls)
+                if failures % len(self.urls) == 0:
+                    await self._pause(min(1.0, self.config.retry_pause_s * 2 ** (failures // len(self.urls) - 1)),
+                                      deadline)
+                continue
+            if status < 400:
+                if url in self.urls:
+                    self._current = self.urls.index(url)
+                return payload
+            exc = error_from_body(status, payload, url=url)
+            if isinstance(exc, Rejected) and exc.reject_code in _RETRY_ELSEWHERE:  # this replica lags: ask another
+                last = exc
+                self._current = (self._current + 1) % len(self.urls)
+                await self._pause(0.05, deadline)
+                continue
+            if status in (502, 503, 504):
+                last = exc if isinstance(exc, (NotApplied, OutcomeUnknown)) else Unreachable(exc.message, exc.detail)
+                hint = _leader_hint(exc, url)
+                log.debug("retrying status=%d code=%s url=%s hint=%s", status, exc.code, url, hint)
+                if status == 503 and hint is None:
+                    self._current = (self._current + 1) % len(self.urls)
+                pause = _retry_after(headers, self.config.retry_after_max_s) if status == 503 else 0.05
+                await self._pause(pause, deadline)
+                continue
+            raise exc
+        if last is None:
+            last = Unreachable(f"no answer within {deadline_s or self.config.deadline_s:g}s")
+        raise last
+
+    @staticmethod
+    async def _pause(seconds: float, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, min(seconds * random.uniform(0.8, 1.2), deadline - loop.time())))
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    async def submit(self, job: Mapping[str, Any], *, key: str | None = None) -> SubmitResult:
+        """Submit one job. The idempotency key (given, the job's own, or a fresh uuid4) goes with
+        every retry. Raises RejectedConflict (KEY_REUSED) when the key came with another spec."""
+        body = {**job, "key": key or job.get("key") or uuid.uuid4().hex}
+        answer = await self.request("POST", "/api/jobs", body=body)
+        return SubmitResult(str(answer["job_id"]), int(answer.get("index", 0)), bool(answer.get("already", False)))
+
+    async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Submit jobs in batches of at most BATCH_MAX, each with its own key; ids in input order."""
+        keyed = [{**job, "key": job.get("key") or uuid.uuid4().hex} for job in jobs]
+        ids: list[str] = []
+        for start in range(0, len(keyed), BATCH_MAX):
+            answer = await self.request("POST", "/api/jobs/batch", body={"jobs": keyed[start:start + BATCH_MAX]})
+            ids.extend(str(j) for j in answer["job_ids"])
+        return ids
+
+    async def get(self, job_id: str, *, min_index: int | None = None, wait_s: float | None = None,
+                  consistency: str | None = None) -> dict[str, Any]:
+        """The job (with attempts and pending_reason). `wait_s` long-polls until it is final."""
+        params = {"min_index": min_index, "wait_s": wait_s, "consistency": consistency}
+        timeout = None if wait_s is None else wait_s + self.config.long_poll_margin_s
+        answer = await self.request("GET", f"/api/jobs/{job_id}", params=params, timeout_s=timeout,
+                                    deadline_s=None if timeout is None else timeout + self.config.deadline_s)
+        job: dict[str, Any] = answer["job"]
+        job.setdefault("index", answer.get("index"))
+        return job
+
+    async def wait(self, job_id: str, timeout_s: float | None = None, *, poll_s: float = 20.0,
+                   min_index: int | None = None,
+                   on_change: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Long-poll until the job is final and return it; `on_change(job)` sees every change of
+        status or attempt (a long poll answers early only when the job is final, so `poll_s` bounds
+        how late a change shows). `min_index` (the submit's index) makes any replica see the job.
+        Raises TimeoutError after `timeout_s` (None: wait for ever)."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout_s is None else loop.time() + timeout_s
+        seen: tuple[Any, Any] | None = None
+        index = min_index
+        while True:
+            left = poll_s if end is None else min(poll_s, end - loop.time())
+            job = await self.get(job_id, wait_s=max(0.0, round(left, 3)), min_index=index)
+            index = job.get("index") or index
+            if (job.get("status"), job.get("attempt")) != seen:
+                seen = (job.get("status"), job.get("attempt"))
+                if on_change is not None:
+                    on_change(job)
+            if job.get("status") in FINAL_STATUSES:
+                return job
+            if end is not None and loop.time() >= end:
+                raise TimeoutError(f"job {job_id} is still {job.get('status')} after {timeout_s:g}s")
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/jobs/{job_id}/cancel"))
+
+    async def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Up to `limit` jobs, following the server's `next` cursor."""
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        while len(out) < limit:
+            page = await self.request("GET", "/api/jobs",
+                                      params={"status": status, "limit": limit - len(out), "after": after})
+            out.extend(page.get("jobs", []))
+            after = page.get("next")
+            if not after or not page.get("jobs"):
+                break
+        return out[:limit]
+
+    # --- workers, queue, cluster ------------------------------------------------------------------
+
+    async def workers(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/api/workers"))["workers"])
+
+    async def worker(self, worker_id: str) -> dict[str, Any]:
+        return dict((await self.request("GET", f"/api/workers/{worker_id}"))["worker"])
+
+    async def drain(self, worker_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/workers/{worker_id}/drain"))
+
+    async def remove_worker(self, worker_id: str) -> dict[str, Any]:
+        return dict(await self.request("DELETE", f"/api/workers/{worker_id}"))
+
+    async def queue_stats(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/api/queue/stats"))
+
+    async def pause(self) -> dict[str, Any]:
+        return dict(await self.request("POST", "/api/queue/pause"))
+
+    async def resume(self) -> dict[str, Any]:
+        return dict(await self.request("POST", "/api/queue/resume"))
+
+    async def query(self, sql: str) -> dict[str, Any]:
+        """Read-only SQL over the results history: `{"columns", "rows", "truncated"}`."""
+        return dict(await self.request("POST", "/api/results/query", body={"sql": sql}))
+
+    async def cluster(self, url: str, *, timeout_s: float = 3.0) -> dict[str, Any]:
+        """GET /api/cluster from exactly this replica, once: raises Unreachable or its error."""
+        url = url.rstrip("/")
+        try:
+            status, _, payload = await self._send(url, "GET", "/api/cluster", None, None, timeout_s)
+        except _RETRYABLE_CONNECTION as exc:
+            raise Unreachable(f"{url}: {_why_unreachable(exc)}", {"url": url}) from None
+        if status >= 400:
+            raise error_from_body(status, payload, url=url)
+        return dict(payload)
+
+    async def status(self, *, timeout_s: float = 3.0) -> list[ReplicaStatus]:
+        """GET /api/cluster from every replica concurrently, in `urls` order; never raises for a
+        replica that does not answer (its ReplicaStatus carries the error)."""
+        async def one(url: str) -> ReplicaStatus:
+            try:
+                return ReplicaStatus(url, await self.cluster(url, timeout_s=timeout_s))
+            except HacoError as exc:
+                return ReplicaStatus(url, None, exc.message)
+        return list(await asyncio.gather(*(one(u) for u in self.urls)))
+
+    async def health(self, url: str, *, ready: bool = False, timeout_s: float = 2.0) -> bool:
+        """True when this replica answers /api/health (or /api/health/ready) with 200."""
+        try:
+            status, _, _ = await self._send(url.rstrip("/"), "GET", "/api/health/ready" if ready else "/api/health",
+                                            None, None, timeout_s)
+        except _RETRYABLE_CONNECTION:
+            return False
+        return status == 200
+
+
+class SyncClient:
+    """Blocking wrapper for scripts: a HacoClient on its own event loop in a daemon thread.
+    Same methods and errors as HacoClient; call `close()` (or use `with`) when done. Do not call
+    it from inside a running event loop's thread with a server on that loop: it blocks."""
+
+    def __init__(self, urls: Iterable[str] | str, **overrides: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="haco-client", daemon=True)
+        self._thread.start()
+        self._client = HacoClient(urls, **overrides)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._run(self._client.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+
+    def submit(self, job: Mapping[str, Any], *, key: str | None = None) -> SubmitResult:
+        return self._run(self._client.submit(job, key=key))
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+        return self._run(self._client.submit_many(list(jobs)))
+
+    def get(self, job_id: str, **kwargs: Any) -> dict[str, Any]:
+        return self._run(self._client.get(job_id, **kwargs))
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
+        return self._run(self._client.wait(job_id, timeout_s))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._run(self._client.cancel(job_id))
+
+    def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self._run(self._client.jobs(status, limit))
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._run(self._client.workers())
+
+    def drain(self, worker_id: str) -> dict[str, Any]:
+        return self._run(self._client.drain(worker_id))
+
+    def queue_stats(self) -> dict[str, Any]:
+        return self._run(self._client.queue_stats())
+
+    def pause(self) -> dict[str, Any]:
+        return self._run(self._client.pause())
+
+    def resume(self) -> dict[str, Any]:
+        return self._run(self._client.resume())
+
+    def query(self, sql: str) -> dict[str, Any]:
+        return self._run(self._client.query(sql))
+
+    def status(self) -> list[ReplicaStatus]:
+        return self._run(self._client.status())
