@@ -43,7 +43,9 @@ class State:
         self._dependents: dict[str, list[str]] = {}  # dependency -> jobs waiting on it
         self._unmet: dict[str, int] = {}  # pending job -> dependencies not completed yet
         self._cascade: deque[tuple[str, str]] = deque()  # (job id, reason): DAG failures still to apply
-        self._hashes: dict[str, int] = {}  # "j:<id>" / "w:<id>" / "k:<key>" -> record hash
+        self._job_h: dict[str, int] = {}  # job id -> record hash, so a replacement XORs the old one out
+        self._worker_h: dict[str, int] = {}
+        self._key_h: dict[str, int] = {}
         self._xor = 0
         self._budget = 0
         #: job ids whose attempt ended or that became final, in order; the replica drains it after each
@@ -118,41 +120,41 @@ class State:
     # ---- record replacement: the only places that touch the digest ------------------------
 
     def _put_job(self, job: Job) -> None:
-        key = "j:" + job.job_id
-        old = self.jobs.get(job.job_id)
+        job_id = job.job_id
+        counts = self.counts
+        old = self.jobs.get(job_id)
         if old is not None:
-            self.counts[old.status] -= 1
+            counts[old.status] -= 1
         new_h = job_hash(job)
-        self._xor ^= self._hashes.get(key, 0) ^ new_h
-        self._hashes[key] = new_h
-        self.jobs[job.job_id] = job
-        self.counts[job.status] += 1
+        self._xor ^= self._job_h.get(job_id, 0) ^ new_h
+        self._job_h[job_id] = new_h
+        self.jobs[job_id] = job
+        counts[job.status] += 1
 
     def _drop_job(self, job_id: str) -> None:
         job = self.jobs.pop(job_id)
         self.counts[job.status] -= 1
-        self._xor ^= self._hashes.pop("j:" + job_id)
+        self._xor ^= self._job_h.pop(job_id)
 
     def _put_worker(self, worker: Worker) -> None:
-        key = "w:" + worker.worker_id
         new_h = worker_hash(worker)
-        self._xor ^= self._hashes.get(key, 0) ^ new_h
-        self._hashes[key] = new_h
+        self._xor ^= self._worker_h.get(worker.worker_id, 0) ^ new_h
+        self._worker_h[worker.worker_id] = new_h
         self.workers[worker.worker_id] = worker
 
     def _drop_worker(self, worker_id: str) -> None:
         del self.workers[worker_id]
-        self._xor ^= self._hashes.pop("w:" + worker_id)
+        self._xor ^= self._worker_h.pop(worker_id)
 
     def _put_key(self, rec: KeyRecord) -> None:
         h = key_hash(rec)
-        self._xor ^= self._hashes.pop("k:" + rec.key, 0) ^ h
-        self._hashes["k:" + rec.key] = h
+        self._xor ^= self._key_h.get(rec.key, 0) ^ h
+        self._key_h[rec.key] = h
         self.keys[rec.key] = rec
 
     def _drop_key(self, key: str) -> None:
         del self.keys[key]
-        self._xor ^= self._hashes.pop("k:" + key)
+        self._xor ^= self._key_h.pop(key)
 
     def _put_token(self, token_id: str, expires_at_ms: int) -> None:
         old = self.revoked.get(token_id)
@@ -168,10 +170,8 @@ class State:
 
     def _new_job(self, item: c.NewJob, created_at_ms: int, spec_digest: bytes) -> Job:
         self.job_seq += 1
-        return Job(job_id=item.job_id, seq=self.job_seq, key=item.key, spec=item.spec,
-                   spec_hash=spec_digest, created_at_ms=created_at_ms,
-                   status=JobStatus.PENDING, attempt=0, failures=0, lost=0, not_before_ms=0, worker_id=None,
-                   error=None, finished_at_ms=None, finish_seq=None, attempts=())
+        return Job._make(item.job_id, self.job_seq, item.key, item.spec, spec_digest, created_at_ms,
+                         JobStatus.PENDING, 0, 0, 0, 0, None, None, None, None, ())
 
     def _enqueue(self, job: Job) -> None:
         """Place a pending job where it waits: on dependencies, in backoff, or ready."""

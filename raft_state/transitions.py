@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, assert_never
 from . import commands as c
 from .outcomes import Accepted, Outcome, Rejected, RejectCode
 from .records import Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker, WorkerStatus, fits, unmet_requirements
-from .codec import encode_spec
-from .digest import spec_hash
+from .digest import spec_digest
 from .validate import spec_problem, worker_problem
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ def submit(s: State, cmd: c.SubmitJobs) -> Outcome:
 
 
 def _spec_hash(s: State, item: c.NewJob) -> bytes:
-    return spec_hash(encode_spec(item.spec))
+    return spec_digest(item.spec)
 
 
 def _create(s: State, item: c.NewJob, h: bytes, created_at_ms: int) -> None:
@@ -109,7 +108,7 @@ def _create(s: State, item: c.NewJob, h: bytes, created_at_ms: int) -> None:
     s._put_job(job)
     if item.key is not None:
         s.key_seq += 1
-        s._put_key(KeyRecord(key=item.key, job_id=job.job_id, spec_hash=h, created_at_ms=created_at_ms, seq=s.key_seq))
+        s._put_key(KeyRecord._make(item.key, job.job_id, h, created_at_ms, s.key_seq))
         s._key_order.append(item.key)
     if job.spec.deadline_ms is not None:
         heapq.heappush(s._deadlines, (job.spec.deadline_ms, job.seq, job.job_id))
