@@ -1,0 +1,423 @@
+"""The worker agent: one websocket to the leader, jobs as asyncio tasks, reports until acknowledged.
+
+Contract: everything runs on one event loop and never blocks it (hardware detection and workdir I/O
+go through `asyncio.to_thread`; executors spawn their own process groups). Jobs outlive connections:
+a job keeps running across a reconnect, and every hello lists the attempts the agent runs or holds an
+unacknowledged report for, so the leader can re-push, cancel or requeue each mismatch. Reports sit in
+an ordered outbox (protocol.py) until an `ack` answers them for good; they are resent after every
+welcome and periodically. When reports stop committing for `stall_s`, the agent moves to another
+replica. `request_drain()` (SIGTERM, SIGINT) stops taking work, lets running jobs finish within
+`drain_timeout_s`, flushes the outbox, says `bye` and makes `run()` return 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from .executors import ExecContext, ExecResult, Executor, get_executor
+from .hardware import Capabilities, detect
+from .protocol import Attempt, Backoff, Link, LinkSettings, Outbox, encode
+
+log = logging.getLogger("haco.worker.agent")  # not __name__: under `python -m` that is "__main__"
+
+DEFAULT_COORDINATORS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+REDIRECT_HOPS_MAX = 3  # consecutive redirects followed at once; then back off
+try:  # not haco.__version__: an editable install can load `haco` as a namespace package
+    _VERSION = importlib.metadata.version("haco")
+except importlib.metadata.PackageNotFoundError:
+    _VERSION = "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerConfig:
+    coordinators: Sequence[str]  #: replica base URLs; any will do, the agent follows redirects
+    worker_id: str
+    capacity: int
+    tags: tuple[str, ...] = ()
+    workdir: Path = Path("haco-work")  #: each attempt gets a scratch dir below it, removed afterwards
+    token: str | None = None
+    drain_timeout_s: float = 60.0  #: running jobs get this long to finish once draining, then are cancelled
+    heartbeat_s: float = 1.0  #: until a welcome says otherwise
+    result_bytes_max: int = 65536
+    hardware: Capabilities | None = None  #: reported instead of detecting (tests)
+    # The replica answers every report within its propose timeout (5 s), so a resend sooner than that
+    # only doubles the Raft load of a leader that is already slow; a lost answer is what it is for.
+    resend_s: float = 5.0  #: an unanswered report is resent this often
+    stall_s: float = 8.0  #: reports unanswered (or answered `retry`) this long: move to another replica
+    connect_timeout_s: float = 5.0
+    welcome_timeout_s: float = 15.0  #: the replica commits our registration before it welcomes us
+    flush_timeout_s: float = 10.0  #: how long a drain waits for the last acks and the replica's goodbye
+    backoff_s_min: float = 0.1
+    backoff_s_max: float = 5.0
+
+    def validate(self) -> None:
+        if not self.coordinators:
+            raise ValueError("coordinators: at least one replica URL is needed")
+        if not self.worker_id:
+            raise ValueError("worker_id must not be empty")
+        if self.capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {self.capacity}")
+        if self.drain_timeout_s < 0:
+            raise ValueError("drain_timeout_s must not be negative")
+
+
+@dataclass(slots=True)
+class _Flags:
+    draining: bool = False  #: request_drain() was called: no new work, then leave
+    paused: bool = False  #: an operator drained us: no new work, stay connected
+    bye_wanted: bool = False
+    stopping: bool = False
+    drain_now: bool = False  #: a second signal: stop waiting for running jobs
+
+
+class Agent:
+    """One worker process's agent; `await run()` once."""
+
+    def __init__(self, config: WorkerConfig, *, executors: Callable[[str], Executor] = get_executor) -> None:
+        config.validate()
+        self.config = config
+        self.flags = _Flags()
+        self.jobs: dict[Attempt, asyncio.Task[None]] = {}
+        self.outbox = Outbox(resend_s=config.resend_s)
+        self.kick = asyncio.Event()  # wakes the writer: a report or a control frame is waiting
+        self.settings = LinkSettings(token=config.token, heartbeat_s=config.heartbeat_s, stall_s=config.stall_s,
+                                     connect_timeout_s=config.connect_timeout_s,
+                                     welcome_timeout_s=config.welcome_timeout_s)
+        self._lookup = executors
+        self._slots = asyncio.Semaphore(config.capacity)
+        self._drain_requested = asyncio.Event()
+        self._jobs_changed = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._said_bye = asyncio.Event()
+        self._caps: dict[str, Any] = {}  # hello's top-level capability fields
+        self._info: dict[str, Any] = {}  # and what goes in its `info`
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def request_drain(self) -> None:
+        """Start draining (SIGTERM); a second call stops waiting for running jobs. Call on the loop."""
+        if self._drain_requested.is_set():
+            self.flags.drain_now = True
+            self._jobs_changed.set()
+        self._drain_requested.set()
+
+    async def run(self) -> int:
+        """Serve until a drain completes; returns the exit code (0)."""
+        caps = self.config.hardware
+        if caps is None:
+            caps = await asyncio.to_thread(_detect, self.config.workdir)
+        self._caps, self._info = _capability_fields(caps)
+        log.info("capabilities worker=%s %s", self.config.worker_id,
+                 " ".join(f"{k}={v}" for k, v in {**self._caps, **self._info}.items()))
+        psutil.cpu_percent(interval=None)  # primes the counter: the first reading is meaningless
+        async with aiohttp.ClientSession() as http:
+            conn = asyncio.create_task(self._connect_loop(http), name="haco-worker-connect")
+            drain = asyncio.create_task(self._drain(), name="haco-worker-drain")
+            try:
+                done, _ = await asyncio.wait({conn, drain}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # a bug in either re-raises here
+                if not drain.done():  # the replica closed after our bye: let the drain log its end
+                    await asyncio.wait({drain}, timeout=self.config.flush_timeout_s)
+            finally:
+                self.flags.stopping = True
+                self._stopped.set()
+                tasks = [conn, drain, *self.jobs.values()]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("worker stopped worker=%s unacked=%d", self.config.worker_id, len(self.outbox))
+        return 0
+
+    async def _connect_loop(self, http: aiohttp.ClientSession) -> None:
+        urls = [u.rstrip("/") for u in self.config.coordinators]
+        random.shuffle(urls)
+        backoff = Backoff(self.config.backoff_s_min, self.config.backoff_s_max)
+        turn, hops, redirect = 0, 0, None
+        while not self.flags.stopping:
+            if redirect is not None:
+                url, redirect = redirect, None
+            else:
+                url, turn = urls[turn % len(urls)], turn + 1
+            end = await Link.session(self, http, url)
+            if self.flags.stopping:
+                return
+            if end.welcomed:
+                backoff.reset()
+                hops = 0
+            if end.leader_url and hops < REDIRECT_HOPS_MAX:
+                hops += 1
+                redirect = end.leader_url.rstrip("/")
+                log.info("redirected worker=%s from=%s to=%s", self.config.worker_id, url, redirect)
+                continue
+            hops = 0
+            delay = backoff.next()
+            log.debug("reconnecting worker=%s in_s=%.2f", self.config.worker_id, delay)
+            await self._wait(self._stopped, delay)
+
+    async def _drain(self) -> None:
+        await self._drain_requested.wait()
+        cfg = self.config
+        log.info("draining worker=%s running=%d deadline_s=%g", cfg.worker_id, len(self.jobs), cfg.drain_timeout_s)
+        self.flags.draining = True
+        self.kick.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.drain_timeout_s
+        while self.jobs and not self.flags.drain_now and loop.time() < deadline:
+            self._jobs_changed.clear()
+            await self._wait(self._jobs_changed, deadline - loop.time())
+        if self.jobs:
+            log.warning("drain deadline passed, cancelling worker=%s jobs=%s", cfg.worker_id, sorted(self.jobs))
+            tasks = list(self.jobs.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        deadline = loop.time() + cfg.flush_timeout_s
+        while len(self.outbox) and loop.time() < deadline:
+            self._jobs_changed.clear()
+            await self._wait(self._jobs_changed, min(0.5, deadline - loop.time()))
+        self.flags.bye_wanted = True
+        self.kick.set()
+        if not await self._wait(self._said_bye, max(1.0, deadline - loop.time())):
+            log.warning("left without a goodbye worker=%s unacked=%d", cfg.worker_id, len(self.outbox))
+        log.info("drained worker=%s", cfg.worker_id)
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+        """True when `event` was set within `timeout_s`."""
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, timeout_s))
+        except TimeoutError:
+            return False
+        return True
+
+    # ---- frames from the replica (called by Link) ----------------------------------------------
+
+    def hello(self) -> bytes:
+        running = sorted(set(self.jobs) | self.outbox.attempts())
+        return encode("hello", worker_id=self.config.worker_id, capacity=self.config.capacity,
+                      tags=list(self.config.tags), **self._caps, running=[[j, a] for j, a in running],
+                      info={**self._info, "hostname": socket.gethostname(), "pid": os.getpid(),
+                            "version": _VERSION})
+
+    def heartbeat(self) -> bytes:
+        load = {"cpu_percent": psutil.cpu_percent(interval=None),
+                "memory_percent": psutil.virtual_memory().percent, "running": len(self.jobs)}
+        return encode("heartbeat", load=load)
+
+    def on_assign(self, body: dict[str, Any]) -> None:
+        try:
+            key: Attempt = (str(body["job_id"]), int(body["attempt"]))
+            kind, timeout_s = str(body["type"]), float(body.get("timeout_s") or 600.0)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("malformed assign ignored worker=%s error=%s", self.config.worker_id, exc)
+            return
+        if self.flags.draining or self.flags.paused:
+            log.info("assign ignored while draining job=%s attempt=%d", *key)
+            return
+        if key in self.jobs or self.outbox.has_final(key):
+            log.debug("duplicate assign ignored job=%s attempt=%d", *key)
+            return
+        log.debug("assigned job=%s attempt=%d type=%s", key[0], key[1], kind)
+        self.jobs[key] = asyncio.create_task(self._run_job(key, kind, body.get("payload"), timeout_s),
+                                             name=f"haco-job-{key[0]}-{key[1]}")
+
+    def on_cancel(self, body: dict[str, Any]) -> None:
+        try:
+            key: Attempt = (str(body["job_id"]), int(body["attempt"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        task = self.jobs.get(key)
+        log.info("cancel job=%s attempt=%d running=%s", key[0], key[1], task is not None)
+        if task is not None:
+            task.cancel()
+
+    def on_drain(self) -> None:
+        log.info("drained by an operator worker=%s running=%d", self.config.worker_id, len(self.jobs))
+        self.flags.paused = True
+
+    def wants_draining(self) -> bool:
+        return self.flags.draining
+
+    def wants_bye(self) -> bool:
+        return self.flags.bye_wanted
+
+    def on_settled(self) -> None:
+        self._jobs_changed.set()  # the drain waits on the outbox too
+
+    def on_bye_done(self) -> None:
+        self.flags.stopping = True
+        self._said_bye.set()
+
+    # ---- jobs ------------------------------------------------------------------------------------
+
+    def _report(self, kind: str, key: Attempt, **fields: Any) -> None:
+        self.outbox.add(kind, key[0], key[1], **fields)
+        self.kick.set()
+
+    async def _run_job(self, key: Attempt, kind: str, payload: Any, timeout_s: float) -> None:
+        try:
+            async with self._slots:
+                self._report("started", key)
+                res = await self._execute(key, kind, payload, timeout_s)
+            res = _encodable(res)
+            log.debug("finished job=%s attempt=%d ok=%s error=%s", key[0], key[1], res.ok, res.error)
+            if res.ok:
+                self._report("completed", key, result=res.result, stats=res.stats)
+            else:
+                self._report("failed", key, error=res.error or "failed", result=res.result, stats=res.stats,
+                             timed_out=res.timed_out)
+        except asyncio.CancelledError:
+            log.info("job cancelled job=%s attempt=%d", *key)
+            raise
+        finally:
+            self.jobs.pop(key, None)
+            self._jobs_changed.set()
+
+    async def _execute(self, key: Attempt, kind: str, payload: Any, timeout_s: float) -> ExecResult:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{key[0]}.{key[1]}")
+        workdir = self.config.workdir / safe
+        try:
+            executor = self._lookup(kind)
+        except KeyError as exc:
+            return ExecResult(False, None, f"unknown executor {kind!r}: {exc}", _no_stats())
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max)
+        try:
+            return await executor.run(payload, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the job runner is a boundary: a broken executor must not take us down
+            log.exception("executor crashed job=%s attempt=%d type=%s", key[0], key[1], kind)
+            return ExecResult(False, None, f"executor {kind} crashed: {exc!r}"[:4096], _no_stats())
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+
+def _encodable(res: ExecResult) -> ExecResult:
+    """`res`, or a failure when its result or stats cannot cross the wire (a plugin returning a set)."""
+    try:
+        encode("check", result=res.result, stats=res.stats)
+    except (TypeError, ValueError, OverflowError) as exc:
+        return ExecResult(False, None, f"result is not serializable: {exc}"[:4096], _no_stats(), res.timed_out)
+    return res
+
+
+def _no_stats() -> dict[str, float | int]:
+    return {"wall_ms": 0.0, "cpu_ms": 0.0, "peak_rss_bytes": 0}
+
+
+def _detect(workdir: Path) -> Capabilities:
+    """Creates the workdir and probes the machine; blocking (nvidia-smi), so run through to_thread."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return detect(workdir)
+
+
+def _capability_fields(caps: Capabilities) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Hello's capability fields and its `info` extras, from a `hardware.Capabilities`.
+
+    `cuda_compute` is a number (0.0 without a GPU): the replica parses it with float().
+    """
+    top = {"cpus": int(caps.cpus), "memory_gb": float(caps.memory_gb),
+           "cuda_compute": float(caps.cuda_compute or 0.0), "hardware": [str(h) for h in caps.hardware]}
+    info = {"disk_free_gb": float(caps.disk_free_gb), "gpus": _plain(caps.gpus)}
+    return top, info
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses and tuples as msgpack-able maps and lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+# ---- command line ----------------------------------------------------------------------------------
+
+
+def register_cli(subparsers: Any) -> None:
+    """Adds `haco worker` to the haco CLI."""
+    p = subparsers.add_parser("worker", help="run one worker: connects to the leader, runs jobs; SIGTERM drains",
+                              description="Run one worker. SIGTERM or Ctrl+C drains it: no new work, running "
+                                          "jobs finish (up to --drain-timeout), then it deregisters and exits 0.")
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: `haco --coordinators X worker` keeps the value given before the subcommand
+    p.add_argument("--coordinators", default=argparse.SUPPRESS, metavar="URL,...",
+                   help="replica URLs (default: $HACO_COORDINATORS, else the `haco up` defaults)")
+    p.add_argument("--token", default=argparse.SUPPRESS, help="API token (default: $HACO_TOKEN)")
+    p.add_argument("--id", dest="worker_id", help="worker id (default: HOSTNAME-PID)")
+    p.add_argument("--capacity", type=int, help="jobs run at once (default: CPU count)")
+    p.add_argument("--tags", default="", metavar="A,B", help="tags that jobs' required_tags match")
+    p.add_argument("--drain-timeout", type=float, default=60.0, metavar="S",
+                   help="running jobs get this long to finish on SIGTERM (60)")
+    p.add_argument("--workdir", type=Path, help="scratch space for jobs (default: ./haco-work/ID)")
+    p.add_argument("--log-level", default=os.environ.get("HACO_LOG_LEVEL", "info"))
+
+
+def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> WorkerConfig:
+    urls = getattr(args, "coordinators", None) or env.get("HACO_COORDINATORS") or DEFAULT_COORDINATORS
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    return WorkerConfig(
+        coordinators=tuple(u.strip() for u in urls.split(",") if u.strip()), worker_id=worker_id,
+        capacity=args.capacity or os.cpu_count() or 1, tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()),
+        drain_timeout_s=args.drain_timeout, workdir=args.workdir or Path("haco-work") / worker_id,
+        token=getattr(args, "token", None) or env.get("HACO_TOKEN") or None)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from ..logs import configure
+
+    configure(args.log_level)
+    try:
+        cfg = config_from_args(args, dict(os.environ))
+        cfg.validate()
+    except ValueError as exc:
+        print(f"haco: error: {exc}", file=sys.stderr)
+        return 64
+    return asyncio.run(_serve(cfg))
+
+
+async def _serve(cfg: WorkerConfig) -> int:
+    agent = Agent(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.request_drain)
+    log.info("worker starting worker=%s capacity=%d coordinators=%s", cfg.worker_id, cfg.capacity,
+             ",".join(cfg.coordinators))
+    return await agent.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m haco.worker.agent`: the `haco worker` flags alone."""
+    parser = argparse.ArgumentParser(prog="python -m haco.worker.agent", description="Run one haco worker.")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
