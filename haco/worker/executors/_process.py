@@ -1,0 +1,218 @@
+"""Run one job process in its own session: bounded output, deadline, sampling, and a sure kill.
+
+`run_process` is what every subprocess-based executor builds on. Its contract:
+
+- The process starts with `start_new_session=True`, stdin from /dev/null, stdout and stderr piped;
+  the pipes are drained as they fill and only the last `tail_bytes` of each are kept.
+- When the session leader exits, any process it left behind in its session is killed: a job owns
+  no processes beyond its attempt (systemd's KillMode=control-group, in spirit).
+- At the deadline the whole session is killed and the outcome says `timed_out`.
+- When the calling task is cancelled, the whole session is killed and reaped, then CancelledError
+  propagates. A second cancellation during that cleanup falls back to an immediate SIGKILL.
+- Killing = SIGTERM to the process group and to every session member (a member may have moved to
+  another group), up to `TERM_GRACE_S` for them to go, then SIGKILL, then wait until none is left
+  alive (a zombie left for init counts as gone).
+- Never blocks the event loop: asyncio subprocesses, asyncio sleeps, /proc reads only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from haco.worker.executors._monitor import SessionMonitor
+
+log = logging.getLogger(__name__)
+
+TAIL_BYTES: Final = 4096
+SAMPLE_INTERVAL_S: Final = 0.05
+TERM_GRACE_S: Final = 2.0
+KILL_WAIT_S: Final = 5.0
+_DRAIN_AFTER_EXIT_S: Final = 2.0  # a pipe held open by a process that escaped the session
+_POLL_S: Final = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    returncode: int | None  # None when we killed it at the deadline; negative: killed by signal
+    stdout_tail: bytes
+    stderr_tail: bytes
+    timed_out: bool
+    wall_ms: float
+    cpu_ms: float
+    peak_rss_bytes: int
+    pid: int
+
+    def stats(self) -> dict[str, float | int]:
+        """The figures every attempt reports."""
+        return {
+            "wall_ms": round(self.wall_ms, 3),
+            "cpu_ms": round(self.cpu_ms, 3),
+            "peak_rss_bytes": self.peak_rss_bytes,
+        }
+
+
+class SpawnError(Exception):
+    """The process could not be started (missing program, bad cwd, permissions)."""
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: os.PathLike[str] | str,
+    timeout_s: float,
+    tail_bytes: int = TAIL_BYTES,
+) -> ProcessOutcome:
+    """Run `argv` to completion or until `timeout_s` (inf: no deadline; <= 0: times out at once)."""
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+    monitor = SessionMonitor(sid=proc.pid)
+    _safe_sample(monitor)  # now, while the freshly exec'd leader surely exists: short jobs get figures too
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = _Tail(tail_bytes, bytearray()), _Tail(tail_bytes, bytearray())
+    out_task = asyncio.create_task(out.drain(proc.stdout))
+    err_task = asyncio.create_task(err.drain(proc.stderr))
+    sampler = asyncio.create_task(_sample_until_exit(proc, monitor))
+    try:
+        done, _ = await asyncio.wait([sampler], timeout=None if math.isinf(timeout_s) else max(0.0, timeout_s))
+        timed_out = not done
+        await kill_session(proc, monitor)
+        await _drain([out_task, err_task])
+    except BaseException:  # CancelledError above all: the session must not outlive the task
+        await _kill_on_cancel(proc, monitor)
+        raise
+    finally:
+        for task in (sampler, out_task, err_task):
+            task.cancel()
+        _close_transport(proc)
+    return ProcessOutcome(
+        returncode=None if timed_out else proc.returncode,
+        stdout_tail=out.value(),
+        stderr_tail=err.value(),
+        timed_out=timed_out,
+        wall_ms=(time.monotonic() - started) * 1000.0,
+        cpu_ms=monitor.cpu_ms(),
+        peak_rss_bytes=monitor.peak_rss_bytes,
+        pid=proc.pid,
+    )
+
+
+async def kill_session(proc: asyncio.subprocess.Process, monitor: SessionMonitor) -> None:
+    """Kill every live process of the session (TERM, grace, KILL); returns once none is left alive.
+
+    The leader counts as gone once asyncio has reaped it (`returncode` set). Returns at once when
+    the leader has exited and left nothing behind.
+    """
+    live = monitor.live_members()
+    if proc.returncode is not None and not live:
+        return
+    _signal_session(proc.pid, live, signal.SIGTERM)
+    if not await _wait_gone(proc, monitor, TERM_GRACE_S):
+        _signal_session(proc.pid, monitor.live_members(), signal.SIGKILL)
+        if not await _wait_gone(proc, monitor, KILL_WAIT_S):
+            log.warning("session %d: processes %s survived SIGKILL", proc.pid, monitor.live_members())
+
+
+async def _kill_on_cancel(proc: asyncio.subprocess.Process, monitor: SessionMonitor) -> None:
+    try:
+        await kill_session(proc, monitor)
+    except BaseException:  # cancelled again mid-cleanup: no more grace
+        _signal_session(proc.pid, monitor.live_members(), signal.SIGKILL)
+        raise
+
+
+def _signal_session(sid: int, members: Sequence[int], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, sig)
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+async def _wait_gone(proc: asyncio.subprocess.Process, monitor: SessionMonitor, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while True:
+        if proc.returncode is not None and not monitor.live_members():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_S)
+
+
+async def _sample_until_exit(proc: asyncio.subprocess.Process, monitor: SessionMonitor) -> None:
+    """Sample every SAMPLE_INTERVAL_S and once more at exit; returns when the leader exits.
+
+    On Python 3.11 `proc.wait()` resolves only once the stdout/stderr pipes are closed too, which a
+    background process holding them can delay forever; so the leader's exit is `proc.returncode`
+    (set as soon as it is reaped), checked at each wake-up. `wait()` is awaited only to wake up at
+    once in the usual case where the pipes close with the leader.
+    """
+    wait = asyncio.ensure_future(proc.wait())
+    try:
+        while proc.returncode is None:
+            await asyncio.wait([wait], timeout=SAMPLE_INTERVAL_S)
+            _safe_sample(monitor)
+    finally:
+        wait.cancel()
+
+
+def _safe_sample(monitor: SessionMonitor) -> None:
+    try:
+        monitor.sample()
+    except Exception:  # a figure lost is no reason to lose the job
+        log.debug("sampling session %d failed", monitor.sid, exc_info=True)
+
+
+@dataclass(slots=True)
+class _Tail:
+    """Drains one pipe, keeping its last `keep` bytes; what it has is readable at any time."""
+
+    keep: int
+    buf: bytearray
+
+    async def drain(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(65536):
+            self.buf += chunk
+            if len(self.buf) > 2 * self.keep:
+                del self.buf[: -self.keep]
+
+    def value(self) -> bytes:
+        return bytes(self.buf[-self.keep :]) if self.keep else b""
+
+
+async def _drain(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for both pipes' EOF, but not for one that a process outside the session withholds."""
+    _, pending = await asyncio.wait(tasks, timeout=_DRAIN_AFTER_EXIT_S)
+    if pending:
+        log.warning("job output pipe still open after its session was killed; keeping what was read")
+
+
+def _close_transport(proc: asyncio.subprocess.Process) -> None:
+    """Close our ends of the pipes that a process outside the session may still hold.
+
+    asyncio.subprocess.Process offers no public close; without it the transport stays open (and
+    warns when collected) until that process exits. A no-op when the pipes closed normally.
+    """
+    transport = getattr(proc, "_transport", None)
+    if transport is not None and not transport.is_closing():
+        transport.close()
