@@ -29,10 +29,11 @@ def _attempt_fields(a: Attempt) -> list[Any]:
 
 
 def job_hash(j: Job) -> int:
-    """The spec enters through `spec_hash` (computed once, at submit), so a job hashes in ~1 us."""
+    """The spec enters through `spec_hash` (computed once, at submit), so a job hashes in ~1 us.
+    The status is a StrEnum: msgpack packs it as its plain string value."""
     attempts = j.attempts
     return _from_bytes(_blake2b(b"J" + _packb(
-        [j.job_id, j.seq, j.key, j.spec_hash, j.created_at_ms, j.status.value, j.attempt, j.failures,
+        [j.job_id, j.seq, j.key, j.spec_hash, j.created_at_ms, j.status, j.attempt, j.failures,
          j.lost, j.not_before_ms, j.worker_id, j.error, j.finished_at_ms, j.finish_seq,
          [_attempt_fields(a) for a in attempts] if attempts else []], use_bin_type=True),
         digest_size=8).digest(), "little")

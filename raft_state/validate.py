@@ -87,23 +87,39 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
     return spec, key
 
 
+_GOOD_TYPES: set[str] = set()  # executor names already matched by TYPE_RE: a pure cache, bounded
+
+
 def spec_problem(spec: JobSpec) -> str | None:
     """Why a decoded spec breaks a bound, or None. Runs inside apply: cheap, never raises."""
-    if not TYPE_RE.match(spec.type):
-        return "type is not an executor name"
+    kind = spec.type
+    if kind not in _GOOD_TYPES:
+        if not TYPE_RE.match(kind):
+            return "type is not an executor name"
+        if len(_GOOD_TYPES) < 4096:
+            _GOOD_TYPES.add(kind)
     if len(spec.payload) > PAYLOAD_BYTES_MAX or len(spec.labels) > LABELS_BYTES_MAX:
         return "payload or labels too large"
-    if not (abs(spec.priority) <= PRIORITY_ABS_MAX and 1 <= spec.timeout_ms <= TIMEOUT_MS_MAX
+    if not (-PRIORITY_ABS_MAX <= spec.priority <= PRIORITY_ABS_MAX and 1 <= spec.timeout_ms <= TIMEOUT_MS_MAX
             and 0 <= spec.max_retries <= RETRIES_MAX and 0 <= spec.backoff_ms <= BACKOFF_MS_MAX
             and 0 <= spec.min_memory_gb <= 1e6 and 0 <= spec.min_cuda_compute <= 100 and 0 <= spec.cpus <= 4096):
         return "a number is out of range"
-    for names, limit, chars in ((spec.required_tags, TAGS_MAX, TAG_CHARS_MAX), (spec.hardware, TAGS_MAX, TAG_CHARS_MAX),
-                                (spec.depends_on, DEPENDS_MAX, ID_CHARS_MAX)):
-        if len(names) > limit or any(not 1 <= len(n) <= chars for n in names) or len(set(names)) != len(names):
-            return "a list of names breaks its bounds"
+    if (spec.required_tags and _names_problem(spec.required_tags, TAGS_MAX, TAG_CHARS_MAX)
+            or spec.hardware and _names_problem(spec.hardware, TAGS_MAX, TAG_CHARS_MAX)
+            or spec.depends_on and _names_problem(spec.depends_on, DEPENDS_MAX, ID_CHARS_MAX)):
+        return "a list of names breaks its bounds"
     if spec.deadline_ms is not None and spec.deadline_ms < 0:
         return "deadline before 1970"
     return None
+
+
+def _names_problem(names: tuple[str, ...], limit: int, chars: int) -> bool:
+    if len(names) > limit or len(set(names)) != len(names):
+        return True
+    for n in names:
+        if not 1 <= len(n) <= chars:
+            return True
+    return False
 
 
 def worker_problem(cmd: Any) -> str | None:
