@@ -272,19 +272,27 @@ def _progress(job: dict[str, Any]) -> str:
 
 
 def _print_result(result: Any) -> None:
-    if isinstance(result, dict) and isinstance(result.get("stdout"), str):
-        sys.stdout.write(result["stdout"])
-        if isinstance(result.get("stderr"), str):
-            sys.stderr.write(result["stderr"])
-    elif result is not None:
+    """A command's output as it printed it (shell results carry stdout/stderr, or their tails);
+    anything else as JSON."""
+    if not isinstance(result, dict):
+        if result is not None:
+            print(fmt.dumps(result))
+        return
+    out = result.get("stdout", result.get("stdout_tail"))
+    err = result.get("stderr", result.get("stderr_tail"))
+    if isinstance(out, str):
+        sys.stdout.write(out)
+        if isinstance(err, str):
+            sys.stderr.write(err)
+    else:
         print(fmt.dumps(result))
 
 
 async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:
     replicas = await client.status()
     known = {r.url for r in replicas}
-    extra = sorted({str(p["api_url"]).rstrip("/") for r in replicas for p in (r.info or {}).get("peers") or []
-                    if p.get("api_url") and str(p["api_url"]).rstrip("/") not in known})
+    extra = list(dict.fromkeys(str(p["api_url"]).rstrip("/") for r in replicas for p in (r.info or {}).get("peers")
+                               or [] if p.get("api_url") and str(p["api_url"]).rstrip("/") not in known))
     if extra:
         async with HacoClient(extra) as more:
             replicas += await more.status()

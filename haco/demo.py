@@ -22,25 +22,16 @@ from typing import Any
 from . import cli_format as fmt
 from .client import FINAL_STATUSES, HacoClient
 from .errors import HacoError
-from .local import ClusterSpec, LocalCluster, busy_ports
+from .local import ClusterSpec, LocalCluster, free_base_port
 
 
 def say(text: str) -> None:
     print(f"demo: {text}", flush=True)
 
 
-def pick_base_port(first: int, tries: int = 20) -> int:
-    """The first base port from `first` (step 10) whose HTTP and Raft ports are all free."""
-    for n in range(tries):
-        base = first + 10 * n
-        if not busy_ports(ClusterSpec(base_port=base).ports):
-            return base
-    raise HacoError(f"no free ports for a demo cluster from {first}")
-
-
 def run_demo(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="haco-demo-"))
-    cluster = LocalCluster(ClusterSpec(data_dir=tmp, base_port=pick_base_port(args.base_port)))
+    cluster = LocalCluster(ClusterSpec(data_dir=tmp, base_port=free_base_port(args.base_port)))
     ok = False
     try:
         ok = asyncio.run(asyncio.wait_for(Demo(cluster, args.jobs).run(), args.timeout))
@@ -88,6 +79,7 @@ class Demo:
             await self._wait_final(client, 90.0)
             elapsed = time.monotonic() - started
             checks = await self._check(client, special)
+            checks.append(("the killed replica rejoined and caught up", await self._restart(client, leader)))
             await self._show_status(client)
         self._summary(checks, elapsed)
         return all(ok for _, ok in checks)
@@ -169,6 +161,23 @@ class Demo:
             ("the failing job failed after 3 attempts", fail["status"] == "failed" and len(fail["attempts"]) == 3),
             ("d ran after b and c", d["status"] == "completed" and d_start >= max(ends)),
         ]
+
+    async def _restart(self, client: HacoClient, replica_id: str, timeout_s: float = 20.0) -> bool:
+        """Restart the killed replica from its data dir; True once it applied what the others have."""
+        i = int(replica_id.lstrip("r"))
+        await asyncio.to_thread(self.cluster.replicas[i].wait, 5)
+        self.cluster.start_replica(i)
+        target = max(int(r.info.get("commit_index") or 0) for r in await client.status() if r.info)
+        say(f"restarting {replica_id} from its data dir; waiting until it has applied index {target}")
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            try:
+                if int((await client.cluster(self.cluster.spec.api_url(i))).get("applied_index") or 0) >= target:
+                    return True
+            except HacoError:
+                pass
+            await asyncio.sleep(0.3)
+        return False
 
     async def _show_status(self, client: HacoClient) -> None:
         replicas = await client.status()

@@ -101,6 +101,15 @@ def busy_ports(ports: Iterable[int]) -> list[int]:
     return busy
 
 
+def free_base_port(first: int, *, replicas: int = 3, tries: int = 50) -> int:
+    """The first base port from `first` (in steps of 10) whose HTTP and Raft ports are all free."""
+    for n in range(tries):
+        base = first + 10 * n
+        if not busy_ports(ClusterSpec(base_port=base, replicas=replicas).ports):
+            return base
+    raise HacoError(f"no free ports for a local cluster from {first} on")
+
+
 def spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start a child in its own session (a terminal's Ctrl+C reaches only us), output to log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,5 +316,5 @@ def _banner(spec: ClusterSpec, leader_id: str, leader_url: str) -> None:
     ]), flush=True)
 
 
-__all__ = ["ClusterSpec", "LocalCluster", "busy_ports", "ensure_password", "spawn", "stop_process",
+__all__ = ["ClusterSpec", "LocalCluster", "busy_ports", "ensure_password", "free_base_port", "spawn", "stop_process",
            "stop_processes", "wait_for_leader"]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from client_fakes import FakeReplica, free_port, serve
 
 from haco import cli, cli_format
 from haco.client import ReplicaStatus
+from haco.local import ClusterSpec, busy_ports, ensure_password, free_base_port
 
 
 @pytest.fixture(autouse=True)
@@ -233,3 +236,45 @@ def test_digest_check_compares_current_digests_at_the_same_applied_index() -> No
     assert cli_format.digest_check(same)["index"] == 40 and not cli_format.digest_check(same)["diverged"]
     split = [same[0], {"digests": [], "digest": "d2", "applied_index": 40}]
     assert cli_format.digest_check(split)["diverged"]
+
+
+def test_the_cli_never_loads_raft_or_duckdb() -> None:
+    code = ("import sys; from haco import cli; cli.build_parser(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('pysyncobj', 'duckdb', 'pyarrow', 'raft_state')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- haco up's pieces ------------------------------------------------------------------------------
+
+def test_cluster_spec_builds_the_documented_command_lines(tmp_path: Path) -> None:
+    spec = ClusterSpec(data_dir=tmp_path)
+    argv = spec.replica_argv(2)
+    assert argv[:4] == [sys.executable, "-m", "haco", "coordinator"]
+    assert " ".join(argv[4:]) == (
+        f"--id r2 --raft 127.0.0.1:7102 --http 127.0.0.1:7002 --peer r1=127.0.0.1:7101=http://127.0.0.1:7001 "
+        f"--peer r3=127.0.0.1:7103=http://127.0.0.1:7003 --data-dir {tmp_path}/r2 "
+        f"--raft-password-file {tmp_path}/raft-password --log-level info")
+    assert " ".join(spec.worker_argv(1)[4:]) == (
+        "--coordinators http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003 --id w1 --capacity 4 "
+        "--log-level info")
+    assert spec.ports == [7001, 7101, 7002, 7102, 7003, 7103]
+
+
+def test_password_file_is_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "raft-password"
+    ensure_password(path)
+    first = path.read_text()
+    ensure_password(path)
+    assert path.read_text() == first and len(first.strip()) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_busy_ports_sees_a_listener() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert busy_ports([port]) == [port]
+        assert free_base_port(port, replicas=1) != port

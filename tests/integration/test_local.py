@@ -1,0 +1,173 @@
+"""End to end through the front door: `haco up`, `haco demo`, the CLI and the client on real processes.
+
+Every process is stopped by PID in `finally`, also when an assertion fails; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from haco import cli
+from haco.client import HacoClient
+from haco.local import ClusterSpec, LocalCluster, free_base_port
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def _base_port() -> int:
+    return free_base_port(random.randrange(20000, 29000, 10))
+
+
+def _wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        content = path.read_text(errors="replace") if path.exists() else ""
+        if text in content:
+            return content
+        assert proc.poll() is None, f"exited with {proc.returncode}:\n{content}"
+        time.sleep(0.1)
+    raise AssertionError(f"no {text!r} within {timeout_s}s in {path}")
+
+
+class Up:
+    """`haco up` as a child process, stopped like a person would (Ctrl+C), then checked for leftovers."""
+
+    def __init__(self, data_dir: Path, base_port: int, tag: str) -> None:
+        self.out = data_dir.parent / f"up-{tag}.out"
+        with self.out.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "haco", "up", "--data-dir", str(data_dir),
+                                          "--base-port", str(base_port)], stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.children: list[psutil.Process] = []
+
+    def wait_up(self, timeout_s: float = 60.0) -> str:
+        text = _wait_for_text(self.out, "Ctrl+C stops everything", self.proc, timeout_s)
+        self.children = psutil.Process(self.proc.pid).children()  # replicas and workers, not their jobs
+        return text
+
+    def child(self, name: str) -> psutil.Process:
+        return next(p for p in self.children if f"--id {name} " in " ".join(p.cmdline()) + " ")  # all alive
+
+    def interrupt(self, timeout_s: float = 40.0) -> int:
+        """Ctrl+C; returns the exit code. Whatever is left over is SIGKILLed (and fails the caller)."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            for p in self.children:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    p.kill()
+
+    def leftovers(self) -> list[int]:
+        return [p.pid for p in self.children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def haco(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+@pytest.mark.timeout(240)
+def test_haco_up_runs_jobs_stops_on_ctrl_c_and_recovers_on_the_next_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    base, data = _base_port(), tmp_path / "haco-data"
+    monkeypatch.setenv("HACO_COORDINATORS", ",".join(ClusterSpec(base_port=base).urls))
+    up = Up(data, base, "1")
+    try:
+        assert "haco is up: 3 replicas, 2 workers" in up.wait_up()
+        assert len(up.children) == 5
+        assert (data / "raft-password").stat().st_mode & 0o777 == 0o600
+        code, out, err = haco(capsys, "submit", "--wait", "--", "echo", "hi")
+        assert (code, out) == (0, "hi\n"), err
+        first = re.search(r"submitted (\w+)", err).group(1)  # type: ignore[union-attr]
+        assert haco(capsys, "pause")[0] == 0
+        code, out, _ = haco(capsys, "submit", "--priority", "3", "--", "true")
+        pending = out.strip()
+        code, out, _ = haco(capsys, "job", pending)
+        assert code == 0 and "pending because:" in out and "paused" in out
+        assert haco(capsys, "resume")[0] == 0
+        code, out, _ = haco(capsys, "status", "--json")
+        report = json.loads(out)
+        assert code == 0 and report["healthy"] and report["leader"]["id"] in {"r1", "r2", "r3"}
+    finally:
+        assert up.interrupt() in (0, 130)
+    assert up.leftovers() == []
+    password = (data / "raft-password").read_text()
+
+    up = Up(data, base, "2")
+    try:
+        up.wait_up()
+        assert (data / "raft-password").read_text() == password
+        code, out, _ = haco(capsys, "--json", "jobs")
+        assert code == 0 and {first, pending} <= {j["job_id"] for j in json.loads(out)}
+        for victim in [up.child("r2"), up.child("r3")]:  # look both up first: a killed one is a zombie
+            victim.kill()
+        code, out, _ = haco(capsys, "--deadline", "3", "status", "--json")
+        assert code == 2 and not json.loads(out)["healthy"]
+    finally:
+        assert up.interrupt() in (0, 130)
+    assert up.leftovers() == []
+
+
+@pytest.mark.timeout(180)
+def test_haco_demo_exits_0_and_leaves_nothing_running(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "haco", "demo", "--base-port", str(_base_port()), "--timeout", "120"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=170,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FAILED" not in proc.stdout and "every acknowledged job exists, once        ok" in proc.stdout
+    demo_dir = re.search(r"data in (\S+)\)", proc.stdout).group(1)  # type: ignore[union-attr]
+    assert not Path(demo_dir).exists()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if demo_dir in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.timeout(120)
+async def test_keyed_submissions_across_a_leader_kill_create_each_job_once(tmp_path: Path) -> None:
+    cluster = LocalCluster(ClusterSpec(data_dir=tmp_path, workers=0, base_port=_base_port()))
+    n = 80
+    try:
+        cluster.prepare()
+        cluster.start_replicas()
+        leader, _ = await cluster.wait_for_leader(30)
+        async with HacoClient(cluster.spec.urls) as client:
+            async def submit_all() -> list[str]:
+                ids = []
+                for i in range(n):
+                    ids.append((await client.submit({"type": "noop", "payload": {"i": i}})).job_id)
+                    await asyncio.sleep(0.01)
+                return ids
+            task = asyncio.ensure_future(submit_all())
+            await asyncio.sleep(0.2)
+            cluster.kill_replica(leader)
+            ids = await task  # no error reached the caller
+            await cluster.wait_for_leader(30, exclude=[leader])
+            jobs = await client.jobs(limit=1000)
+        assert len(set(ids)) == n and sorted(j["job_id"] for j in jobs) == sorted(ids)
+    finally:
+        await asyncio.to_thread(cluster.stop)
