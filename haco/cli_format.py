@@ -77,7 +77,7 @@ def job_report(job: dict[str, Any]) -> str:
               ("finished", ago(job.get("finished_at_ms"))), ("payload", job.get("payload")),
               ("depends on", job.get("depends_on") or None), ("tags", job.get("required_tags") or None),
               ("requirements", job.get("requirements") or None), ("labels", job.get("labels") or None),
-              ("deadline", job.get("deadline"))]
+              ("deadline", job.get("deadline") or job.get("deadline_ms"))]
     width = max(len(k) for k, _ in fields) + 1
     lines = [f"{(k + ':').ljust(width)} {_cell(v)}" for k, v in fields if v is not None]
     if job.get("status") == "pending":
