@@ -4,6 +4,9 @@ Jobs are grouped by placement class (tags and requirements), one heap per class 
 (-priority, seq): higher priority first, FIFO by submission sequence within a priority. The
 scheduler walks only the classes some worker can take, so a head of jobs that no worker can run
 costs nothing. Heaps delete lazily; an entry is live while `_live[job_id] is entry`.
+
+Memory matters at a million pending jobs: an entry is one tuple that also names its class, and
+equal class keys are interned, so a ready job costs one tuple plus a dict slot.
 """
 
 from __future__ import annotations
@@ -12,17 +15,18 @@ import heapq
 from collections.abc import Callable, Iterator
 from typing import Any
 
-Entry = tuple[int, int, str]  # (-priority, seq, job_id)
 ClassKey = tuple[Any, ...]
+Entry = tuple[int, int, str, ClassKey]  # (-priority, seq, job_id, class); seq is unique, so it decides
 
 
 class ReadyQueue:
-    __slots__ = ("_heaps", "_live", "_dead")
+    __slots__ = ("_heaps", "_live", "_dead", "_canon")
 
     def __init__(self) -> None:
         self._heaps: dict[ClassKey, list[Entry]] = {}
-        self._live: dict[str, tuple[Entry, ClassKey]] = {}
+        self._live: dict[str, Entry] = {}
         self._dead: dict[ClassKey, int] = {}
+        self._canon: dict[ClassKey, ClassKey] = {}  # one shared key object per class
 
     def __len__(self) -> int:
         return len(self._live)
@@ -33,19 +37,45 @@ class ReadyQueue:
     def add(self, job_id: str, priority: int, seq: int, klass: ClassKey) -> None:
         if job_id in self._live:
             return
-        entry: Entry = (-priority, seq, job_id)
-        self._live[job_id] = (entry, klass)
         heap = self._heaps.get(klass)
         if heap is None:
             heap = self._heaps[klass] = []
             self._dead[klass] = 0
+            self._canon[klass] = klass
+        else:
+            klass = self._canon[klass]
+        entry: Entry = (-priority, seq, job_id, klass)
+        self._live[job_id] = entry
         heapq.heappush(heap, entry)
 
+    def add_bulk(self, items: list[tuple[str, int, int, ClassKey]]) -> None:
+        """`add` for many (job_id, priority, seq, class) at once into an empty queue: heapify, no pushes.
+
+        The heap layout may differ from one built by pushes, but nothing observable depends on it:
+        iteration is in (priority, seq) order and seq is unique per job.
+        """
+        if self._live:
+            raise ValueError("add_bulk needs an empty queue")
+        heaps, live, canon = self._heaps, self._live, self._canon
+        for job_id, priority, seq, klass in items:
+            heap = heaps.get(klass)
+            if heap is None:
+                heap = heaps[klass] = []
+                self._dead[klass] = 0
+                canon[klass] = klass
+            else:
+                klass = canon[klass]
+            entry: Entry = (-priority, seq, job_id, klass)
+            live[job_id] = entry
+            heap.append(entry)
+        for heap in heaps.values():
+            heapq.heapify(heap)
+
     def discard(self, job_id: str) -> None:
-        found = self._live.pop(job_id, None)
-        if found is None:
+        entry = self._live.pop(job_id, None)
+        if entry is None:
             return
-        entry, klass = found
+        klass = entry[3]
         heap = self._heaps[klass]
         if heap[0] is entry:
             heapq.heappop(heap)
@@ -58,8 +88,7 @@ class ReadyQueue:
             self._dead[klass] = 0
 
     def _is_live(self, entry: Entry) -> bool:
-        found = self._live.get(entry[2])
-        return found is not None and found[0] is entry
+        return self._live.get(entry[2]) is entry
 
     def _trim(self, klass: ClassKey, heap: list[Entry]) -> None:
         """Pop dead entries off the top so every head is live."""
@@ -69,6 +98,7 @@ class ReadyQueue:
         if not heap:
             del self._heaps[klass]
             del self._dead[klass]
+            del self._canon[klass]
 
     def classes(self) -> list[ClassKey]:
         return list(self._heaps)

@@ -151,8 +151,10 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
     for name in ("now_ms", "paused", "cluster_version", "job_seq", "worker_seq", "finish_seq", "key_seq"):
         setattr(state, name, meta[name])
     attempts = T.attempts_from(_arrow(con, "SELECT * FROM attempts ORDER BY job_id, number"))
-    jobs, ready = T.jobs_from(_arrow(con, "SELECT * FROM jobs ORDER BY seq"), attempts)
-    _put_jobs(state, jobs)
+    # dump writes jobs in seq order and DuckDB scans preserve insertion order; sort only if that broke
+    jobs, ready = T.jobs_from(_arrow(con, "SELECT * FROM jobs"), attempts)
+    if any(a.seq >= b.seq for a, b in zip(jobs, jobs[1:])):
+        jobs.sort(key=attrgetter("seq"))
     for worker in sorted(T.workers_from(_arrow(con, "SELECT * FROM workers")), key=attrgetter("seq")):
         state._put_worker(worker)
     for rec in sorted(T.keys_from(_arrow(con, "SELECT * FROM keys")), key=attrgetter("seq")):
@@ -161,15 +163,17 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
     for token_id, exp in con.execute("SELECT token_id, expires_at_ms FROM revoked_tokens ORDER BY token_id").fetchall():
         state._put_token(token_id, exp)
     state._cascade.extend((a, b) for a, b in meta["cascade"])
-    _rebuild_indexes(state, set(ready))
+    _install_jobs(state, jobs, set(ready))
     if state.digest() != meta["digest"]:
         raise SnapshotError(f"snapshot digest mismatch: saved {meta['digest']:x}, rebuilt {state.digest():x}")
     return Loaded(state, int(meta["raft_index"]), int(meta["raft_term"]), bytes(raft_data), state.digest())
 
 
-def _put_jobs(state: State, jobs: list[Job]) -> None:
-    """`State._put_job` for a fresh state, in bulk: every hash recomputed, as the digest contract says."""
-    by_id, hashes, x = state.jobs, state._job_h, 0
+def _install_jobs(state: State, jobs: list[Job], ready: set[str]) -> None:
+    """Put `jobs` (in seq order) into a fresh state and derive the queues and DAG maps that apply
+    keeps, in one pass. Every record hash is recomputed, as the digest contract says."""
+    by_id, hashes = state.jobs, state._job_h
+    x = 0
     for job in jobs:
         h = job_hash(job)
         by_id[job.job_id] = job
@@ -180,37 +184,38 @@ def _put_jobs(state: State, jobs: list[Job]) -> None:
     state._xor ^= x
     for status, n in Counter(map(attrgetter("status"), jobs)).items():
         state.counts[status] += n
-
-
-def _rebuild_indexes(state: State, ready: set[str]) -> None:
-    """Derive the queues and DAG maps that apply keeps, from the records, deterministically."""
-    finished: list[tuple[int, str]] = []
+    pending, completed = JobStatus.PENDING, JobStatus.COMPLETED
     doomed = {job_id for job_id, _ in state._cascade}  # a failed dependency may be pruned already
-    for job in state.jobs.values():  # jobs were inserted in seq order
+    finished: list[tuple[int, str]] = []
+    ready_items: list[tuple[str, int, int, tuple[Any, ...]]] = []
+    dependents, unmet_of, deadlines, backoff = state._dependents, state._unmet, state._deadlines, state._backoff
+    for job in jobs:
         if job.finish_seq is not None:
             finished.append((job.finish_seq, job.job_id))
             continue
-        if job.status is not JobStatus.PENDING:
+        if job.status is not pending:
             continue
+        job_id, spec = job.job_id, job.spec
         unmet = 0
-        for dep_id in job.spec.depends_on:
-            dep = state.jobs.get(dep_id)
-            if dep is None or dep.status is JobStatus.COMPLETED:
+        for dep_id in spec.depends_on:
+            dep = by_id.get(dep_id)
+            if dep is None or dep.status is completed:
                 continue
             if not dep.is_final:
-                state._dependents.setdefault(dep_id, []).append(job.job_id)
+                dependents.setdefault(dep_id, []).append(job_id)
             unmet += 1
-        if job.job_id in doomed:
+        if job_id in doomed:
             unmet += 1
         if unmet:
-            state._unmet[job.job_id] = unmet
-        if job.spec.deadline_ms is not None and job.attempt == 0:
-            state._deadlines.append((job.spec.deadline_ms, job.seq, job.job_id))
-        if job.job_id in ready:
-            state.ready.add(job.job_id, job.spec.priority, job.seq, job.spec.placement_class())
+            unmet_of[job_id] = unmet
+        if spec.deadline_ms is not None and job.attempt == 0:
+            deadlines.append((spec.deadline_ms, job.seq, job_id))
+        if job_id in ready:
+            ready_items.append((job_id, spec.priority, job.seq, spec.placement_class()))
         elif not unmet:
-            state._backoff.append((job.not_before_ms, job.seq, job.job_id))
-    heapq.heapify(state._deadlines)
-    heapq.heapify(state._backoff)
+            backoff.append((job.not_before_ms, job.seq, job_id))
+    state.ready.add_bulk(ready_items)
+    heapq.heapify(deadlines)
+    heapq.heapify(backoff)
     finished.sort()
     state._finished.extend(job_id for _, job_id in finished)
