@@ -105,7 +105,7 @@ def _compile(hint: Any) -> tuple[Encoder, Decoder]:
 def _field_names(cls: type) -> list[str]:
     if dataclasses.is_dataclass(cls):
         return [f.name for f in dataclasses.fields(cls)]
-    return list(cls.__slots__)
+    return list(getattr(cls, "__slots__"))
 
 
 def _compile_record(cls: type) -> tuple[Encoder, Decoder]:
@@ -129,7 +129,8 @@ def encode_command_fields(cmd: Command) -> list[Any]:
 
 def encode(*commands: Command) -> bytes:
     """One log entry holding `commands`, applied in order, each with its own outcome."""
-    return msgpack.packb([WIRE_VERSION, [encode_command_fields(c) for c in commands]], use_bin_type=True)
+    entry: bytes = msgpack.packb([WIRE_VERSION, [encode_command_fields(c) for c in commands]], use_bin_type=True)
+    return entry
 
 
 def decode_command(raw: Any) -> Command:
@@ -168,7 +169,8 @@ def decode_spec(raw: Any) -> JobSpec:
 
 def canonical(value: Any) -> bytes:
     """Canonical msgpack: maps with sorted keys, so equal values give equal bytes."""
-    return msgpack.packb(_sorted(value), use_bin_type=True)
+    packed: bytes = msgpack.packb(_sorted(value), use_bin_type=True)
+    return packed
 
 
 def _sorted(value: Any) -> Any:

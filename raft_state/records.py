@@ -48,11 +48,11 @@ class _Record:
     at load and on every submit, and a loop over `object.__setattr__` cost three times as much.
     """
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        names = cls.__slots__
+        names: tuple[str, ...] = cls.__slots__
         env: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_names": frozenset(names)}
         for i, name in enumerate(names):
             env[f"_set{i}"] = cls.__dict__[name].__set__
@@ -67,9 +67,9 @@ class _Record:
                f"    g = changes.get\n"
                f"    return _make(_cls, {gets})\n")
         exec(src, env)  # noqa: S102  (generated from the class's own slot names)
-        cls.__init__ = env["__init__"]  # type: ignore[misc]
-        cls._make = classmethod(env["_make"])  # type: ignore[attr-defined]
-        cls.evolve = env["evolve"]  # type: ignore[method-assign]
+        setattr(cls, "__init__", env["__init__"])
+        setattr(cls, "_make", classmethod(env["_make"]))
+        setattr(cls, "evolve", env["evolve"])
 
     if TYPE_CHECKING:
         def __init__(self, **fields: Any) -> None: ...

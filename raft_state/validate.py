@@ -52,7 +52,9 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
     unknown = sorted(set(obj) - JOB_FIELDS)
     if unknown:
         raise SpecError(unknown[0], "unknown field")
-    get = lambda name: obj.get(name, DEFAULTS.get(name))  # noqa: E731
+
+    def get(name: str) -> Any:
+        return obj.get(name, DEFAULTS.get(name))
     kind = obj.get("type")
     if not isinstance(kind, str) or not TYPE_RE.match(kind):
         raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from raft_state import Rejected, RejectCode, SpecError, State, SubmitJobs, NewJob, Tick, encode, decode, parse_job
 from raft_state.codec import WIRE_VERSION
 from raft_state.commands import TYPE_BY_TAG
+from raft_state.codec import encode_spec
+from raft_state.digest import spec_digest, spec_hash
 from raft_state.validate import spec_problem
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -104,6 +106,7 @@ def test_parse_job_raises_only_spec_error_and_what_it_accepts_round_trips(obj: A
         assert exc.message and str(exc).startswith(exc.field)
         return
     assert spec_problem(the_spec) is None
+    assert spec_digest(the_spec) == spec_hash(encode_spec(the_spec))  # the fast path hashes what the codec stores
     cmd = SubmitJobs(1, (NewJob("j", key, the_spec),))
     assert decode(encode(cmd)) == [cmd]
     outcome = _seeded_state().apply_entry(encode(cmd))[0]

@@ -344,6 +344,6 @@ def replay(history: list[bytes]) -> State:
     return fresh
 
 
-StateMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None,
+StateMachine.TestCase.settings = settings(max_examples=350, stateful_step_count=50, deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestStateMachine = StateMachine.TestCase
