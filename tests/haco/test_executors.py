@@ -143,6 +143,32 @@ async def test_cancelling_the_task_kills_the_whole_process_group(tmp_path: Path)
     assert _session_alive(shell_pid) == []
 
 
+def _live_in(workdir: Path) -> list[int]:
+    """Live processes whose working directory is `workdir`: a job's processes, however far along."""
+    live = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.cwd() == str(workdir) and proc.status() != psutil.STATUS_ZOMBIE:
+                live.append(proc.pid)
+        except psutil.Error:
+            continue
+    return live
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 5, 8, 13, 21])
+async def test_cancelling_at_any_point_of_the_start_leaves_no_process(tmp_path: Path, yields: int) -> None:
+    ctx = _ctx(tmp_path)
+    started = time.monotonic()
+    task = asyncio.create_task(get_executor("shell").run({"argv": ["sh", "-c", _SLEEPERS]}, ctx))
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _live_in(ctx.workdir) == []
+    assert time.monotonic() - started < 5
+
+
 async def test_processes_left_behind_by_a_finished_job_are_killed(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     started = time.monotonic()

@@ -30,6 +30,8 @@ from typing import Final
 
 from haco.worker.executors._monitor import SessionMonitor
 
+Process = asyncio.subprocess.Process
+
 log = logging.getLogger(__name__)
 
 TAIL_BYTES: Final = 4096
@@ -74,18 +76,7 @@ async def run_process(
 ) -> ProcessOutcome:
     """Run `argv` to completion or until `timeout_s` (inf: no deadline; <= 0: times out at once)."""
     started = time.monotonic()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+    proc = await _spawn(argv, env=env, cwd=cwd)
     monitor = SessionMonitor(sid=proc.pid)
     _safe_sample(monitor)  # now, while the freshly exec'd leader surely exists: short jobs get figures too
     assert proc.stdout is not None and proc.stderr is not None
@@ -117,7 +108,41 @@ async def run_process(
     )
 
 
-async def kill_session(proc: asyncio.subprocess.Process, monitor: SessionMonitor) -> None:
+async def _spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: os.PathLike[str] | str) -> Process:
+    """Start `argv` as a session leader; a cancellation mid-spawn still kills what was started.
+
+    Left alone, a cancelled `create_subprocess_exec` SIGKILLs only the leader and then, on 3.11,
+    waits for the pipes to close, i.e. for whatever the leader already forked to exit on its own.
+    So the spawn runs shielded to completion, and its session is killed before re-raising.
+    """
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    )
+    try:
+        return await asyncio.shield(spawn)
+    except OSError as exc:
+        raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+    except asyncio.CancelledError:
+        try:
+            proc = await spawn
+        except OSError:
+            raise asyncio.CancelledError from None
+        try:
+            await _kill_on_cancel(proc, SessionMonitor(sid=proc.pid))
+        finally:
+            _close_transport(proc)
+        raise
+
+
+async def kill_session(proc: Process, monitor: SessionMonitor) -> None:
     """Kill every live process of the session (TERM, grace, KILL); returns once none is left alive.
 
     The leader counts as gone once asyncio has reaped it (`returncode` set). Returns at once when
@@ -133,7 +158,7 @@ async def kill_session(proc: asyncio.subprocess.Process, monitor: SessionMonitor
             log.warning("session %d: processes %s survived SIGKILL", proc.pid, monitor.live_members())
 
 
-async def _kill_on_cancel(proc: asyncio.subprocess.Process, monitor: SessionMonitor) -> None:
+async def _kill_on_cancel(proc: Process, monitor: SessionMonitor) -> None:
     try:
         await kill_session(proc, monitor)
     except BaseException:  # cancelled again mid-cleanup: no more grace
@@ -149,7 +174,7 @@ def _signal_session(sid: int, members: Sequence[int], sig: signal.Signals) -> No
             os.kill(pid, sig)
 
 
-async def _wait_gone(proc: asyncio.subprocess.Process, monitor: SessionMonitor, within_s: float) -> bool:
+async def _wait_gone(proc: Process, monitor: SessionMonitor, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while True:
         if proc.returncode is not None and not monitor.live_members():
@@ -159,7 +184,7 @@ async def _wait_gone(proc: asyncio.subprocess.Process, monitor: SessionMonitor, 
         await asyncio.sleep(_POLL_S)
 
 
-async def _sample_until_exit(proc: asyncio.subprocess.Process, monitor: SessionMonitor) -> None:
+async def _sample_until_exit(proc: Process, monitor: SessionMonitor) -> None:
     """Sample every SAMPLE_INTERVAL_S and once more at exit; returns when the leader exits.
 
     On Python 3.11 `proc.wait()` resolves only once the stdout/stderr pipes are closed too, which a
@@ -207,7 +232,7 @@ async def _drain(tasks: Sequence[asyncio.Task[None]]) -> None:
         log.warning("job output pipe still open after its session was killed; keeping what was read")
 
 
-def _close_transport(proc: asyncio.subprocess.Process) -> None:
+def _close_transport(proc: Process) -> None:
     """Close our ends of the pipes that a process outside the session may still hold.
 
     asyncio.subprocess.Process offers no public close; without it the transport stays open (and
