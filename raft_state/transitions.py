@@ -72,7 +72,7 @@ def submit(s: State, cmd: c.SubmitJobs) -> Outcome:
             return Rejected(RejectCode.INVALID, f"job {index}: {problem}", {"index": index})
         if not item.job_id or len(item.job_id) > 128:
             return Rejected(RejectCode.INVALID, f"job {index}: job_id must be 1 to 128 characters", {"index": index})
-        h = _spec_hash(s, item)
+        h = _spec_hash(item)
         if item.key is not None:
             known = s.keys.get(item.key)
             earlier = batch_keys.get(item.key)
@@ -99,7 +99,7 @@ def submit(s: State, cmd: c.SubmitJobs) -> Outcome:
     return Accepted(ids, already=not fresh)
 
 
-def _spec_hash(s: State, item: c.NewJob) -> bytes:
+def _spec_hash(item: c.NewJob) -> bytes:
     return spec_digest(item.spec)
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class _Conn:
-    __slots__ = ("ws", "worker_id", "load", "send_lock")
+    __slots__ = ("ws", "worker_id", "load")
 
     def __init__(self, ws: web.WebSocketResponse, worker_id: str) -> None:
         self.ws = ws

@@ -10,6 +10,7 @@ from ..errors import NotFound, Rejected
 from ..scheduler import now_ms
 from ..wire import worker_json
 from .app import HUB, REPLICA
+from .hub import Hub
 from .routes_jobs import fresh_enough
 
 routes = web.RouteTableDef()
@@ -29,8 +30,8 @@ async def list_workers(request: web.Request) -> web.Response:
                                                       load=_load(hub, w.worker_id)) for w in workers], "index": index})
 
 
-def _load(hub: object, worker_id: str) -> dict[str, object] | None:
-    conn = getattr(hub, "conns").get(worker_id)
+def _load(hub: Hub, worker_id: str) -> dict[str, object] | None:
+    conn = hub.conns.get(worker_id)
     return None if conn is None else conn.load
 
 
