@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import k8s_env
 from .errors import ConfigError
 
 
@@ -36,7 +37,7 @@ class RaftConfig:
     tick_period_s: float = 0.01
     leader_fallback_timeout_s: float = 1.5  #: a partitioned leader steps down after this
     connection_retry_s: float = 0.5
-    dns_cache_s: float = 2.0
+    dns_cache_s: float = 2.0  #: peer names are re-resolved after this: a rescheduled pod is found within seconds
     compaction_min_entries: int = 50_000
     compaction_min_time_s: float = 600.0
     propose_timeout_s: float = 5.0  #: past this a write's outcome is unknown (504)
@@ -61,6 +62,7 @@ class SchedulerConfig:
 class NodeConfig:
     id: str
     raft_addr: str
+    raft_bind: str = ""  #: HOST:PORT the Raft port listens on; empty: raft_addr
     http_host: str = "127.0.0.1"
     http_port: int = 7001
     api_url: str = ""
@@ -73,11 +75,13 @@ class NodeConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> NodeConfig:
-        values: dict[str, object] = {}
+        values: dict[str, object] = _from_statefulset(env) if k8s_env.enabled(env) else {}
         if "HACO_ID" in env:
             values["id"] = env["HACO_ID"]
         if "HACO_RAFT_ADDR" in env:
             values["raft_addr"] = env["HACO_RAFT_ADDR"]
+        if "HACO_RAFT_BIND" in env:
+            values["raft_bind"] = env["HACO_RAFT_BIND"]
         if "HACO_HTTP_ADDR" in env:
             host, _, port = env["HACO_HTTP_ADDR"].rpartition(":")
             values["http_host"], values["http_port"] = host, int(port)
@@ -96,6 +100,8 @@ class NodeConfig:
             raft_tuning["compaction_min_entries"] = int(env["HACO_COMPACTION_MIN_ENTRIES"])
         if "HACO_COMPACTION_MIN_TIME_S" in env:
             raft_tuning["compaction_min_time_s"] = float(env["HACO_COMPACTION_MIN_TIME_S"])
+        if "HACO_DNS_CACHE_S" in env:
+            raft_tuning["dns_cache_s"] = float(env["HACO_DNS_CACHE_S"])
         if raft_tuning:
             values["raft"] = RaftConfig(**raft_tuning)  # type: ignore[arg-type]
         sched: dict[str, object] = {}
@@ -128,6 +134,14 @@ class NodeConfig:
         if not (r.election_timeout_s_min > 3 * r.append_entries_period_s and
                 r.election_timeout_s_max > r.election_timeout_s_min):
             raise ConfigError("election timeouts must exceed 3 heartbeats and max must exceed min")
+
+
+def _from_statefulset(env: Mapping[str, str]) -> dict[str, object]:
+    """Id, addresses and peers of a StatefulSet pod (see haco/k8s_env.py)."""
+    ident = k8s_env.derive(env)
+    return {"id": ident.me.id, "raft_addr": ident.me.raft_addr, "raft_bind": ident.raft_bind,
+            "http_host": ident.http_host, "http_port": ident.http_port, "api_url": ident.me.api_url,
+            "peers": tuple(Peer(m.id, m.raft_addr, m.api_url) for m in ident.peers)}
 
 
 def read_password(path: Path) -> str:

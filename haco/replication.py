@@ -128,7 +128,7 @@ class Replica:
         self._loop = loop
         r = self.cfg.raft
         conf = SyncObjConf(
-            password=self.cfg.raft_password, bindAddress=self.cfg.raft_addr, autoTick=True,
+            password=self.cfg.raft_password, bindAddress=self.cfg.raft_bind or self.cfg.raft_addr, autoTick=True,
             autoTickPeriod=r.tick_period_s, commandsQueueSize=100_000, raftMinTimeout=r.election_timeout_s_min,
             raftMaxTimeout=r.election_timeout_s_max, appendEntriesPeriod=r.append_entries_period_s,
             connectionTimeout=max(3.0, r.election_timeout_s_max), connectionRetryTime=r.connection_retry_s,
