@@ -20,6 +20,7 @@ built state, or stops the process. See `notes/pysyncobj.md` for the contract rel
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pickle
@@ -34,6 +35,7 @@ from typing import Any
 import msgpack
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.transport import TCPTransport
 
 from raft_state import CODE_VERSION, Command, Rejected, RejectCode, State, encode, outcome_from_wire, outcome_to_wire
 from raft_state import snapshot
@@ -61,6 +63,71 @@ class _Shim(SyncObjConsumer):  # type: ignore[misc]
     @replicated  # type: ignore[misc]
     def apply_entry(self, entry: bytes) -> bytes:
         return self.owner._apply_on_tick(entry)
+
+
+class _FaultTransport(TCPTransport):  # type: ignore[misc]
+    """Chaos seam: TCPTransport that cuts this replica off from the peers a blocklist names.
+
+    Used only when `HACO_FAULT_FILE` is set (by `python -m chaos`). The file is JSON,
+    `{"<own raft addr>": ["<peer raft addr>", ...], ...}`; the harness rewrites it atomically and
+    this replica re-reads it when its identity changes (one stat per tick, tick thread only). A
+    blocked peer's connection is closed, never re-dialled, refused when it dials in (peers
+    identify themselves by address after the key exchange) and nothing is sent to it. A cut is
+    symmetric only when both replicas list each other, so A<->B cut while both reach C is two entries.
+    """
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
+        self._fault_file = Path(os.environ["HACO_FAULT_FILE"])
+        self._fault_seen: tuple[int, int, int] | None = None
+        self._blocked: frozenset[str] = frozenset()
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def _onTick(self) -> None:
+        try:
+            st = self._fault_file.stat()
+            seen: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            seen = None
+        if seen != self._fault_seen:
+            self._fault_seen = seen
+            self._reload_blocklist(seen is not None)
+        super()._onTick()
+
+    def _reload_blocklist(self, exists: bool) -> None:
+        try:
+            table = json.loads(self._fault_file.read_text()) if exists else {}
+            blocked = frozenset(str(a) for a in table.get(self._selfNode.address, ()))
+        except (OSError, ValueError, AttributeError) as exc:  # half-written or bad: keep the old list
+            log.warning("fault file unreadable path=%s: %s", self._fault_file, exc)
+            self._fault_seen = None
+            return
+        if blocked != self._blocked:
+            log.info("fault blocklist replica=%s blocked=%s", self._selfNode.address, ",".join(sorted(blocked)))
+        self._blocked = blocked
+        for node, conn in list(self._connections.items()):
+            if getattr(node, "address", None) in blocked:
+                conn.disconnect()  # fires _onDisconnected, whose re-dial _connectIfNecessarySingle refuses
+
+    def _connectIfNecessarySingle(self, node: Any) -> bool:
+        if getattr(node, "address", None) in self._blocked:
+            return False
+        return bool(super()._connectIfNecessarySingle(node))
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
+        if isinstance(message, str) and message in self._blocked:  # the peer's self-address
+            self._unknownConnections.discard(conn)
+            conn.disconnect()
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if getattr(node, "address", None) not in self._blocked:
+            super()._onMessageReceived(node, message)
+
+    def send(self, node: Any, message: Any) -> bool:
+        if getattr(node, "address", None) in self._blocked:
+            return False
+        return bool(super().send(node, message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +211,9 @@ class Replica:
             onCodeVersionChanged=None, tcp_keepalive=(16, 3, 5),
         )
         others = [p.raft_addr for p in self.cfg.peers]
-        self._syncobj = SyncObj(self.cfg.raft_addr, others, conf=conf, consumers=[self._shim])
+        transport = _FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
+        self._syncobj = SyncObj(self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
+                                transportClass=transport)
         log.info("raft started replica=%s raft=%s peers=%s", self.cfg.id, self.cfg.raft_addr, ",".join(others))
 
     async def stop(self, *, transfer: bool = True) -> None:
@@ -198,9 +267,11 @@ class Replica:
         role = _ROLES.get(new, "follower")
         if role == "candidate":
             self.elections += 1
+        so = self._shim._syncObj  # the term read here, on the tick thread, is the one the role belongs to
+        term = int(so.raftCurrentTerm) if so is not None else 0
         if self._loop is not None:
             try:
-                self._loop.call_soon_threadsafe(self._role_changed, role)
+                self._loop.call_soon_threadsafe(self._role_changed, role, term)
             except RuntimeError:
                 pass
 
@@ -311,9 +382,9 @@ class Replica:
                     keep.append((index, fut))
             self._index_waiters = keep
 
-    def _role_changed(self, role: str) -> None:
-        if role != self.role:
-            log.info("role changed replica=%s role=%s term=%d", self.cfg.id, role, self.term())
+    def _role_changed(self, role: str, term: int) -> None:
+        if role != self.role:  # chaos's leader-per-term checker parses this line
+            log.info("role changed replica=%s role=%s term=%d", self.cfg.id, role, term)
         self.role = role
         for fn in self._role_listeners:
             fn(role)
