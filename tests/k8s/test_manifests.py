@@ -1,0 +1,98 @@
+"""deploy/k8s: every manifest validates offline with `kubernetes-validate --strict`, and the pieces agree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from haco.k8s_env import derive
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
+
+
+def docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def kinds() -> dict[tuple[str, str], dict[str, Any]]:
+    out = {}
+    for name in docs("kustomization.yaml")[0]["resources"]:
+        for d in docs(name):
+            out[(d["kind"], d["metadata"]["name"])] = d
+    return out
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
+    listed = set(docs("kustomization.yaml")[0]["resources"])
+    present = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert listed == present
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml"))
+def test_manifest_validates_strictly_offline(name: str) -> None:
+    out = subprocess.run([str(VALIDATE), "--strict", "--no-warn", str(DEPLOY / name)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "passed" in out.stdout and "ERROR" not in out.stdout
+
+
+def test_validator_refuses_an_unknown_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DEPLOY / "pdb.yaml").read_text().replace("minAvailable: 2", "minAvailable: 2\n  quorum: 2"))
+    out = subprocess.run([str(VALIDATE), "--strict", "--no-warn", str(bad)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0 and "quorum" in out.stdout
+
+
+def test_statefulset_peers_probes_and_quorum_agree() -> None:
+    k = kinds()
+    sts, cfg = k[("StatefulSet", "haco")], k[("ConfigMap", "haco-config")]["data"]
+    peers, client = k[("Service", "haco-peers")]["spec"], k[("Service", "haco")]["spec"]
+    spec, pod = sts["spec"], sts["spec"]["template"]["spec"]
+    assert spec["podManagementPolicy"] == "Parallel" and spec["serviceName"] == cfg["HACO_K8S_SERVICE"] == "haco-peers"
+    assert int(cfg["HACO_REPLICAS"]) == spec["replicas"] == 3
+    assert peers["clusterIP"] == "None" and peers["publishNotReadyAddresses"] is True
+    assert not client.get("publishNotReadyAddresses") and client.get("clusterIP") != "None"
+    labels = spec["template"]["metadata"]["labels"]
+    for selector in (peers["selector"], client["selector"], spec["selector"]["matchLabels"],
+                     k[("PodDisruptionBudget", "haco")]["spec"]["selector"]["matchLabels"]):
+        assert selector.items() <= labels.items()
+    assert k[("PodDisruptionBudget", "haco")]["spec"]["minAvailable"] == spec["replicas"] // 2 + 1
+    c = pod["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/api/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/api/health"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"raft": int(cfg["HACO_RAFT_PORT"]), "http": int(cfg["HACO_HTTP_PORT"])}
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["resources"]["requests"] and pod["affinity"]["podAntiAffinity"]
+    assert "preStop" in c["lifecycle"] and pod["terminationGracePeriodSeconds"] >= 15
+    assert spec["volumeClaimTemplates"][0]["metadata"]["name"] in {m["name"] for m in c["volumeMounts"]}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HACO_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["HACO_DATA_DIR"]["value"] == next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "data")
+    secret_keys = set(docs("secret.example.yaml")[0]["stringData"])
+    for var in ("HACO_RAFT_PASSWORD_FILE", "HACO_TOKEN_SECRET_FILE"):
+        assert Path(env[var]["value"]).name in secret_keys
+
+
+def test_pods_of_this_statefulset_derive_addresses_the_headless_service_serves() -> None:
+    cfg = kinds()[("ConfigMap", "haco-config")]["data"]
+    ident = derive({**cfg, "HACO_POD_NAME": "haco-1", "POD_NAMESPACE": "haco"})
+    assert ident.me.raft_addr == "haco-1.haco-peers.haco.svc.cluster.local:7100"
+    assert [p.id for p in ident.peers] == ["haco-0", "haco-2"]
+
+
+def test_worker_deployment_reaches_the_client_service() -> None:
+    k = kinds()
+    worker = k[("Deployment", "haco-worker")]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
+    assert env["HACO_COORDINATORS"] == "http://haco:7001"
+    assert worker["securityContext"]["runAsNonRoot"] is True
+    drain = worker["containers"][0]["args"]
+    assert worker["terminationGracePeriodSeconds"] > float(drain[drain.index("--drain-timeout") + 1])
