@@ -68,8 +68,10 @@ async def serve(cfg: NodeConfig) -> int:
     from raft_state.snapshot import SnapshotError
 
     from ..replication import Replica
+    from ..runtime import settle_heap, tune_gc
     from .app import RESULTS, build_app
     from .results_feed import ResultsFeed
+    tune_gc()
     replica = Replica(cfg)
     try:
         await asyncio.to_thread(replica.load_local_snapshot)
@@ -77,6 +79,7 @@ async def serve(cfg: NodeConfig) -> int:
         log.critical("cannot start: %s", exc)
         print(f"haco: error: {exc}; move the file away to rebuild this replica from its peers", file=sys.stderr)
         return 70
+    settle_heap()
     results = None
     try:
         from ..results import ResultsStore

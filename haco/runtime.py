@@ -1,0 +1,26 @@
+"""Process-wide settings of a replica: the cyclic garbage collector.
+
+A replica holds up to millions of small, acyclic records (jobs, specs, keys). With CPython's
+default thresholds (700, 10, 10) the collector re-walks them again and again while a submit
+batch allocates: `tests/bench/bench_state.py` measured apply throughput about 1.5 to 2x higher
+with the thresholds below. Reference cycles are rare here (the event loop and aiohttp make a
+few), so collecting less often costs little memory.
+"""
+
+from __future__ import annotations
+
+import gc
+
+THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Collect young objects every 50k allocations instead of 700."""
+    gc.set_threshold(*THRESHOLDS)
+
+
+def settle_heap() -> None:
+    """After a snapshot load: move what exists now out of the collector's sight for good, so the
+    loaded records are never scanned again (they are freed by reference counting as usual)."""
+    gc.collect()
+    gc.freeze()
