@@ -166,6 +166,8 @@ class Replica:
         self._queue: list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]] = []
         self._flush_pending = False
         self.in_flight = 0
+        self.admission_refused = 0  #: proposals refused by admission control (503)
+        self.forwarded = 0  #: commands proposed while following: pysyncobj forwards them to the leader
         self._listeners: list[Callable[[Applied], None]] = []
         self._role_listeners: list[Callable[[str], None]] = []
         self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -411,6 +413,7 @@ class Replica:
         if self._syncobj is None:
             raise NotApplied("replica is not running")
         if self.in_flight >= self.cfg.raft.in_flight_max:
+            self.admission_refused += 1
             raise Overloaded(f"{self.in_flight} writes in flight; retry shortly", {"retry_after_s": 1})
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[int, Outcome]] = loop.create_future()
@@ -446,6 +449,8 @@ class Replica:
             if so is None:
                 self._settle(futures, None, FAIL_REASON.NOT_LEADER)
                 continue
+            if not so._isLeader():
+                self.forwarded += len(chunk)
             self._shim.apply_entry(entry, callback=on_result)
 
     def _settle(self, futures: list[asyncio.Future[tuple[int, Outcome]]], result: Any, err: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from raft_state import Accepted, AssignJobs, Assignment, MarkWorkerLost, PruneJobs, State, Tick, TimeoutAttempt
@@ -96,6 +97,7 @@ class Scheduler:
         self._last_prune = 0.0
         self._drain_notified: set[str] = set()
         self.assigned = 0
+        self.on_assigned: Callable[[State, list[Assignment], int], None] | None = None  #: metrics hook
 
     def on_applied(self, _event: object) -> None:
         self.wake.set()
@@ -148,11 +150,14 @@ class Scheduler:
         items = await asyncio.to_thread(self._plan_locked, connected)
         if not items:
             return
-        _, outcome = await replica.propose(AssignJobs(now_ms(), tuple(items)))
+        at_ms = now_ms()
+        _, outcome = await replica.propose(AssignJobs(at_ms, tuple(items)))
         if not isinstance(outcome, Accepted):
             return
         accepted = [item for item, code in zip(items, outcome.value) if code is None]
         self.assigned += len(accepted)
+        if self.on_assigned is not None:
+            self.on_assigned(replica.state, accepted, at_ms)
         self.hub.push_assignments(replica.state, accepted)
         if len(accepted) == len(items):
             self.wake.set()  # maybe more to place

@@ -74,6 +74,7 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize: Authorize = allow_all
               ) -> web.Application:
     from . import routes_cluster, routes_jobs, routes_workers
+    from .metrics import install as install_metrics
     app = web.Application(middlewares=[error_middleware], client_max_size=cfg.body_bytes_max)
     hub = Hub(replica, cfg.scheduler.heartbeat_s)
     scheduler = Scheduler(replica, hub, cfg.scheduler)
@@ -85,6 +86,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize:
     app[WAITERS] = waiters
     app[AUTHORIZE] = authorize
     app[RESULTS] = results
+    install_metrics(app, replica, hub, scheduler)
     replica.add_listener(scheduler.on_applied)
     replica.add_listener(waiters.on_applied)
     replica.add_listener(lambda ev: hub.on_applied(replica.state, ev.ended))

@@ -95,9 +95,10 @@ async def results_query(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    from .metrics import render
-    text = render(request.app)
-    return web.Response(body=text, content_type="text/plain", charset="utf-8")
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from .metrics import METRICS
+    return web.Response(body=await request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/")
