@@ -174,6 +174,7 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shim = _Shim(self)
         self._syncobj: Any = None
+        self._stopping = False
 
     # ---- start and stop -------------------------------------------------------------------
 
@@ -223,14 +224,39 @@ class Replica:
         so = self._syncobj
         if so is None:
             return
+        self._stopping = True  # local proposals are refused from now on: the log must stop growing
         if transfer and self.is_leader():
-            so.transferLeadership()
-            deadline = time.monotonic() + 3.0
-            while self.is_leader() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            log.info("leadership transfer %s", "done" if not self.is_leader() else "timed out")
+            sent = await self._transfer_leadership(so, timeout_s=3.0)
+            log.info("leadership transfer %s (timeout_now sent %d times)",
+                     "done" if not self.is_leader() else "timed out", sent)
         await asyncio.to_thread(so.destroy_synchronous)
         self._syncobj = None
+
+    async def _transfer_leadership(self, so: Any, timeout_s: float) -> int:
+        """Raft TimeoutNow, retried on the tick thread until a follower took over.
+
+        pysyncobj refuses a transfer unless the target's match index equals the leader's last
+        index, which a single attempt under write load rarely meets, so each tick retries until
+        one is sent (and resends after 0.2 s if no election followed). Returns how many were sent.
+        """
+        sent: list[float] = []
+
+        def on_sent(_result: Any, err: int) -> None:  # tick thread
+            if err == FAIL_REASON.SUCCESS:
+                sent.append(time.monotonic())
+
+        def on_tick() -> None:  # tick thread: pysyncobj's transferLeadership is not thread-safe
+            if so._isLeader() and (not sent or time.monotonic() - sent[-1] > 0.2):
+                so.transferLeadership(callback=on_sent)
+
+        await asyncio.to_thread(so.addOnTickCallback, on_tick)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while self.is_leader() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            await asyncio.to_thread(so.removeOnTickCallback, on_tick)
+        return len(sent)
 
     def force_snapshot(self) -> None:
         if self._syncobj is not None:
@@ -410,7 +436,7 @@ class Replica:
         Raises NotApplied (nothing happened, safe to retry), Overloaded (admission control), or
         OutcomeUnknown (maybe applied: retry with the same idempotency key).
         """
-        if self._syncobj is None:
+        if self._syncobj is None or self._stopping:
             raise NotApplied("replica is not running")
         if self.in_flight >= self.cfg.raft.in_flight_max:
             self.admission_refused += 1

@@ -3,8 +3,8 @@ crash recovery, snapshot streaming, corrupt snapshots, the Raft password."""
 
 from __future__ import annotations
 
+import math
 import signal
-import statistics
 import threading
 import time
 from typing import Any
@@ -56,48 +56,78 @@ def test_three_replicas_elect_one_leader_and_agree(cluster_factory: Any) -> None
 
 
 class Writer(threading.Thread):
-    """A steady write load: sequential keyed submits, retried like a client; records acks."""
+    """A steady write load: sequential keyed submits, retried like a client; records acks.
+
+    `writes` holds (started, acknowledged) monotonic times of every acknowledged submit, so a
+    failover gap is measured from the kill to the first acknowledgement of a write *issued*
+    after it (a write in flight at the kill does not count)."""
 
     def __init__(self, c: Cluster) -> None:
         super().__init__(daemon=True)
         self.c = c
         self.acked: dict[str, str] = {}
-        self.ack_times: list[float] = []
+        self.writes: list[tuple[float, float]] = []
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
         n = 0
         while not self.stop_flag.is_set():
             key = f"w-{n}"
+            started = time.monotonic()
             self.acked[key] = submit(self.c, key, deadline_s=30)
-            self.ack_times.append(time.monotonic())
+            self.writes.append((started, time.monotonic()))
             n += 1
+
+    def first_ack_issued_after(self, t: float) -> float | None:
+        return min((acked for started, acked in list(self.writes) if started >= t), default=None)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+LEADER_KILLS = 10
 
 
 def test_leader_sigkills_lose_no_acknowledged_write(cluster_factory: Any) -> None:
+    """Issue 3: >= 10 successive leader SIGKILLs under a steady write load, each restarted on its
+    data dir: p99 time to a new acknowledged write <= 2 s, nothing acknowledged lost, digests
+    equal after each catch-up."""
     c: Cluster = cluster_factory(3)
     c.leader()
     writer = Writer(c)
     writer.start()
-    gaps = []
+    gaps: list[float] = []
+    terms: list[int] = []
     try:
-        for _ in range(6):
-            eventually(lambda: len(writer.ack_times) > 20, 20, "writes flowing")
+        for _ in range(LEADER_KILLS):
+            before = len(writer.writes)
+            eventually(lambda: len(writer.writes) > before + 20, 20, "writes flowing")
             leader = c.leader()
+            terms.append(c.info(leader)["term"])
             killed_at = time.monotonic()
             c.kill(leader)
-            eventually(lambda: any(t > killed_at for t in writer.ack_times), 20, "a write acknowledged after the kill")
-            gaps.append(min(t for t in writer.ack_times if t > killed_at) - killed_at)
+            first = eventually(lambda: writer.first_ack_issued_after(killed_at), 20,
+                               "a write issued after the kill acknowledged")
+            gaps.append(first - killed_at)
             c.start(leader)
-            c.converged(30)
+            c.converged(30)  # same applied index and digest on all three, restarted one included
     finally:
         writer.stop_flag.set()
         writer.join(40)
     info = c.converged(30)
-    print(f"failover gaps s: median={statistics.median(gaps):.2f} max={max(gaps):.2f} all={[round(g, 2) for g in gaps]}")
-    assert max(gaps) < 5.0, gaps
+    p50, p90, p99 = (percentile(gaps, q) for q in (50, 90, 99))
+    print(f"\nfailover over {len(gaps)} leader SIGKILLs, s from kill to the first ack of a write issued after it: "
+          f"min={min(gaps):.2f} p50={p50:.2f} p90={p90:.2f} p99={p99:.2f} max={max(gaps):.2f} "
+          f"all={[round(g, 2) for g in gaps]} writes={len(writer.writes)} terms={terms}")
+    assert len(gaps) >= 10
+    assert p99 <= 2.0, gaps
+    acked = set(writer.acked.values())
+    assert len(acked) == len(writer.writes)
     for i in range(3):
-        assert set(writer.acked.values()) <= jobs_on_all(c, i), "an acknowledged job is missing"
+        assert acked <= jobs_on_all(c, i), "an acknowledged job is missing"
     assert info["applied_index"] > 0
 
 
