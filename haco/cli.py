@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sql", required=True)
     add("pause", "pause scheduling (running jobs go on)", _pause)
     add("resume", "resume scheduling", _resume)
-    add("bench", "measure a cluster (not implemented yet)", _bench)
-    from . import local
+    from . import bench, local
+    bench.register_cli(add)
     local.register_cli(add)
     for name in PLUGINS:
         try:
@@ -353,10 +353,6 @@ async def _pause_impl(args: argparse.Namespace, client: HacoClient) -> int:
 async def _resume_impl(args: argparse.Namespace, client: HacoClient) -> int:
     emit(args, "queue resumed", await client.resume())
     return EXIT_OK
-
-
-def _bench(args: argparse.Namespace) -> int:
-    return _fail("bench is not implemented yet", EXIT_USAGE)
 
 
 _submit, _status, _jobs, _job, _cancel, _workers, _drain, _results, _pause, _resume = map(
