@@ -44,7 +44,8 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
 
 
 @pytest.mark.parametrize("argv", [["bogus"], ["submit"], ["submit", "--priority", "high", "--", "true"],
-                                  ["jobs", "--status", "weird"], ["--log-level", "loud", "workers"], ["bench"], []])
+                                  ["jobs", "--status", "weird"], ["--log-level", "loud", "workers"],
+                                  ["bench", "--only", "nonsense"], []])
 def test_usage_errors_exit_64(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 64 and ("error" in err or "usage" in err)
