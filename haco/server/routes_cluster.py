@@ -101,6 +101,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=await request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@routes.get("/api/dashboard")
+async def dashboard_data(request: web.Request) -> web.Response:
+    from .dashboard import snapshot
+    return web.json_response(await snapshot(request))
+
+
 @routes.get("/")
 async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")

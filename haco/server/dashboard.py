@@ -1,0 +1,97 @@
+"""`GET /api/dashboard`: everything the dashboard page (`GET /`, static/index.html) shows, in one read.
+
+The replica asks its peers for their `/api/cluster` itself (a browser could not: the peers' pod
+addresses are not reachable from outside a cluster, and they are other origins), forwarding the
+caller's Authorization header. Everything else is this replica's local view at its applied index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from raft_state import queries
+from raft_state.records import Job, JobStatus
+
+from ..replication import Replica
+from ..wire import job_json, worker_json
+from .app import HUB, REPLICA
+
+PEER_TIMEOUT_S = 1.0
+RECENT_JOBS = 25
+RECENT_SCAN = 400  #: newest jobs looked at to pick the most recent
+REASONS_MAX = 10  #: pending jobs whose reason is computed per refresh
+
+
+async def snapshot(request: web.Request) -> dict[str, Any]:
+    replica = request.app[REPLICA]
+    hub = request.app[HUB]
+    me = replica.info()
+    peers = await asyncio.gather(*(_peer_info(p, request.headers.get("Authorization")) for p in me["peers"]))
+    replicas = [_replica_row(me, reachable=True)] + list(peers)
+    state = replica.state
+    workers = [worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id))
+               for w in sorted(list(state.workers.values()), key=lambda w: w.seq)]
+    recent = await asyncio.to_thread(_recent_jobs, replica)
+    return {
+        "replica": me["id"], "leader": me["leader"], "term": me["term"], "applied_index": me["applied_index"],
+        "replicas": replicas, "workers": workers,
+        "queue": {"counts": queries.counts(state), "ready": len(state.ready), "paused": state.paused},
+        "jobs": recent,
+    }
+
+
+def _replica_row(info: dict[str, Any], *, reachable: bool) -> dict[str, Any]:
+    keys = ("id", "api_url", "role", "leader", "term", "commit_index", "applied_index", "log_entries",
+            "snapshot_index", "snapshot_age_s", "digest", "code_version", "cluster_version", "has_quorum")
+    return {**{k: info.get(k) for k in keys}, "reachable": reachable}
+
+
+async def _peer_info(peer: dict[str, Any], authorization: str | None) -> dict[str, Any]:
+    headers = {"Authorization": authorization} if authorization else {}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)) as session:
+            async with session.get(peer["api_url"] + "/api/cluster", headers=headers) as resp:
+                if resp.status == 200:
+                    return _replica_row(await resp.json(), reachable=True)
+                error = f"HTTP {resp.status}"
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        error = type(exc).__name__
+    return {"id": peer["id"], "api_url": peer["api_url"], "role": None, "reachable": False, "error": error}
+
+
+def _load(hub: Any, worker_id: str) -> Any:
+    conn = hub.conns.get(worker_id)
+    return None if conn is None else conn.load
+
+
+def _recent_jobs(replica: Replica) -> list[dict[str, Any]]:
+    """The newest jobs, newest first, with why each pending one waits (worker thread).
+
+    Jobs are inserted in submission order, so the dict's tail holds the newest; a reversed walk
+    is cut short if the tick thread inserts meanwhile (then the next refresh shows them).
+    """
+    jobs = replica.state.jobs
+    picked: list[Job] = []
+    try:
+        for job_id in itertools.islice(reversed(jobs), RECENT_SCAN):
+            job = jobs.get(job_id)
+            if job is not None:
+                picked.append(job)
+    except RuntimeError:  # the dict changed size during the walk
+        pass
+    picked.sort(key=lambda j: j.seq, reverse=True)
+    out = []
+    reasons_left = REASONS_MAX
+    for job in picked[:RECENT_JOBS]:
+        reason = None
+        if job.status is JobStatus.PENDING and reasons_left > 0:
+            reasons_left -= 1
+            with replica.state_lock:
+                reason = queries.why_pending(replica.state, job.job_id)
+        out.append({**job_json(job, full=False), "pending_reason": reason})
+    return out
