@@ -1,0 +1,125 @@
+"""Each checker on fabricated histories: a clean one passes, each planted violation is flagged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos.checkers import (digests_agree, failover_times, leader_per_term, one_job_per_key, percentile,
+                            results_once, run_all, total_queue)
+
+
+def _op(key: str, outcome: str = "ok", job_id: str | None = None, t: float = 1.0, **extra: Any) -> dict[str, Any]:
+    return {"kind": "op", "op": "submit", "client": 0, "key": key, "job_id": job_id or f"j-{key}",
+            "invoke_mono": t, "complete_mono": t + 0.01, "outcome": outcome, **extra}
+
+
+def _attempt(n: int, outcome: str | None) -> dict[str, Any]:
+    return {"attempt": n, "outcome": outcome}
+
+
+def _job(key: str, status: str = "completed", attempts: list[dict[str, Any]] | None = None,
+         job_id: str | None = None) -> dict[str, Any]:
+    attempts = attempts if attempts is not None else [_attempt(1, "completed")]
+    return {"kind": "final_job", "job": {"job_id": job_id or f"j-{key}", "key": key, "status": status,
+                                         "attempt": len(attempts), "attempts": attempts}}
+
+
+def _clean() -> list[dict[str, Any]]:
+    return [
+        _op("a"), _op("a", retry=True), _op("b", t=2.0), _op("c", "unknown", job_id=None, t=3.0),
+        _op("d", "fail", t=4.0),
+        _job("a"), _job("b", attempts=[_attempt(1, "lost"), _attempt(2, "completed")]),
+        _job("c", "failed", [_attempt(1, "failed")]),
+        {"kind": "fault", "fault": "leader_kill", "mono": 1.5},
+        {"kind": "fault", "fault": "worker_pause", "mono": 2.5},
+        {"kind": "results", "replica": "r1", "rows": [["j-a", 1, "completed"], ["j-b", 1, "lost"],
+                                                       ["j-b", 2, "completed"]]},
+        {"kind": "role", "replica": "r1", "role": "leader", "term": 1},
+        {"kind": "role", "replica": "r1", "role": "follower", "term": 2},
+        {"kind": "role", "replica": "r2", "role": "leader", "term": 2},
+        {"kind": "digest", "replica": "r1", "index": 16, "digest": "aa"},
+        {"kind": "digest", "replica": "r2", "index": 16, "digest": "aa"},
+        {"kind": "final", "stale_refused": 1, "common_index": 16},
+    ]
+
+
+def test_a_clean_history_passes_every_check() -> None:
+    checks = run_all(_clean())
+    assert [c.name for c in checks if not c.ok] == [], [c.problems for c in checks]
+    tq = checks[0].figures
+    assert (tq["acknowledged"], tq["unknown"], tq["failed"], tq["recovered"]) == (2, 1, 1, 1)
+
+
+def test_total_queue_flags_a_lost_job() -> None:
+    records = [r for r in _clean() if r.get("job", {}).get("key") != "b"]
+    check = total_queue(records)
+    assert not check.ok and check.figures["lost"] == 1 and "key b" in check.problems[0]
+
+
+def test_total_queue_flags_a_job_left_pending_as_lost() -> None:
+    records = [_op("x"), _job("x", "pending", [])]
+    assert total_queue(records).figures["lost"] == 1
+
+
+def test_total_queue_flags_unexpected_and_duplicated_jobs() -> None:
+    check = total_queue(_clean() + [_job("zzz"), _job("a", job_id="j-a-second")])
+    assert not check.ok
+    assert (check.figures["unexpected"], check.figures["duplicated"]) == (1, 1)
+
+
+def test_one_job_per_key_flags_a_retry_answered_with_another_job() -> None:
+    check = one_job_per_key(_clean() + [_op("a", job_id="j-other", retry=True)])
+    assert not check.ok and "key a" in check.problems[0]
+
+
+def test_results_once_flags_a_result_from_a_stale_attempt() -> None:
+    records = _clean() + [{"kind": "results", "replica": "r2", "rows": [["j-b", 1, "completed"]]}]
+    check = results_once(records)
+    assert not check.ok and "stale" in check.problems[0]
+
+
+def test_results_once_flags_a_state_completed_by_an_old_attempt() -> None:
+    records = [_op("s"), _job("s", attempts=[_attempt(1, "completed"), _attempt(2, "lost")])]
+    check = results_once(records)
+    assert not check.ok and "stale attempt" in check.problems[0]
+
+
+def test_results_once_flags_two_results_for_one_job() -> None:
+    records = _clean() + [{"kind": "results", "replica": "r3", "rows": [["j-a", 1, "completed"],
+                                                                         ["j-a", 2, "completed"]]}]
+    assert not results_once(records).ok
+
+
+def test_results_once_needs_a_refused_stale_report_after_a_worker_pause() -> None:
+    records = [r for r in _clean() if r["kind"] != "final"]
+    check = results_once(records)
+    assert not check.ok and "no stale report" in check.problems[0]
+
+
+def test_leader_per_term_flags_two_leaders_in_one_term() -> None:
+    check = leader_per_term(_clean() + [{"kind": "role", "replica": "r3", "role": "leader", "term": 2}])
+    assert not check.ok and check.problems == ["term 2 had leaders ['r2', 'r3']"]
+
+
+def test_digests_agree_flags_diverged_digests() -> None:
+    check = digests_agree(_clean() + [{"kind": "digest", "replica": "r3", "index": 16, "digest": "bb"}])
+    assert not check.ok and "index 16 diverged" in check.problems[0]
+
+
+def test_digests_agree_needs_a_common_final_index() -> None:
+    records = [r for r in _clean() if r["kind"] != "final"]
+    assert not digests_agree(records).ok
+
+
+def test_failover_times_measure_fault_to_next_acknowledged_write() -> None:
+    records = [{"kind": "fault", "fault": "leader_kill", "mono": 10.0}, _op("late", t=11.0), _op("early", t=9.0)]
+    check = failover_times(records)
+    assert check.ok and check.figures["leader_faults"]["max_s"] == 1.01
+    lonely = failover_times([{"kind": "fault", "fault": "leader_kill", "mono": 10.0}, _op("e", t=9.0)])
+    assert not lonely.ok
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile(list(map(float, range(1, 101))), 99) == 99.0
