@@ -1,0 +1,241 @@
+"""The nemesis: a seeded fault schedule, run one fault at a time against a ChaosCluster.
+
+Each fault waits for a healthy cluster (every replica up and agreeing on one leader), is recorded
+in the history (`fault` with its monotonic time, target and heal time), undone, and followed by
+a seeded quiet gap. Faults are never combined, so a wipe always happens while the others are
+healthy (a wiped voter forgets its vote) and every fault leaves a majority alive except the
+full restart, which kills and restarts them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from haco.client import HacoClient
+
+from .history import HistoryWriter, now
+from .procs import ChaosCluster
+
+__all__ = ["FAULTS", "Nemesis", "NemesisConfig", "schedule"]
+
+FAULTS = ("leader_kill", "follower_kill", "leader_pause", "partition", "partial_partition", "full_restart",
+          "wipe", "worker_kill", "worker_pause")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NemesisConfig:
+    faults: tuple[str, ...]
+    count: int  #: faults in the schedule (at least one of each kind, and min_leader_kills)
+    min_leader_kills: int = 0
+    seed: int = 0
+    duration_s: float = 60.0  #: no new fault starts after this
+    election_s: float = 0.6  #: the replicas' election timeout max
+    worker_lost_s: float = 3.0  #: the replicas' HACO_WORKER_LOST_S
+    healthy_timeout_s: float = 45.0
+
+
+def schedule(faults: tuple[str, ...], count: int, min_leader_kills: int, seed: int) -> list[str]:
+    """Every kind once, leader kills up to the minimum, the rest drawn from the mix; seeded order."""
+    rng = random.Random(seed)
+    plan = list(faults)
+    if "leader_kill" in faults or min_leader_kills:
+        plan += ["leader_kill"] * max(0, min_leader_kills - plan.count("leader_kill"))
+    while len(plan) < count:
+        plan.append(rng.choice(faults))
+    rng.shuffle(plan)
+    return plan
+
+
+class Nemesis:
+    def __init__(self, cluster: ChaosCluster, history: HistoryWriter, cfg: NemesisConfig) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed + 7)
+        self.plan = schedule(cfg.faults, cfg.count, cfg.min_leader_kills, cfg.seed)
+        self.done: Counter[str] = Counter()
+        self.unhealthy = 0  #: times the cluster did not become healthy in time before a fault
+        self.client = HacoClient(cluster.urls)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.cfg.duration_s
+        actions: dict[str, Callable[[], Awaitable[None]]] = {
+            "leader_kill": self._leader_kill, "follower_kill": self._follower_kill,
+            "leader_pause": self._leader_pause, "partition": self._partition,
+            "partial_partition": self._partial_partition, "full_restart": self._full_restart,
+            "wipe": self._wipe, "worker_kill": self._worker_kill, "worker_pause": self._worker_pause}
+        for kind in self.plan:
+            if loop.time() >= end:
+                break
+            await self.healthy()
+            await actions[kind]()
+            self.done[kind] += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+        await self.healthy()  # the workload sees the cluster recover from the last fault too
+        await asyncio.sleep(2.0)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # ---- cluster views --------------------------------------------------------------------
+
+    async def roles(self) -> dict[int, str] | None:
+        """Index -> role of every replica, when all answer and agree on a leader; else None."""
+        statuses = await self.client.status(timeout_s=2.0)
+        if any(not s.reachable for s in statuses):
+            return None
+        infos = [s.info or {} for s in statuses]
+        leaders = {i.get("leader") for i in infos}
+        roles = {n: str(i.get("role")) for n, i in enumerate(infos)}
+        if len(leaders) != 1 or None in leaders or list(roles.values()).count("leader") != 1:
+            return None
+        return roles
+
+    async def healthy(self) -> dict[int, str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.healthy_timeout_s
+        while True:
+            await self._ensure_running()
+            roles = await self.roles()
+            if roles is not None:
+                return roles
+            if loop.time() >= deadline:
+                self.unhealthy += 1
+                self.history.write("unhealthy", mono=now()[0])
+                deadline = loop.time() + self.cfg.healthy_timeout_s
+            await asyncio.sleep(0.2)
+
+    async def _ensure_running(self) -> None:
+        def start() -> None:
+            self.cluster.set_blocks([])
+            for i, r in enumerate(self.cluster.replicas):
+                if not r.alive():
+                    self.cluster.start_replica(i)
+            for wid in self.cluster.worker_ids:
+                self.cluster.start_worker(wid)
+        await asyncio.to_thread(start)
+
+    async def _leader(self) -> int:
+        roles = await self.healthy()
+        return next(i for i, role in roles.items() if role == "leader")
+
+    def _record(self, kind: str, target: str) -> dict[str, object]:
+        mono, wall = now()
+        return {"fault": kind, "target": target, "mono": mono, "wall": wall}
+
+    def _healed(self, record: dict[str, object]) -> None:
+        self.history.write("fault", **record, heal_mono=now()[0])
+
+    # ---- faults ----------------------------------------------------------------------------
+
+    async def _kill_and_restart(self, kind: str, i: int, *, wipe: bool = False) -> None:
+        rec = self._record(kind, self.cluster.replicas[i].id)
+        await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGKILL)
+        if wipe:
+            await asyncio.to_thread(self.cluster.wipe, i)
+        await asyncio.sleep(self.rng.uniform(0.3, 2.0))
+        await asyncio.to_thread(self.cluster.start_replica, i)
+        self._healed(rec)
+
+    async def _leader_kill(self) -> None:
+        await self._kill_and_restart("leader_kill", await self._leader())
+
+    async def _follower_kill(self) -> None:
+        leader = await self._leader()
+        await self._kill_and_restart("follower_kill", self._other(leader))
+
+    async def _wipe(self) -> None:
+        leader = await self._leader()
+        await self._kill_and_restart("wipe", self._other(leader), wipe=True)
+
+    def _other(self, leader: int, *skip: int) -> int:
+        return self.rng.choice([i for i in range(len(self.cluster.replicas)) if i != leader and i not in skip])
+
+    async def _leader_pause(self) -> None:
+        i = await self._leader()
+        rec = self._record("leader_pause", self.cluster.replicas[i].id)
+        await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGSTOP)
+        await asyncio.sleep(self.cfg.election_s * 2 + self.rng.uniform(1.0, 3.0))  # a new leader takes over
+        await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGCONT)  # the deposed one comes back
+        self._healed(rec)
+
+    async def _partition(self) -> None:
+        i = await self._leader()
+        others = [j for j in range(len(self.cluster.replicas)) if j != i]
+        rec = self._record("partition", self.cluster.replicas[i].id)
+        await asyncio.to_thread(self.cluster.set_blocks, [(i, j) for j in others])
+        await asyncio.sleep(self.rng.uniform(2.0, 5.0))
+        await asyncio.to_thread(self.cluster.set_blocks, [])
+        self._healed(rec)
+
+    async def _partial_partition(self) -> None:
+        """The leader and one follower lose each other; both still reach the rest."""
+        a = await self._leader()
+        b = self._other(a)
+        rec = self._record("partial_partition", f"{self.cluster.replicas[a].id}-{self.cluster.replicas[b].id}")
+        await asyncio.to_thread(self.cluster.set_blocks, [(a, b)])
+        await asyncio.sleep(self.rng.uniform(2.0, 5.0))
+        await asyncio.to_thread(self.cluster.set_blocks, [])
+        self._healed(rec)
+
+    async def _full_restart(self) -> None:
+        rec = self._record("full_restart", "all")
+        def kill_all() -> None:
+            for i in range(len(self.cluster.replicas)):
+                self.cluster.signal_replica(i, signal.SIGKILL)
+        await asyncio.to_thread(kill_all)
+        await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+        await self._ensure_running()
+        self._healed(rec)
+
+    async def _busy_worker(self) -> str:
+        """A worker that runs a job now, if one does within a few seconds; else any worker."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while loop.time() < deadline:
+            try:
+                workers = await self.client.workers()
+            except Exception:  # any replica hiccup: fall back to a random worker
+                break
+            busy = sorted(w["worker_id"] for w in workers if w.get("running") and w["worker_id"] in
+                          self.cluster.worker_ids and w.get("status") == "active")
+            if busy:
+                return str(self.rng.choice(busy))
+            await asyncio.sleep(0.2)
+        return self.rng.choice(self.cluster.worker_ids)
+
+    async def _until_lost(self, wid: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.worker_lost_s + 30.0
+        while loop.time() < deadline:
+            try:
+                if (await self.client.worker(wid)).get("status") == "lost":
+                    return
+            except Exception:  # a replica hiccup: ask again
+                pass
+            await asyncio.sleep(0.3)
+
+    async def _worker_kill(self) -> None:
+        wid = await self._busy_worker()
+        rec = self._record("worker_kill", wid)
+        await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGKILL)
+        await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+        await asyncio.to_thread(self.cluster.start_worker, wid)
+        self._healed(rec)
+
+    async def _worker_pause(self) -> None:
+        """SIGSTOP the agent (its job runs on and ends) past worker_lost_s: the job is requeued, and
+        the agent's report, sent once resumed, names a stale attempt and must be refused."""
+        wid = await self._busy_worker()
+        rec = self._record("worker_pause", wid)
+        await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGSTOP, group=False)
+        await self._until_lost(wid)  # its websocket times out first, then worker_lost_s passes
+        await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+        await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGCONT, group=False)
+        self._healed(rec)
