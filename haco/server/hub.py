@@ -142,6 +142,9 @@ class Hub:
                 hardware=tuple(str(h) for h in body.get("hardware") or ()),
                 memory_gb=float(body.get("memory_gb", 0.0)), cuda_compute=float(body.get("cuda_compute", 0.0)),
                 cpus=int(body.get("cpus", 1)), info=canonical(body.get("info") or {}))
+            # heard from now: the scheduler's liveness pass may run between this commit and the line
+            # that records the connection below, and must not find a fresh registration silent
+            self._seen[cmd.worker_id] = time.monotonic()
             _, outcome = await self.replica.propose(cmd)
         except (TypeError, ValueError) as exc:
             await ws.close(code=1008, message=f"bad hello: {exc}"[:120].encode())
