@@ -3,9 +3,12 @@ when jobs run and when the leader changes."""
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,12 +37,10 @@ def test_metrics_move_when_jobs_run_and_when_the_leader_changes(cluster_factory:
     c = cluster_factory(3)
     leader = c.leader()
     follower = (leader + 1) % 3
-    c.start_worker("w1", capacity=4)
-    eventually(lambda: http("GET", c.nodes[leader].url + "/api/workers")[1]["workers"], 20, "the worker registered")
     before_l, before_f = scrape(c, leader), scrape(c, follower)
     assert v(before_l, "haco_is_leader") == 1 and v(before_l, "haco_role", role="leader") == 1
     assert v(before_f, "haco_is_leader") == 0 and v(before_f, "haco_role", role="follower") == 1
-    assert v(before_l, "haco_workers", state="active") == 1 and v(before_l, "haco_workers", state="lost") == 0
+    assert v(before_l, "haco_workers", state="active") == 0 and v(before_l, "haco_workers_connected") == 0
     for name in ("haco_raft_commit_index", "haco_raft_log_entries", "haco_snapshot_age_seconds",
                  "haco_snapshot_duration_seconds", "haco_elections_total", "haco_stale_reports_refused_total",
                  "haco_admission_refusals_total", "haco_workers_connected"):
@@ -54,11 +55,17 @@ def test_metrics_move_when_jobs_run_and_when_the_leader_changes(cluster_factory:
         ids.append(body["job_id"])
     status, body = http("POST", c.nodes[follower].url + "/api/jobs", {"type": "noop", "bogus": 1})
     assert status == 400
+    queued = eventually(lambda: (s := scrape(c, leader)) and s.get(("haco_jobs", (("state", "pending"),))) == n and s,
+                        10, "the leader applied the submissions")
+    assert v(queued, "haco_queue_ready", priority="5") == v(queued, "haco_queue_ready", priority="1") == n // 2
+    c.start_worker("w1", capacity=4)
 
     def all_completed() -> bool:
         return scrape(c, leader).get(("haco_jobs", (("state", "completed"),)), 0) >= n
     eventually(all_completed, 30, f"{n} jobs completed in the leader's metrics")
     after_l, after_f = scrape(c, leader), scrape(c, follower)
+    assert v(after_l, "haco_workers", state="active") == 1 and v(after_l, "haco_workers_connected") == 1
+    assert ("haco_queue_ready", (("priority", "5"),)) not in after_l
     assert v(after_l, "haco_jobs", state="completed") - v(before_l, "haco_jobs", state="completed") == n
     assert v(after_l, "haco_raft_applied_index") > v(before_l, "haco_raft_applied_index")
     assert v(after_l, "haco_assignments_total") - v(before_l, "haco_assignments_total") == n
@@ -70,6 +77,12 @@ def test_metrics_move_when_jobs_run_and_when_the_leader_changes(cluster_factory:
     assert v(after_f, "haco_submit_latency_seconds_bucket", outcome="ok", le="+Inf") == n
     assert v(after_f, "haco_forwarded_commands_total") - v(before_f, "haco_forwarded_commands_total") >= n
     assert v(after_l, "haco_forwarded_commands_total") == v(before_l, "haco_forwarded_commands_total")
+
+    grafana = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in grafana["panels"] for t in p.get("targets", [])]
+    used = {name for e in exprs for name in re.findall(r"\bhaco_[a-z_]+", e)}
+    served = {name for name, _ in after_l} | {name for name, _ in after_f} | {name for name, _ in queued}
+    assert len(used) >= 15 and used <= served, f"the Grafana dashboard queries series /metrics lacks: {used - served}"
 
     c.kill(leader, signal.SIGKILL)
     new = c.leader(timeout_s=30)
