@@ -62,6 +62,10 @@ def _common() -> _Parser:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning (default), error")
     p.add_argument("--token", metavar="TOKEN", help="API token (default: $HACO_TOKEN)")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the API token (default: $HACO_TOKEN_FILE)")
+    p.add_argument("--ca-file", metavar="FILE", help="CA bundle for https replicas (default: $HACO_CA_FILE)")
+    p.add_argument("--client-cert", metavar="FILE", help="client certificate for mTLS ($HACO_CLIENT_CERT)")
+    p.add_argument("--client-key", metavar="FILE", help="key of --client-cert ($HACO_CLIENT_KEY)")
     p.add_argument("--deadline", type=float, metavar="S", help="give up on a call after S seconds (30)")
     return p
 
@@ -71,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()  # a second instance for the top: set_defaults would change the shared actions
     parser = _Parser(prog="haco", description="haco: a highly available job coordinator", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_common()])
-    parser.set_defaults(coordinators=None, json=False, log_level="warning", token=None, deadline=30.0)
+    parser.set_defaults(coordinators=None, json=False, log_level="warning", token=None, token_file=None, ca_file=None,
+                        client_cert=None, client_key=None, deadline=30.0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help_: str, func: ClientCommand | Callable[[argparse.Namespace], Any]) -> _Parser:
@@ -107,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sql", required=True)
     add("pause", "pause scheduling (running jobs go on)", _pause)
     add("resume", "resume scheduling", _resume)
-    from . import bench, local
+    from . import bench, cli_security, local
     bench.register_cli(add)
     local.register_cli(add)
+    cli_security.register_cli(add, _client_command, common)
     for name in PLUGINS:
         try:
             importlib.import_module(name).register_cli(sub)
@@ -193,9 +199,25 @@ def _client_command(fn: ClientCommand) -> Callable[[argparse.Namespace], Awaitab
     return run
 
 
-def make_client(args: argparse.Namespace) -> HacoClient:
-    urls = args.coordinators or os.environ.get("HACO_COORDINATORS") or DEFAULT_COORDINATORS
-    return HacoClient(urls, token=args.token or os.environ.get("HACO_TOKEN") or None, deadline_s=args.deadline)
+def make_client(args: argparse.Namespace, urls: Sequence[str] | str | None = None) -> HacoClient:
+    urls = urls or args.coordinators or os.environ.get("HACO_COORDINATORS") or DEFAULT_COORDINATORS
+    env = os.environ
+    return HacoClient(urls, token=_token(args), deadline_s=args.deadline,
+                      ca_file=args.ca_file or env.get("HACO_CA_FILE") or None,
+                      client_cert=args.client_cert or env.get("HACO_CLIENT_CERT") or None,
+                      client_key=args.client_key or env.get("HACO_CLIENT_KEY") or None)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token, $HACO_TOKEN, --token-file, $HACO_TOKEN_FILE, in that order."""
+    token = args.token or os.environ.get("HACO_TOKEN")
+    path = args.token_file or os.environ.get("HACO_TOKEN_FILE")
+    if not token and path:
+        try:
+            token = open(path).read().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    return token or None
 
 
 def emit(args: argparse.Namespace, human: str, data: Any) -> None:
@@ -294,7 +316,7 @@ async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:
     extra = list(dict.fromkeys(str(p["api_url"]).rstrip("/") for r in replicas for p in (r.info or {}).get("peers")
                                or [] if p.get("api_url") and str(p["api_url"]).rstrip("/") not in known))
     if extra:
-        async with HacoClient(extra) as more:
+        async with make_client(args, extra) as more:
             replicas += await more.status()
     workers = queue = None
     if any(r.reachable for r in replicas):

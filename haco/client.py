@@ -21,7 +21,6 @@ import asyncio
 import threading
 import logging
 import random
-import ssl
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from .security.tls import client_context
 from .errors import (
     REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, NotApplied, NotFound,
     OutcomeUnknown, Overloaded, PayloadTooLarge, Rejected, RejectedBadRequest, RejectedConflict,
@@ -63,6 +63,8 @@ class ClientConfig:
     retry_pause_s: float = 0.1  #: first pause after every replica failed once; doubles up to 1 s
     token: str | None = None  #: sent as `Authorization: Bearer <token>`
     ca_file: str | None = None  #: CA bundle for https replicas
+    client_cert: str | None = None  #: PEM certificate (and key) presented when a replica requires mTLS
+    client_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ class HacoClient:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else None
-            ssl_ctx = ssl.create_default_context(cafile=self.config.ca_file) if self.config.ca_file else None
+            ssl_ctx = client_context(self.config.ca_file, self.config.client_cert, self.config.client_key)
             connector = aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else True, limit=64)
             self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         return self._session

@@ -70,6 +70,13 @@ class NodeConfig:
     data_dir: Path = Path("haco-data")
     raft_password: str | None = None
     body_bytes_max: int = 8 * 1024 * 1024
+    token_secret: str | None = None  #: HMAC key for API tokens; None only with insecure_open_api
+    insecure_open_api: bool = False  #: no tokens at all (refused unless the API binds to loopback)
+    tls_cert: str | None = None  #: PEM files: HTTPS on the API when both are set
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  #: CA that client (worker) certificates must chain to
+    require_client_cert: str = "none"  #: none | workers | all (see haco/security/tls.py)
+    ca_file: str | None = None  #: CA bundle this replica trusts when it calls a peer's API
     raft: RaftConfig = field(default_factory=RaftConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
@@ -95,6 +102,7 @@ class NodeConfig:
             values["raft_password"] = env["HACO_RAFT_PASSWORD"]
         elif "HACO_RAFT_PASSWORD_FILE" in env:
             values["raft_password"] = read_password(Path(env["HACO_RAFT_PASSWORD_FILE"]))
+        values.update(_security_from_env(env))
         raft_tuning: dict[str, object] = {}
         if "HACO_COMPACTION_MIN_ENTRIES" in env:
             raft_tuning["compaction_min_entries"] = int(env["HACO_COMPACTION_MIN_ENTRIES"])
@@ -106,7 +114,7 @@ class NodeConfig:
             values["raft"] = RaftConfig(**raft_tuning)  # type: ignore[arg-type]
         sched: dict[str, object] = {}
         for name, key in (("worker_lost_s", "HACO_WORKER_LOST_S"), ("grace_s", "HACO_GRACE_S"),
-                          ("heartbeat_s", "HACO_HEARTBEAT_S")):
+                          ("heartbeat_s", "HACO_HEARTBEAT_S"), ("tick_interval_s", "HACO_TICK_INTERVAL_S")):
             if key in env:
                 sched[name] = float(env[key])
         if sched:
@@ -116,7 +124,8 @@ class NodeConfig:
             raise ConfigError("a replica needs an id and a Raft address (--id, --raft or HACO_ID, HACO_RAFT_ADDR)")
         cfg = cls(**values)  # type: ignore[arg-type]
         if not cfg.api_url:
-            cfg = replace(cfg, api_url=f"http://{cfg.http_host}:{cfg.http_port}")
+            scheme = "https" if cfg.tls_cert else "http"
+            cfg = replace(cfg, api_url=f"{scheme}://{cfg.http_host}:{cfg.http_port}")
         cfg.validate()
         return cfg
 
@@ -130,10 +139,57 @@ class NodeConfig:
         if not self.raft_password:
             raise ConfigError("a Raft password is required (--raft-password-file or HACO_RAFT_PASSWORD): "
                               "without one pysyncobj's port runs unauthenticated pickles")
+        self._validate_security()
         r = self.raft
         if not (r.election_timeout_s_min > 3 * r.append_entries_period_s and
                 r.election_timeout_s_max > r.election_timeout_s_min):
             raise ConfigError("election timeouts must exceed 3 heartbeats and max must exceed min")
+
+    def _validate_security(self) -> None:
+        if self.token_secret is None and not self.insecure_open_api:
+            raise ConfigError("the API needs a token secret (--token-secret-file or HACO_TOKEN_SECRET_FILE); "
+                              "to run it open to anyone who can connect, pass --insecure-open-api (loopback only)")
+        if self.token_secret is not None and len(self.token_secret) < 16:
+            raise ConfigError("token secret must be at least 16 characters")
+        if self.insecure_open_api and self.token_secret is None and not is_loopback(self.http_host):
+            raise ConfigError(f"--insecure-open-api is allowed only on a loopback address, not {self.http_host}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
+        if self.require_client_cert not in ("none", "workers", "all"):
+            raise ConfigError("require_client_cert must be none, workers or all")
+        if self.require_client_cert != "none" and not (self.tls_cert and self.tls_client_ca):
+            raise ConfigError("--require-client-cert needs HTTPS (--tls-cert/--tls-key) and --tls-client-ca")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("--tls-client-ca needs HTTPS (--tls-cert/--tls-key)")
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _security_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if env.get("HACO_TOKEN_SECRET"):
+        values["token_secret"] = env["HACO_TOKEN_SECRET"].strip()
+    elif env.get("HACO_TOKEN_SECRET_FILE"):
+        values["token_secret"] = read_secret_file(Path(env["HACO_TOKEN_SECRET_FILE"]))
+    if env.get("HACO_INSECURE_OPEN_API", "").lower() in ("1", "true", "yes"):
+        values["insecure_open_api"] = True
+    for name in ("tls_cert", "tls_key", "tls_client_ca", "require_client_cert", "ca_file"):
+        key = "HACO_" + name.upper()
+        if env.get(key):
+            values[name] = env[key]
+    return values
+
+
+def read_secret_file(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token secret file {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"token secret file {path} is empty")
+    return text
 
 
 def _from_statefulset(env: Mapping[str, str]) -> dict[str, object]:

@@ -70,7 +70,7 @@ class ClusterSpec:
             if j != i:
                 argv += ["--peer", f"r{j}={self.raft_addr(j)}={self.api_url(j)}"]
         return argv + ["--data-dir", str(self.data_dir / f"r{i}"), "--raft-password-file", str(self.password_file),
-                       "--log-level", self.log_level]
+                       "--log-level", self.log_level, "--insecure-open-api"]  # loopback only: see README, Security
 
     def worker_argv(self, k: int) -> list[str]:
         return [sys.executable, "-m", "haco", "worker", "--coordinators", ",".join(self.urls), "--id", f"w{k}",
@@ -311,6 +311,9 @@ def _banner(spec: ClusterSpec, leader_id: str, leader_url: str) -> None:
         f"  {env}haco submit --wait -- echo hello",
         f"  {env}haco jobs",
         f"  dashboard: {spec.api_url(1)}/",
+        "",
+        f"note: the API is open (no tokens) and listens on {HOST} only; the Raft ports use the password in",
+        f"  {spec.password_file}. For a real deployment see README, Security (tokens, TLS).",
         "",
         "Ctrl+C stops everything.",
     ]), flush=True)

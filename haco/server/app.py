@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import NodeConfig
-from ..errors import HacoError, NotApplied, PayloadTooLarge, Rejected
+from ..errors import HacoError, NotApplied, PayloadTooLarge, Rejected, Unauthorized
 from ..replication import Replica
 from ..scheduler import Scheduler
 from .hub import Hub
@@ -52,6 +52,8 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
     except NotApplied as exc:
         retry = str(int(exc.detail.get("retry_after_s", 1)))
         return problem(503, exc.code, exc.message, exc.detail, {"Retry-After": retry})
+    except Unauthorized as exc:
+        return problem(401, exc.code, exc.message, exc.detail, {"WWW-Authenticate": 'Bearer realm="haco"'})
     except HacoError as exc:
         return problem(exc.status, exc.code, exc.message, exc.detail)
     except web.HTTPRequestEntityTooLarge:
@@ -71,10 +73,16 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return problem(500, "INTERNAL", "internal error; see the replica's log")
 
 
-def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize: Authorize = allow_all
+def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize: Authorize | None = None
               ) -> web.Application:
-    from . import routes_cluster, routes_jobs, routes_workers
+    """The replica's app. `authorize` defaults to tokens checked with `cfg.token_secret` (the open
+    API when it is None, which config validation allows only with --insecure-open-api)."""
+    from . import routes_cluster, routes_jobs, routes_tokens, routes_workers
+    from .auth import make_authorizer
     from .metrics import install as install_metrics
+    if authorize is None:
+        secret = cfg.token_secret.encode() if cfg.token_secret else None
+        authorize = make_authorizer(replica, secret, cfg.require_client_cert)
     app = web.Application(middlewares=[error_middleware], client_max_size=cfg.body_bytes_max)
     hub = Hub(replica, cfg.scheduler.heartbeat_s)
     scheduler = Scheduler(replica, hub, cfg.scheduler)
@@ -94,6 +102,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize:
     app.add_routes(routes_jobs.routes)
     app.add_routes(routes_workers.routes)
     app.add_routes(routes_cluster.routes)
+    app.add_routes(routes_tokens.routes)
     app.cleanup_ctx.append(_scheduler_ctx)
     return app
 
@@ -108,15 +117,44 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         pass
 
 
+JSON_DEPTH_MAX = 40  #: a job's payload may nest 32 deep inside the body's own two levels
+
+
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; a clear 400 when it is not."""
+    """The request body as JSON; a clear 400 when it is not, or nests deeper than JSON_DEPTH_MAX.
+    (Size is bounded by the app's client_max_size: 413.)"""
     raw = await request.read()
     if not raw:
         raise_bad("BAD_JSON", "request body is empty; send a JSON object")
+    if len(raw) > 64 * 1024:  # a big body is parsed off the loop
+        return await asyncio.to_thread(_parse_json, raw)
+    return _parse_json(raw)
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise_bad("BAD_JSON", f"request body is not JSON: {exc}")
+        value = json.loads(raw)
+    except RecursionError:
+        raise_bad("BAD_JSON", f"request body nests deeper than {JSON_DEPTH_MAX} levels")
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and ints past 4300 digits
+        raise_bad("BAD_JSON", f"request body is not JSON: {str(exc)[:200]}")
+    if _too_deep(value, JSON_DEPTH_MAX):
+        raise_bad("BAD_JSON", f"request body nests deeper than {JSON_DEPTH_MAX} levels")
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True when containers nest more than `limit` deep; iterative, stops at the first too-deep one."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def raise_bad(code: str, message: str, detail: dict[str, Any] | None = None) -> Any:

@@ -20,11 +20,13 @@ from aiohttp import WSMsgType, web
 from raft_state import (Accepted, Assignment, CompleteAttempt, DeregisterWorker, DrainWorker, FailAttempt,
                         RegisterWorker, Rejected, StartAttempt, State, canonical)
 from raft_state.records import JobStatus
+from raft_state.validate import worker_problem
 
 from ..errors import ReplicationError
 from ..replication import Replica
 from ..scheduler import now_ms
 from ..wire import FRAME_BYTES_MAX, frame, unpack
+from .hub_guards import RESULT_BYTES_MAX, STATS_BYTES_MAX, FrameBudget, bounded, report_verdict
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,8 @@ class Hub:
 
     # ---- the websocket -----------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request, bound_worker_id: str | None = None) -> web.WebSocketResponse:
+        """Serve one worker websocket; `bound_worker_id` (a worker token's) is the only id its hello may use."""
         ws = web.WebSocketResponse(heartbeat=max(5.0, 5 * self.heartbeat_s), max_msg_size=FRAME_BYTES_MAX)
         await ws.prepare(request)
         if not self.replica.is_leader():
@@ -107,8 +110,12 @@ class Hub:
             await ws.close()
             return ws
         conn: _Conn | None = None
+        budget = FrameBudget()
         try:
             async for msg in ws:
+                if not budget.take():
+                    await ws.close(code=1008, message=b"frame rate limit exceeded")
+                    break
                 if msg.type is not WSMsgType.BINARY:
                     if msg.type is WSMsgType.ERROR:
                         break
@@ -118,7 +125,7 @@ class Hub:
                     await ws.close(code=1003, message=b"bad frame")
                     break
                 if conn is None:
-                    conn = await self._hello(ws, body)
+                    conn = await self._hello(ws, body, bound_worker_id)
                     if conn is None:
                         break
                     continue
@@ -131,9 +138,13 @@ class Hub:
                 log.info("worker disconnected worker=%s", conn.worker_id)
         return ws
 
-    async def _hello(self, ws: web.WebSocketResponse, body: dict[str, Any]) -> _Conn | None:
+    async def _hello(self, ws: web.WebSocketResponse, body: dict[str, Any], bound: str | None) -> _Conn | None:
         if body.get("t") != "hello" or not isinstance(body.get("worker_id"), str):
             await ws.close(code=1008, message=b"expected hello")
+            return None
+        if bound is not None and body["worker_id"] != bound:
+            await ws.send_bytes(frame("error", code="FORBIDDEN", message=f"this token is for worker {bound}"))
+            await ws.close(code=1008, message=b"token is for another worker")
             return None
         try:
             cmd = RegisterWorker(
@@ -142,11 +153,14 @@ class Hub:
                 hardware=tuple(str(h) for h in body.get("hardware") or ()),
                 memory_gb=float(body.get("memory_gb", 0.0)), cuda_compute=float(body.get("cuda_compute", 0.0)),
                 cpus=int(body.get("cpus", 1)), info=canonical(body.get("info") or {}))
+            problem = worker_problem(cmd)  # refused here: a bad hello costs no log entry
+            if problem is not None:
+                raise ValueError(problem)
             # heard from now: the scheduler's liveness pass may run between this commit and the line
             # that records the connection below, and must not find a fresh registration silent
             self._seen[cmd.worker_id] = time.monotonic()
             _, outcome = await self.replica.propose(cmd)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             await ws.close(code=1008, message=f"bad hello: {exc}"[:120].encode())
             return None
         except ReplicationError:
@@ -216,18 +230,24 @@ class Hub:
     async def _report(self, conn: _Conn, kind: str, body: dict[str, Any]) -> None:
         rid = body.get("rid")
         try:
-            job_id, attempt = str(body["job_id"]), int(body["attempt"])
+            job_id, attempt = str(body["job_id"])[:256], int(body["attempt"])
+            verdict = report_verdict(self.replica.state, conn.worker_id, job_id, attempt)
+            if verdict is not None:  # refused here, so a forged report costs no log entry
+                self._send(conn, frame("ack", rid=rid, **verdict))
+                return
             if kind == "started":
                 cmd: Any = StartAttempt(now_ms(), job_id, attempt, conn.worker_id)
             elif kind == "completed":
                 cmd = CompleteAttempt(at_ms=now_ms(), job_id=job_id, attempt=attempt, worker_id=conn.worker_id,
-                                      result=canonical(body.get("result")), stats=canonical(body.get("stats") or {}))
+                                      result=bounded(body.get("result"), RESULT_BYTES_MAX),
+                                      stats=bounded(body.get("stats") or {}, STATS_BYTES_MAX))
             else:
                 cmd = FailAttempt(at_ms=now_ms(), job_id=job_id, attempt=attempt, worker_id=conn.worker_id,
-                                  error=str(body.get("error") or "failed")[:4096], result=canonical(body.get("result")),
-                                  stats=canonical(body.get("stats") or {}))
-        except (KeyError, TypeError, ValueError) as exc:
-            self._send(conn, frame("ack", rid=rid, ok=False, code="MALFORMED", message=str(exc)))
+                                  error=str(body.get("error") or "failed")[:4096],
+                                  result=bounded(body.get("result"), RESULT_BYTES_MAX),
+                                  stats=bounded(body.get("stats") or {}, STATS_BYTES_MAX))
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+            self._send(conn, frame("ack", rid=rid, ok=False, code="MALFORMED", message=str(exc)[:200]))
             return
         try:
             _, outcome = await self.replica.propose(cmd)

@@ -7,13 +7,14 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ..config import NodeConfig, Peer, read_password
+from ..config import NodeConfig, Peer, read_password, read_secret_file
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="another replica (repeat; HACO_PEERS is a comma-separated list)")
     p.add_argument("--data-dir", help="data directory (HACO_DATA_DIR)")
     p.add_argument("--raft-password-file", help="file holding the Raft shared secret (HACO_RAFT_PASSWORD_FILE)")
+    p.add_argument("--token-secret-file", help="file holding the API token secret (HACO_TOKEN_SECRET_FILE)")
+    p.add_argument("--insecure-open-api", action="store_true", default=None,
+                   help="serve the API without tokens (HACO_INSECURE_OPEN_API=1); loopback binds only")
+    p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (HACO_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert (HACO_TLS_KEY)")
+    p.add_argument("--tls-client-ca", help="CA for client certificates, mTLS (HACO_TLS_CLIENT_CA)")
+    p.add_argument("--require-client-cert", choices=["none", "workers", "all"],
+                   help="workers: the worker websocket needs a client certificate; all: every connection "
+                        "(HACO_REQUIRE_CLIENT_CERT, default none)")
+    p.add_argument("--ca-file", help="CA bundle trusted when calling a peer's HTTPS API (HACO_CA_FILE)")
     p.add_argument("--log-level", default=os.environ.get("HACO_LOG_LEVEL", "info"))
 
 
@@ -49,6 +60,11 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> NodeConfi
         overrides["data_dir"] = Path(args.data_dir)
     if args.raft_password_file:
         overrides["raft_password"] = read_password(Path(args.raft_password_file))
+    if args.token_secret_file:
+        overrides["token_secret"] = read_secret_file(Path(args.token_secret_file))
+    overrides.update({"insecure_open_api": args.insecure_open_api, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+                      "tls_client_ca": args.tls_client_ca, "require_client_cert": args.require_client_cert,
+                      "ca_file": args.ca_file})
     return NodeConfig.from_env(env, **overrides)
 
 
@@ -60,10 +76,18 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"haco: error: {exc}", file=sys.stderr)
         return 64
-    return asyncio.run(serve(cfg))
+    if cfg.token_secret is None:
+        print(f"haco: WARNING: the API at {cfg.api_url} is OPEN (--insecure-open-api): anyone who can connect "
+              "may submit, cancel and run commands on workers", file=sys.stderr)
+    try:
+        ssl_context = _server_ssl(cfg)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        print(f"haco: error: cannot set up TLS: {exc}", file=sys.stderr)
+        return 64
+    return asyncio.run(serve(cfg, ssl_context))
 
 
-async def serve(cfg: NodeConfig) -> int:
+async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> int:
     """Run a replica until SIGTERM/SIGINT. A snapshot that does not load stops it (exit 70)."""
     from raft_state.snapshot import SnapshotError
 
@@ -96,7 +120,7 @@ async def serve(cfg: NodeConfig) -> int:
     replica.start(loop)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.http_host, cfg.http_port, reuse_address=True)
+    site = web.TCPSite(runner, cfg.http_host, cfg.http_port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     log.info("serving replica=%s http=%s:%d", cfg.id, cfg.http_host, cfg.http_port)
     stop = asyncio.Event()
@@ -109,6 +133,13 @@ async def serve(cfg: NodeConfig) -> int:
     if feed_task is not None:
         feed_task.cancel()
     return 0
+
+
+def _server_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
+    if not (cfg.tls_cert and cfg.tls_key):
+        return None
+    from ..security.tls import server_context
+    return server_context(cfg.tls_cert, cfg.tls_key, client_ca=cfg.tls_client_ca, require=cfg.require_client_cert)
 
 
 def main(argv: list[str] | None = None) -> int:

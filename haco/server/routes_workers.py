@@ -10,6 +10,7 @@ from ..errors import NotFound, Rejected
 from ..scheduler import now_ms
 from ..wire import worker_json
 from .app import HUB, REPLICA
+from .auth import worker_identity
 from .hub import Hub
 from .routes_jobs import fresh_enough
 
@@ -18,7 +19,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/workers/connect")
 async def connect(request: web.Request) -> web.StreamResponse:
-    return await request.app[HUB].handle(request)
+    return await request.app[HUB].handle(request, worker_identity(request))
 
 
 @routes.get("/api/workers")

@@ -52,6 +52,9 @@ class WorkerConfig:
     tags: tuple[str, ...] = ()
     workdir: Path = Path("haco-work")  #: each attempt gets a scratch dir below it, removed afterwards
     token: str | None = None
+    ca_file: str | None = None  #: CA bundle for https replicas
+    client_cert: str | None = None  #: PEM certificate (and key) presented for mTLS
+    client_key: str | None = None
     drain_timeout_s: float = 60.0  #: running jobs get this long to finish once draining, then are cancelled
     heartbeat_s: float = 1.0  #: until a welcome says otherwise
     result_bytes_max: int = 65536
@@ -126,7 +129,9 @@ class Agent:
         log.info("capabilities worker=%s %s", self.config.worker_id,
                  " ".join(f"{k}={v}" for k, v in {**self._caps, **self._info}.items()))
         psutil.cpu_percent(interval=None)  # primes the counter: the first reading is meaningless
-        async with aiohttp.ClientSession() as http:
+        from ..security.tls import client_context
+        ctx = client_context(self.config.ca_file, self.config.client_cert, self.config.client_key)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx else True)) as http:
             conn = asyncio.create_task(self._connect_loop(http), name="haco-worker-connect")
             drain = asyncio.create_task(self._drain(), name="haco-worker-drain")
             try:
@@ -370,6 +375,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coordinators", default=argparse.SUPPRESS, metavar="URL,...",
                    help="replica URLs (default: $HACO_COORDINATORS, else the `haco up` defaults)")
     p.add_argument("--token", default=argparse.SUPPRESS, help="API token (default: $HACO_TOKEN)")
+    p.add_argument("--token-file", default=argparse.SUPPRESS, help="file holding the API token ($HACO_TOKEN_FILE)")
+    p.add_argument("--ca-file", default=argparse.SUPPRESS, help="CA bundle for https replicas ($HACO_CA_FILE)")
+    p.add_argument("--client-cert", help="PEM client certificate for mTLS ($HACO_CLIENT_CERT)")
+    p.add_argument("--client-key", help="PEM key of --client-cert ($HACO_CLIENT_KEY)")
     p.add_argument("--id", dest="worker_id", help="worker id (default: HOSTNAME-PID)")
     p.add_argument("--capacity", type=int, help="jobs run at once (default: CPU count)")
     p.add_argument("--tags", default="", metavar="A,B", help="tags that jobs' required_tags match")
@@ -386,7 +395,20 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> WorkerCon
         coordinators=tuple(u.strip() for u in urls.split(",") if u.strip()), worker_id=worker_id,
         capacity=args.capacity or os.cpu_count() or 1, tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()),
         drain_timeout_s=args.drain_timeout, workdir=args.workdir or Path("haco-work") / worker_id,
-        token=getattr(args, "token", None) or env.get("HACO_TOKEN") or None)
+        token=_token(args, env), ca_file=getattr(args, "ca_file", None) or env.get("HACO_CA_FILE") or None,
+        client_cert=args.client_cert or env.get("HACO_CLIENT_CERT") or None,
+        client_key=args.client_key or env.get("HACO_CLIENT_KEY") or None)
+
+
+def _token(args: argparse.Namespace, env: dict[str, str]) -> str | None:
+    token = getattr(args, "token", None) or env.get("HACO_TOKEN")
+    path = getattr(args, "token_file", None) or env.get("HACO_TOKEN_FILE")
+    if not token and path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read token file {path}: {exc.strerror}") from None
+    return token or None
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -396,7 +418,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args, dict(os.environ))
         cfg.validate()
-    except ValueError as exc:
+        from ..security.tls import client_context
+        client_context(cfg.ca_file, cfg.client_cert, cfg.client_key)  # unreadable files: a usage error now
+    except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
         print(f"haco: error: {exc}", file=sys.stderr)
         return 64
     return asyncio.run(_serve(cfg))

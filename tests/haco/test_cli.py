@@ -256,7 +256,7 @@ def test_cluster_spec_builds_the_documented_command_lines(tmp_path: Path) -> Non
     assert " ".join(argv[4:]) == (
         f"--id r2 --raft 127.0.0.1:7102 --http 127.0.0.1:7002 --peer r1=127.0.0.1:7101=http://127.0.0.1:7001 "
         f"--peer r3=127.0.0.1:7103=http://127.0.0.1:7003 --data-dir {tmp_path}/r2 "
-        f"--raft-password-file {tmp_path}/raft-password --log-level info")
+        f"--raft-password-file {tmp_path}/raft-password --log-level info --insecure-open-api")
     assert " ".join(spec.worker_argv(1)[4:]) == (
         "--coordinators http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003 --id w1 --capacity 4 "
         "--log-level info")

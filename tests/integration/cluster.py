@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -47,12 +48,18 @@ def eventually(check: Callable[[], Any], timeout_s: float, what: str, interval_s
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_exc!r})")
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
+def http(method: str, url: str, body: Any = None, timeout: float = 5.0, *, token: str | None = None,
+         ctx: ssl.SSLContext | None = None) -> tuple[int, Any]:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             raw = resp.read()
+            if resp.headers.get_content_type() != "application/json":
+                return resp.status, raw.decode(errors="replace")
             return resp.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
         raw = exc.read()
@@ -70,10 +77,11 @@ class Node:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
 
 @dataclass
@@ -83,14 +91,51 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    auth: bool = False  #: False: the open API (--insecure-open-api); True: tokens signed with a fresh secret
+    tls_dir: Path | None = None  #: `haco certs init` output: serve HTTPS with server.crt/key, trust ca.crt
+    mtls: str = "none"  #: with tls_dir: none | workers | all (--require-client-cert)
 
     def __post_init__(self) -> None:
         ports = free_ports(2 * self.size)
         self.password_file = self.root / "raft-password"
         self.password_file.write_text("test-secret-" + os.urandom(8).hex())
+        self.secret_file = self.root / "token-secret"
+        self.secret_file.write_text("token-secret-" + os.urandom(16).hex())
+        scheme = "https" if self.tls_dir is not None else "http"
         for i in range(self.size):
             nid = f"r{i + 1}"
-            self.nodes.append(Node(nid, ports[2 * i], ports[2 * i + 1], self.root / nid, self.root / f"{nid}.log"))
+            self.nodes.append(Node(nid, ports[2 * i], ports[2 * i + 1], self.root / nid, self.root / f"{nid}.log",
+                                   scheme=scheme))
+        self.ctx = None if self.tls_dir is None else self.client_ctx(client_cert=True)
+        self.admin = self.token("admin") if self.auth else None
+
+    def token(self, role: str, worker_id: str | None = None, ttl_s: int = 3600) -> str:
+        """A token signed with this cluster's secret (meaningful when auth=True)."""
+        from haco.security.tokens import issue
+        return issue(self.secret_file.read_text().encode(), role, ttl_s, worker_id=worker_id, now_s=time.time())[0]
+
+    def client_ctx(self, *, client_cert: bool) -> ssl.SSLContext:
+        assert self.tls_dir is not None
+        ctx = ssl.create_default_context(cafile=str(self.tls_dir / "ca.crt"))
+        if client_cert:
+            ctx.load_cert_chain(str(self.tls_dir / "client.crt"), str(self.tls_dir / "client.key"))
+        return ctx
+
+    def api(self, i: int, method: str, path: str, body: Any = None, *, token: str | None = "admin",
+            timeout: float = 5.0) -> tuple[int, Any]:
+        """One request to replica i; token "admin" means this cluster's admin token (if auth)."""
+        tok = self.admin if token == "admin" else token
+        return http(method, self.nodes[i].url + path, body, timeout, token=tok, ctx=self.ctx)
+
+    def _security_args(self) -> list[str]:
+        args = ["--token-secret-file", str(self.secret_file)] if self.auth else ["--insecure-open-api"]
+        if self.tls_dir is not None:
+            d = self.tls_dir
+            args += ["--tls-cert", str(d / "server.crt"), "--tls-key", str(d / "server.key"),
+                     "--ca-file", str(d / "ca.crt")]
+            if self.mtls != "none":
+                args += ["--tls-client-ca", str(d / "ca.crt"), "--require-client-cert", self.mtls]
+        return args
 
     @property
     def urls(self) -> list[str]:
@@ -100,7 +145,7 @@ class Cluster:
         n = self.nodes[i]
         args = [sys.executable, "-m", "haco.server.main", "--id", n.id, "--raft", f"127.0.0.1:{n.raft_port}",
                 "--http", f"127.0.0.1:{n.http_port}", "--data-dir", str(n.data_dir),
-                "--raft-password-file", str(self.password_file), "--log-level", "info"]
+                "--raft-password-file", str(self.password_file), "--log-level", "info", *self._security_args()]
         for m in self.nodes:
             if m is not n:
                 args += ["--peer", f"{m.id}=127.0.0.1:{m.raft_port}={m.url}"]
@@ -119,12 +164,23 @@ class Cluster:
             if sig in (signal.SIGKILL, signal.SIGTERM):
                 n.proc.wait(timeout=15)
 
-    def start_worker(self, wid: str, capacity: int = 2, tags: str = "", urls: list[str] | None = None) -> None:
+    def start_worker(self, wid: str, capacity: int = 2, tags: str = "", urls: list[str] | None = None, *,
+                     token: str | None = "own", client_cert: bool = True) -> None:
+        """token "own": a worker token for `wid` when auth is on; client_cert: present client.crt (TLS)."""
         args = [sys.executable, "-m", "haco.worker.agent", "--coordinators", ",".join(urls or self.urls),
                 "--id", wid, "--capacity", str(capacity), "--log-level", "info",
                 "--workdir", str(self.root / f"work-{wid}")]
         if tags:
             args += ["--tags", tags]
+        if token == "own":
+            token = self.token("worker", wid) if self.auth else None
+        if token:
+            args += ["--token", token]
+        if self.tls_dir is not None:
+            args += ["--ca-file", str(self.tls_dir / "ca.crt")]
+            if client_cert:
+                args += ["--client-cert", str(self.tls_dir / "client.crt"), "--client-key",
+                         str(self.tls_dir / "client.key")]
         with open(self.root / f"worker-{wid}.log", "ab") as log:
             self.workers[wid] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                                  env={**os.environ, **self.extra_env})
@@ -151,7 +207,7 @@ class Cluster:
                 pass
 
     def info(self, i: int) -> dict[str, Any]:
-        status, body = http("GET", self.nodes[i].url + "/api/cluster", timeout=2)
+        status, body = self.api(i, "GET", "/api/cluster", timeout=2)
         assert status == 200, body
         return body
 
