@@ -6,6 +6,8 @@ a dict); the CLI overrides with flags; `validate()` raises ConfigError naming th
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -164,7 +166,12 @@ class NodeConfig:
 
 
 def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """True when every address `host` names (resolved, for a name) is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
 def _security_from_env(env: Mapping[str, str]) -> dict[str, object]:

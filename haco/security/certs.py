@@ -27,7 +27,8 @@ DEFAULT_DAYS = 825
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "haco"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "haco"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:

@@ -124,8 +124,9 @@ def unverified_claims(token: str) -> Claims:
     if not isinstance(obj, dict) or set(obj) - {"id", "role", "exp", "wid"}:
         raise TokenError("MALFORMED", "token claims have unknown fields")
     tid, role, exp, wid = obj.get("id"), obj.get("role"), obj.get("exp"), obj.get("wid")
+    good_wid = wid is None or isinstance(wid, str) and 1 <= len(wid) <= 128
     if not (isinstance(tid, str) and _ID_RE.match(tid) and role in ROLES and type(exp) is int and 0 < exp < 2**41
-            and (wid is None or isinstance(wid, str) and 1 <= len(wid) <= 128) and (role == "worker") == (wid is not None)):
+            and good_wid and (role == "worker") == (wid is not None)):
         raise TokenError("MALFORMED", "token claims are malformed")
     return Claims(tid, str(role), exp, wid)
 

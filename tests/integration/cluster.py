@@ -94,6 +94,8 @@ class Cluster:
     auth: bool = False  #: False: the open API (--insecure-open-api); True: tokens signed with a fresh secret
     tls_dir: Path | None = None  #: `haco certs init` output: serve HTTPS with server.crt/key, trust ca.crt
     mtls: str = "none"  #: with tls_dir: none | workers | all (--require-client-cert)
+    ctx: ssl.SSLContext | None = field(default=None, init=False)  #: how tests reach the API (TLS)
+    admin: str | None = field(default=None, init=False)  #: the admin token tests send (auth)
 
     def __post_init__(self) -> None:
         ports = free_ports(2 * self.size)

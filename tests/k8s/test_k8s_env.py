@@ -10,7 +10,8 @@ from haco.errors import ConfigError
 
 def pod_env(pod: str, replicas: int, **extra: str) -> dict[str, str]:
     return {"HOSTNAME": pod, "HACO_REPLICAS": str(replicas), "HACO_K8S_SERVICE": "haco-peers",
-            "POD_NAMESPACE": "jobs", "HACO_RAFT_PASSWORD": "s3cret", **extra}
+            "POD_NAMESPACE": "jobs", "HACO_RAFT_PASSWORD": "s3cret", "HACO_TOKEN_SECRET": "k8s-token-secret-32chars",
+            **extra}
 
 
 @pytest.mark.parametrize("replicas", [3, 5])
