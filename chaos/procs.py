@@ -139,7 +139,8 @@ class ChaosCluster:
             return
         args = [sys.executable, "-m", "haco.server.main", "--id", r.id, "--raft", r.raft_addr,
                 "--http", f"127.0.0.1:{r.http_port}", "--data-dir", str(r.data_dir),
-                "--raft-password-file", str(self.password_file), "--log-level", "info"]
+                "--raft-password-file", str(self.password_file), "--log-level", "info",
+                "--insecure-open-api"]  # loopback only; auth is on by default (README, Security)
         for m in self.replicas:
             if m is not r:
                 args += ["--peer", f"{m.id}={m.raft_addr}={m.url}"]
