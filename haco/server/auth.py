@@ -40,6 +40,7 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/health/db"): READ,
     ("GET", "/api/cluster"): READ,
     ("GET", "/metrics"): READ,
+    ("GET", "/api/dashboard"): READ,
     ("GET", "/api/jobs"): READ,
     ("GET", "/api/jobs/{job_id}"): READ,
     ("GET", "/api/workers"): READ,

@@ -86,3 +86,13 @@ def test_certs_init_makes_a_working_ca_server_and_client(tmp_path: Path) -> None
     server_ctx.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
     client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
     client_ctx.load_cert_chain(tmp_path / "client.crt", tmp_path / "client.key")
+
+
+def test_every_route_of_the_app_has_a_rule() -> None:
+    from aiohttp import web
+
+    from haco.server import routes_cluster, routes_jobs, routes_tokens, routes_workers
+    from haco.server.auth import ROUTE_RULES
+    declared = {(r.method, r.path) for m in (routes_cluster, routes_jobs, routes_tokens, routes_workers)
+                for r in m.routes if isinstance(r, web.RouteDef)}
+    assert declared == set(ROUTE_RULES), declared ^ set(ROUTE_RULES)
