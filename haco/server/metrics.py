@@ -146,8 +146,8 @@ class ReplicaCollector(Collector):
         by_state = Tally(str(w.status) for w in list(state.workers.values()))
         connected = set(self.hub.conns)
         workers = GaugeMetricFamily("haco_workers", "registered workers by state", labels=["state"])
-        for status in WorkerStatus:
-            workers.add_metric([status.value], by_state.get(status.value, 0))
+        for wstatus in WorkerStatus:
+            workers.add_metric([wstatus.value], by_state.get(wstatus.value, 0))
         yield workers
         yield _gauge("haco_workers_connected", "worker websockets open on this replica", len(connected))
         yield _gauge("haco_queue_paused", "1 when the queue is paused", 1.0 if state.paused else 0.0)
