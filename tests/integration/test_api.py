@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,7 +124,6 @@ def test_cluster_health_metrics_dashboard(c: Cluster) -> None:
     assert http("GET", url(c, "/api/health"))[0] == 200
     assert http("GET", url(c, "/api/health/ready"))[0] == 200
     assert http("GET", url(c, "/api/health/db"))[0] == 200
-    import urllib.request
     with urllib.request.urlopen(url(c, "/metrics"), timeout=5) as resp:
         text = resp.read().decode()
     assert "haco_raft_term" in text and 'haco_jobs{state="pending"}' in text
@@ -130,8 +132,10 @@ def test_cluster_health_metrics_dashboard(c: Cluster) -> None:
 
 
 def test_min_index_in_the_future_is_a_clear_error(c: Cluster) -> None:
-    status, body = http("GET", url(c, "/api/jobs?min_index=999999999"), timeout=15)
-    assert status == 503 and code(body) == "NOT_READY"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url(c, "/api/jobs?min_index=999999999"), timeout=15)
+    assert err.value.code == 503 and code(json.loads(err.value.read())) == "NOT_READY"
+    assert err.value.headers["Retry-After"] == "1"  # every 503 says when to come back
 
 
 @pytest.mark.parametrize("sql,expected", [
