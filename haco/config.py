@@ -45,6 +45,7 @@ class RaftConfig:
     propose_timeout_s: float = 5.0  #: past this a write's outcome is unknown (504)
     in_flight_max: int = 20_000  #: commands proposed and not yet answered; beyond it 503 Retry-After
     entry_commands_max: int = 256  #: group commit packs at most this many commands in one log entry
+    fsync: bool = False  #: msync the journal before pysyncobj acts on a record (survives power loss; slower)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +111,10 @@ class NodeConfig:
             raft_tuning["compaction_min_entries"] = int(env["HACO_COMPACTION_MIN_ENTRIES"])
         if "HACO_COMPACTION_MIN_TIME_S" in env:
             raft_tuning["compaction_min_time_s"] = float(env["HACO_COMPACTION_MIN_TIME_S"])
+        if "HACO_FSYNC" in env:
+            raft_tuning["fsync"] = _flag(env["HACO_FSYNC"], "HACO_FSYNC")
+        if "HACO_ENTRY_COMMANDS_MAX" in env:  # 1 turns group commit off (benchmarks)
+            raft_tuning["entry_commands_max"] = int(env["HACO_ENTRY_COMMANDS_MAX"])
         if "HACO_DNS_CACHE_S" in env:
             raft_tuning["dns_cache_s"] = float(env["HACO_DNS_CACHE_S"])
         if raft_tuning:
@@ -143,6 +148,8 @@ class NodeConfig:
                               "without one pysyncobj's port runs unauthenticated pickles")
         self._validate_security()
         r = self.raft
+        if r.entry_commands_max < 1:
+            raise ConfigError("entry_commands_max must be at least 1")
         if not (r.election_timeout_s_min > 3 * r.append_entries_period_s and
                 r.election_timeout_s_max > r.election_timeout_s_min):
             raise ConfigError("election timeouts must exceed 3 heartbeats and max must exceed min")
@@ -205,6 +212,15 @@ def _from_statefulset(env: Mapping[str, str]) -> dict[str, object]:
     return {"id": ident.me.id, "raft_addr": ident.me.raft_addr, "raft_bind": ident.raft_bind,
             "http_host": ident.http_host, "http_port": ident.http_port, "api_url": ident.me.api_url,
             "peers": tuple(Peer(m.id, m.raft_addr, m.api_url) for m in ident.peers)}
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {text!r}")
 
 
 def read_password(path: Path) -> str:

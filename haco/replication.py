@@ -34,7 +34,9 @@ from typing import Any
 
 import msgpack
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+import pysyncobj.syncobj as _pso_syncobj
 from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.journal import FileJournal
 from pysyncobj.transport import TCPTransport
 
 from raft_state import CODE_VERSION, Command, Rejected, RejectCode, State, encode, outcome_from_wire, outcome_to_wire
@@ -130,6 +132,73 @@ class _FaultTransport(TCPTransport):  # type: ignore[misc]
         return bool(super().send(node, message))
 
 
+class _FsyncJournal(FileJournal):  # type: ignore[misc]
+    """`--fsync`: pysyncobj's FileJournal, made durable before pysyncobj acts on a change.
+
+    pysyncobj 0.3.17 has no flush option (its journal is an mmap, never synced). Every path that
+    writes a record goes through add/clear/deleteEntriesFrom/deleteEntriesTo, and pysyncobj sends
+    nothing about a record (a follower's ack, the leader's append_entries, hence the commit and
+    the client's answer) before that call returns, so msync there makes an acknowledged write
+    survive a power loss on a majority. The term and vote are fsynced before pysyncobj sends a
+    vote. A compaction rewrites the kept records with one msync at the end. Installed by
+    swapping `pysyncobj.syncobj.createJournal` while SyncObj is built (tests/haco/test_fsync.py
+    pins the internals this relies on).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._bulk = False
+        self.syncs = 0
+        self.sync_seconds = 0.0
+        super().__init__(path)
+        self._meta_path = path + ".meta"
+        self._sync()
+
+    def _sync(self) -> None:
+        started = time.monotonic()
+        self.flush()  # mmap.flush: msync(MS_SYNC) of the journal's dirty pages
+        self.syncs += 1
+        self.sync_seconds += time.monotonic() - started
+
+    def add(self, command: Any, idx: int, term: int) -> None:
+        super().add(command, idx, term)
+        if not self._bulk:
+            self._sync()
+
+    def clear(self) -> None:
+        super().clear()
+        if not self._bulk:
+            self._sync()
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        super().deleteEntriesFrom(entryFrom)
+        self._sync()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        self._bulk = True
+        try:
+            super().deleteEntriesTo(entryTo)
+        finally:
+            self._bulk = False
+        self._sync()
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
+        super().setCurrentTerm(term, votedForNodeId)  # writes <journal>.meta.tmp, renames it into place
+        _fsync_file(self._meta_path)
+        _fsync_dir(Path(self._meta_path).parent)
+
+
+def _build_syncobj(fsync: bool, *args: Any, **kwargs: Any) -> Any:
+    """SyncObj(*args, **kwargs), with the fsync journal when asked (one SyncObj per process)."""
+    if not fsync:
+        return SyncObj(*args, **kwargs)
+    original = _pso_syncobj.createJournal
+    _pso_syncobj.createJournal = lambda path=None: _FsyncJournal(path) if path else original(path)
+    try:
+        return SyncObj(*args, **kwargs)
+    finally:
+        _pso_syncobj.createJournal = original
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What one published batch of applied entries changed, for listeners on the loop."""
@@ -215,8 +284,11 @@ class Replica:
         )
         others = [p.raft_addr for p in self.cfg.peers]
         transport = _FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
-        self._syncobj = SyncObj(self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
-                                transportClass=transport)
+        self._syncobj = _build_syncobj(r.fsync, self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
+                                       transportClass=transport)
+        # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
+        # before it may call an election: otherwise its higher term deposes the leader
+        self._postpone_election(r.connection_retry_s + r.election_timeout_s_max)
         log.info("raft started replica=%s raft=%s peers=%s", self.cfg.id, self.cfg.raft_addr, ",".join(others))
 
     async def stop(self, *, transfer: bool = True) -> None:
@@ -279,6 +351,9 @@ class Replica:
             self.applied_index = index
             if index % DIGEST_EVERY == 0:
                 self.digests.append((index, self.state.digest()))
+        # entries are applied only once a leader (or, replaying at restart, the persisted commit
+        # index) committed them: a long replay must not end in an election
+        self._postpone_election(self.cfg.raft.election_timeout_s_min)
         self._emit(Applied(index, tuple(ended), False))
         return msgpack.packb([index, [outcome_to_wire(o) for o in outcomes]], use_bin_type=True)
 
@@ -366,21 +441,27 @@ class Replica:
         with self.state_lock:
             self.state = loaded.state
             self.applied_index = loaded.raft_index
+        if self.cfg.raft.fsync:  # pysyncobj renamed the streamed file into place without a sync
+            _fsync_file(path)
+            _fsync_dir(Path(path).parent)
         self._remember_dump(loaded.raft_index, raft_data)
         self.snapshot_at = time.time()
         self.snapshot_installs += 1
-        self._postpone_election()
+        self._postpone_election(self.cfg.raft.election_timeout_s_max)
         log.info("installed snapshot from leader index=%d jobs=%d seconds=%.2f", loaded.raft_index,
                  len(loaded.state.jobs), time.monotonic() - started)
         self._emit(Applied(loaded.raft_index, (), True))
         return raft_data
 
-    def _postpone_election(self) -> None:
-        """pysyncobj has no PreVote: after a long load a follower would start an election on its
-        next tick and depose a healthy leader. Push its election deadline out (pinned internal)."""
+    def _postpone_election(self, seconds: float) -> None:
+        """pysyncobj has no PreVote: a follower whose tick thread was busy (loading a snapshot,
+        replaying its log) or that just started checks its election deadline before it reads the
+        leader's waiting heartbeats, starts an election and deposes a healthy leader with its higher
+        term. Push its deadline at least `seconds` out (pinned internal; tick thread or just after
+        SyncObj starts)."""
         so = self._shim._syncObj
         if so is not None and hasattr(so, "_SyncObj__raftElectionDeadline"):
-            so._SyncObj__raftElectionDeadline = time.monotonic() + self.cfg.raft.election_timeout_s_max
+            so._SyncObj__raftElectionDeadline = max(so._SyncObj__raftElectionDeadline, time.monotonic() + seconds)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -541,8 +622,14 @@ class Replica:
             "digest": f"{self.state.digest():016x}",
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
             "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
-            "cluster_version": self.state.cluster_version, "version": _version(),
+            "cluster_version": self.state.cluster_version, "version": _version(), "fsync": self._fsync_info(so),
         }
+
+    def _fsync_info(self, so: Any) -> dict[str, Any]:
+        journal = getattr(so, "_SyncObj__raftLog", None)
+        if not isinstance(journal, _FsyncJournal):
+            return {"enabled": False}
+        return {"enabled": True, "syncs": journal.syncs, "seconds": round(journal.sync_seconds, 3)}
 
 
 def _version() -> str:
@@ -551,6 +638,14 @@ def _version() -> str:
 
 
 def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

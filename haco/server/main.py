@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="workers: the worker websocket needs a client certificate; all: every connection "
                         "(HACO_REQUIRE_CLIENT_CERT, default none)")
     p.add_argument("--ca-file", help="CA bundle trusted when calling a peer's HTTPS API (HACO_CA_FILE)")
+    p.add_argument("--fsync", action="store_true", default=None,
+                   help="sync the Raft journal before acknowledging (survives power loss; slower) (HACO_FSYNC=1)")
     p.add_argument("--log-level", default=os.environ.get("HACO_LOG_LEVEL", "info"))
 
 
@@ -65,6 +67,8 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> NodeConfi
     overrides.update({"insecure_open_api": args.insecure_open_api, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                       "tls_client_ca": args.tls_client_ca, "require_client_cert": args.require_client_cert,
                       "ca_file": args.ca_file})
+    if args.fsync:
+        env = {**env, "HACO_FSYNC": "1"}
     return NodeConfig.from_env(env, **overrides)
 
 
