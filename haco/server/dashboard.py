@@ -17,9 +17,11 @@ from aiohttp import web
 from raft_state import queries
 from raft_state.records import Job, JobStatus
 
+from ..config import NodeConfig
 from ..replication import Replica
+from ..security.tls import client_context
 from ..wire import job_json, worker_json
-from .app import HUB, REPLICA
+from .app import CONFIG, HUB, REPLICA
 
 PEER_TIMEOUT_S = 1.0
 RECENT_JOBS = 25
@@ -31,7 +33,9 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
     replica = request.app[REPLICA]
     hub = request.app[HUB]
     me = replica.info()
-    peers = await asyncio.gather(*(_peer_info(p, request.headers.get("Authorization")) for p in me["peers"]))
+    auth = request.headers.get("Authorization")
+    async with _peer_session(request.app[CONFIG]) as session:
+        peers = await asyncio.gather(*(_peer_info(session, p, auth) for p in me["peers"]))
     replicas = [_replica_row(me, reachable=True)] + list(peers)
     state = replica.state
     workers = [worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id))
@@ -51,14 +55,23 @@ def _replica_row(info: dict[str, Any], *, reachable: bool) -> dict[str, Any]:
     return {**{k: info.get(k) for k in keys}, "reachable": reachable}
 
 
-async def _peer_info(peer: dict[str, Any], authorization: str | None) -> dict[str, Any]:
+def _peer_session(cfg: NodeConfig) -> aiohttp.ClientSession:
+    """Peers' APIs over the same TLS as this replica's (trusting `ca_file`, presenting this replica's
+    certificate where peers require mTLS); no credentials of its own: the caller's are forwarded."""
+    ctx = (client_context(cfg.ca_file or cfg.tls_client_ca, cfg.tls_cert, cfg.tls_key) if cfg.tls_cert
+           else client_context(cfg.ca_file))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx else True),
+                                 timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S))
+
+
+async def _peer_info(session: aiohttp.ClientSession, peer: dict[str, Any], authorization: str | None
+                     ) -> dict[str, Any]:
     headers = {"Authorization": authorization} if authorization else {}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)) as session:
-            async with session.get(peer["api_url"] + "/api/cluster", headers=headers) as resp:
-                if resp.status == 200:
-                    return _replica_row(await resp.json(), reachable=True)
-                error = f"HTTP {resp.status}"
+        async with session.get(peer["api_url"] + "/api/cluster", headers=headers) as resp:
+            if resp.status == 200:
+                return _replica_row(await resp.json(), reachable=True)
+            error = f"HTTP {resp.status}"
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         error = type(exc).__name__
     return {"id": peer["id"], "api_url": peer["api_url"], "role": None, "reachable": False, "error": error}

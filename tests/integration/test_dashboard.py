@@ -32,21 +32,25 @@ def chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess
 
 def test_dashboard_shows_the_leader_and_a_submitted_job(cluster_factory: Callable[..., Cluster],
                                                        tmp_path: Path) -> None:
-    c = cluster_factory(3)
+    c = cluster_factory(3, start=False)
+    c.auth, c.admin = True, c.token("admin")  # tokens on, as deployed: the page takes a reader token
+    c.start_all()
+    reader = c.token("reader")
     leader = c.nodes[c.leader()].id
-    status, body = http("POST", c.nodes[0].url + "/api/jobs",
-                        {"type": "noop", "payload": {}, "required_tags": ["gpu"], "key": "dash-1"})
+    status, body = c.api(0, "POST", "/api/jobs", {"type": "noop", "payload": {}, "required_tags": ["gpu"],
+                                                  "key": "dash-1"})
     assert status == 201, body
     job_id = body["job_id"]
     follower = next(i for i, n in enumerate(c.nodes) if n.id != leader)
-    eventually(lambda: http("GET", f"{c.nodes[follower].url}/api/jobs/{job_id}?min_index={body['index']}")[0] == 200,
+    eventually(lambda: c.api(follower, "GET", f"/api/jobs/{job_id}?min_index={body['index']}")[0] == 200,
                10, "the follower applied the submission")
-    status, data = http("GET", c.nodes[follower].url + "/api/dashboard")
+    assert http("GET", c.nodes[follower].url + "/api/dashboard")[0] == 401
+    status, data = http("GET", c.nodes[follower].url + "/api/dashboard", token=reader)
     assert status == 200 and data["leader"] == leader and [j["job_id"] for j in data["jobs"]] == [job_id]
-    assert {r["id"] for r in data["replicas"] if r["reachable"]} == {n.id for n in c.nodes}
+    assert {r["id"] for r in data["replicas"] if r["reachable"]} == {n.id for n in c.nodes}, "reader token forwarded"
     assert data["jobs"][0]["pending_reason"] == {"workers": "no workers registered"}
 
-    page = c.nodes[follower].url + "/"
+    page = f"{c.nodes[follower].url}/#token={reader}"
     dom = chromium(page, tmp_path / "profile-dom", "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout

@@ -91,11 +91,20 @@ def test_pods_of_this_statefulset_derive_addresses_the_headless_service_serves()
     assert [p.id for p in ident.peers] == ["haco-0", "haco-2"]
 
 
-def test_worker_deployment_reaches_the_client_service() -> None:
+def test_workers_reach_the_client_service_with_their_own_token() -> None:
     k = kinds()
-    worker = k[("Deployment", "haco-worker")]["spec"]["template"]["spec"]
-    env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
-    assert env["HACO_COORDINATORS"] == "http://haco:7001"
-    assert worker["securityContext"]["runAsNonRoot"] is True
-    drain = worker["containers"][0]["args"]
-    assert worker["terminationGracePeriodSeconds"] > float(drain[drain.index("--drain-timeout") + 1])
+    sts = k[("StatefulSet", "haco-worker")]
+    worker = sts["spec"]["template"]["spec"]
+    c = worker["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HACO_COORDINATORS"]["value"] == "http://haco:7001"
+    assert env["HACO_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    args = c["args"]
+    assert args[args.index("--id") + 1] == "$(HACO_POD_NAME)"  # the id its token names
+    tokens = next(v for v in worker["volumes"] if v["name"] == "tokens")["secret"]["secretName"]
+    mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "tokens")
+    assert env["HACO_TOKEN_FILE"]["value"] == f"{mount}/$(HACO_POD_NAME)"
+    template = {d["metadata"]["name"]: d for d in docs("secret.example.yaml")}[tokens]
+    assert set(template["stringData"]) == {f"haco-worker-{i}" for i in range(sts["spec"]["replicas"])}
+    assert worker["securityContext"]["runAsNonRoot"] is True and "volumeClaimTemplates" not in sts["spec"]
+    assert worker["terminationGracePeriodSeconds"] > float(args[args.index("--drain-timeout") + 1])
