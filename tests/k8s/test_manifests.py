@@ -108,3 +108,51 @@ def test_workers_reach_the_client_service_with_their_own_token() -> None:
     assert set(template["stringData"]) == {f"haco-worker-{i}" for i in range(sts["spec"]["replicas"])}
     assert worker["securityContext"]["runAsNonRoot"] is True and "volumeClaimTemplates" not in sts["spec"]
     assert worker["terminationGracePeriodSeconds"] > float(args[args.index("--drain-timeout") + 1])
+
+
+def _container_env(container: dict[str, Any], pod: str, remap: dict[str, str]) -> dict[str, str]:
+    """The environment Kubernetes would give `container` in pod `pod`: envFrom ConfigMaps, fieldRefs and
+    `$(VAR)` references expanded; file paths under the Secret mounts remapped to `remap`'s directories."""
+    env: dict[str, str] = {"HOSTNAME": pod}
+    for source in container.get("envFrom", []):
+        env.update(kinds()[("ConfigMap", source["configMapRef"]["name"])]["data"])
+    fields = {"metadata.name": pod, "metadata.namespace": "haco"}
+    for e in container["env"]:
+        value = fields[e["valueFrom"]["fieldRef"]["fieldPath"]] if "valueFrom" in e else e["value"]
+        for name, known in env.items():
+            value = value.replace(f"$({name})", known)
+        for mount, local in remap.items():
+            value = value.replace(mount, local)
+        env[e["name"]] = value
+    return env
+
+
+def test_the_coordinator_reads_its_manifest_environment(tmp_path: Path) -> None:
+    from haco.config import NodeConfig
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for key in docs("secret.example.yaml")[0]["stringData"]:
+        (secrets / key).write_text(f"{key}-value-of-32-characters-or-more\n")
+    c = kinds()[("StatefulSet", "haco")]["spec"]["template"]["spec"]["containers"][0]
+    env = _container_env(c, "haco-2", {"/etc/haco/secrets": str(secrets)})
+    cfg = NodeConfig.from_env(env)
+    assert cfg.id == "haco-2" and cfg.raft_addr == "haco-2.haco-peers.haco.svc.cluster.local:7100"
+    assert cfg.raft_password == "raft-password-value-of-32-characters-or-more"
+    assert cfg.token_secret == "token-secret-value-of-32-characters-or-more" and not cfg.insecure_open_api
+    assert str(cfg.data_dir) == "/var/lib/haco" and cfg.raft.dns_cache_s == 2.0 and len(cfg.peers) == 2
+
+
+def test_a_worker_reads_its_manifest_environment(tmp_path: Path) -> None:
+    import argparse
+
+    from haco.worker.agent import add_arguments, config_from_args
+    (tmp_path / "haco-worker-1").write_text("haco1.token-for-worker-1\n")
+    c = kinds()[("StatefulSet", "haco-worker")]["spec"]["template"]["spec"]["containers"][0]
+    env = _container_env(c, "haco-worker-1", {"/etc/haco/worker-tokens": str(tmp_path)})
+    args = [a.replace("$(HACO_POD_NAME)", "haco-worker-1") for a in c["args"]]
+    assert args[0] == "worker"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(args[1:]), env)
+    assert cfg.worker_id == "haco-worker-1" and cfg.token == "haco1.token-for-worker-1"
+    assert cfg.coordinators == ("http://haco:7001",)
