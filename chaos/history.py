@@ -49,6 +49,7 @@ class HistoryWriter:
         return record
 
     def close(self) -> None:
+        """Idempotent."""
         with self._lock:
             self._file.close()
 

@@ -184,8 +184,28 @@ class Nemesis:
         await asyncio.to_thread(self.cluster.set_blocks, [])
         self._healed(rec)
 
+    async def _compaction_started(self, timeout_s: float) -> str | None:
+        """Wait (bounded) for a replica to log a snapshot capture: its DuckDB dump is being written
+        in the background right now. Returns that replica's id, or None when none began in time."""
+        logs = [(r.id, r.log_path) for r in self.cluster.replicas]
+        offsets = {rid: path.stat().st_size if path.exists() else 0 for rid, path in logs}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            for rid, path in logs:
+                with open(path, "rb") as f:
+                    f.seek(offsets[rid])
+                    fresh = f.read()
+                offsets[rid] += len(fresh)
+                if b"snapshot capture" in fresh:
+                    return rid
+            await asyncio.sleep(0.02)
+        return None
+
     async def _full_restart(self) -> None:
-        rec = self._record("full_restart", "all")
+        """SIGKILL every replica, timed (when one starts within 10 s) to hit a log compaction."""
+        compacting = await self._compaction_started(10.0)
+        rec = self._record("full_restart", "all" if compacting is None else f"all, {compacting} compacting")
         def kill_all() -> None:
             for i in range(len(self.cluster.replicas)):
                 self.cluster.signal_replica(i, signal.SIGKILL)

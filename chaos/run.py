@@ -81,13 +81,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         figures = asyncio.run(_drive(cfg, cluster, history))
         figures["stale_refused"] = parse_replica_logs([r.log_path for r in cluster.replicas], history)
         history.write("final", **figures)
+        history.close()
+        records = list(read_history(history_path))  # before cleanup: the history may live in the temp dir
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         history.close()
         cleanup()
         atexit.unregister(cleanup)
-    records = list(read_history(history_path))
     checks = run_all(records)
     report = _report(cfg, records, checks, figures, time.monotonic() - started, history_path,
                      root if cfg.keep else None)
