@@ -21,10 +21,15 @@ from haco.client import HacoClient
 from .history import HistoryWriter, now
 from .procs import ChaosCluster
 
-__all__ = ["FAULTS", "Nemesis", "NemesisConfig", "schedule"]
+__all__ = ["FAULTS", "ClusterStuck", "Nemesis", "NemesisConfig", "schedule"]
 
 FAULTS = ("leader_kill", "follower_kill", "leader_pause", "partition", "partial_partition", "full_restart",
           "wipe", "worker_kill", "worker_pause")
+UNHEALTHY_MAX = 3  #: healthy-timeouts (over the whole run) before the run gives up
+
+
+class ClusterStuck(Exception):
+    """The cluster did not recover: the run stops and fails instead of waiting for ever."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +113,9 @@ class Nemesis:
             if loop.time() >= deadline:
                 self.unhealthy += 1
                 self.history.write("unhealthy", mono=now()[0])
+                if self.unhealthy >= UNHEALTHY_MAX:
+                    raise ClusterStuck(f"no agreed leader with every replica up after {self.unhealthy} waits "
+                                       f"of {self.cfg.healthy_timeout_s:g} s")
                 deadline = loop.time() + self.cfg.healthy_timeout_s
             await asyncio.sleep(0.2)
 

@@ -22,7 +22,7 @@ from haco.client import HacoClient
 from .checkers import Check, run_all
 from .collect import DigestSampler, collect_final, drain, parse_replica_logs
 from .history import HistoryWriter, now, read_history
-from .nemesis import Nemesis, NemesisConfig
+from .nemesis import ClusterStuck, Nemesis, NemesisConfig
 from .procs import ChaosCluster, become_subreaper, kill_descendants
 from .workload import Workload
 
@@ -78,7 +78,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     started = time.monotonic()
     try:
-        figures = asyncio.run(_drive(cfg, cluster, history))
+        try:
+            figures = asyncio.run(_drive(cfg, cluster, history))
+        except ClusterStuck as exc:
+            figures = {"stuck": str(exc), "drained": False}
         figures["stale_refused"] = parse_replica_logs([r.log_path for r in cluster.replicas], history)
         history.write("final", **figures)
         history.close()
@@ -111,17 +114,19 @@ async def _drive(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter) 
     workload = Workload(cluster.urls, history, seed=cfg.seed, concurrency=cfg.concurrency)
     sampler = DigestSampler(cluster, history)
     tasks = [asyncio.create_task(workload.run(stop)), asyncio.create_task(sampler.run(stop))]
+    figures: dict[str, Any] = {}
     try:
         try:
             await nemesis.run()
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            figures.update(faults_done=dict(nemesis.done), unhealthy_waits=nemesis.unhealthy,
+                           ops=dict(workload.counts))
         phases = {"startup": startup_s, "faults": now()[0] - t0}
+        figures["phase_s"] = phases
         history.write("heal", mono=now()[0])
         await nemesis.healthy()
-        figures: dict[str, Any] = {"faults_done": dict(nemesis.done), "unhealthy_waits": nemesis.unhealthy,
-                                   "ops": dict(workload.counts), "phase_s": phases}
         async with HacoClient(cluster.urls, deadline_s=30.0) as client:
             t1 = now()[0]
             figures["drained"] = await drain(client, cfg.drain_s)
@@ -141,6 +146,8 @@ def _report(cfg: RunConfig, records: list[dict[str, Any]], checks: list[Check], 
             seconds: float, history_path: Path, kept: Path | None) -> dict[str, Any]:
     ok = all(c.ok for c in checks) and bool(figures.get("drained"))
     problems = [] if figures.get("drained") else ["jobs were still pending or running when the drain timed out"]
+    if figures.get("stuck"):
+        problems = [f"the cluster did not recover: {figures['stuck']}"]
     return {"ok": ok, "seconds": round(seconds, 1), "seed": cfg.seed, "replicas": cfg.replicas,
             "workers": cfg.workers, "faults": figures.get("faults_done", {}),
             "faults_total": sum(figures.get("faults_done", {}).values()), "figures": figures,
