@@ -223,18 +223,22 @@ class Nemesis:
         self._healed(rec)
 
     async def _busy_worker(self) -> str:
-        """A worker that runs a job now, if one does within a few seconds; else any worker."""
+        """A worker running a shell job (one that takes a while) now, if one does within 10 s; else
+        any worker. A noop finishes before a fault could catch it."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
+        deadline = loop.time() + 10.0
         while loop.time() < deadline:
             try:
                 workers = await self.client.workers()
-            except Exception:  # any replica hiccup: fall back to a random worker
-                break
-            busy = sorted(w["worker_id"] for w in workers if w.get("running") and w["worker_id"] in
-                          self.cluster.worker_ids and w.get("status") == "active")
-            if busy:
-                return str(self.rng.choice(busy))
+                busy = [(w["worker_id"], j) for w in workers if w["worker_id"] in self.cluster.worker_ids
+                        and w.get("status") == "active" for j in w.get("running") or ()]
+                self.rng.shuffle(busy)
+                for wid, job_id in busy[:8]:
+                    job = await self.client.get(job_id)
+                    if job.get("type") == "shell" and job.get("status") == "running" and job.get("worker_id") == wid:
+                        return str(wid)
+            except Exception:  # any replica hiccup: look again
+                pass
             await asyncio.sleep(0.2)
         return self.rng.choice(self.cluster.worker_ids)
 

@@ -61,23 +61,27 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Run and return the report (also written to cfg.report). KeyboardInterrupt propagates after cleanup."""
     become_subreaper()
+    history_path = cfg.history or (cfg.report.with_suffix(".history.jsonl") if cfg.report else None)
+    if history_path is not None:
+        history_path.parent.mkdir(parents=True, exist_ok=True)
+        history_path.unlink(missing_ok=True)
     root = Path(tempfile.mkdtemp(prefix="haco-chaos-"))
     print(f"chaos: working in {root}", file=sys.stderr, flush=True)
-    history_path = cfg.history or (cfg.report.with_suffix(".history.jsonl") if cfg.report else root / "history.jsonl")
-    history_path.parent.mkdir(parents=True, exist_ok=True)
-    history_path.unlink(missing_ok=True)
-    history = HistoryWriter(history_path)
-    cluster = ChaosCluster(root, cfg.replicas, cfg.workers, _replica_env(cfg))
+    cluster: ChaosCluster | None = None
 
     def cleanup() -> None:
-        cluster.stop_all()
+        if cluster is not None:
+            cluster.stop_all()
         kill_descendants()
         if not cfg.keep:
             shutil.rmtree(root, ignore_errors=True)
     atexit.register(cleanup)
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     started = time.monotonic()
+    history_path = history_path or root / "history.jsonl"
+    history = HistoryWriter(history_path)
     try:
+        cluster = ChaosCluster(root, cfg.replicas, cfg.workers, _replica_env(cfg))
         try:
             figures = asyncio.run(_drive(cfg, cluster, history))
         except ClusterStuck as exc:
