@@ -122,6 +122,7 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
         replica.add_listener(feed.on_applied)
         feed_task = loop.create_task(feed.run(), name="results-feed")
     replica.start(loop)
+    logging.getLogger("aiohttp.server").addFilter(_one_line_for_bad_http)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.http_host, cfg.http_port, reuse_address=True, ssl_context=ssl_context)
@@ -137,6 +138,19 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     if feed_task is not None:
         feed_task.cancel()
     return 0
+
+
+def _one_line_for_bad_http(record: logging.LogRecord) -> bool:
+    """aiohttp logs a malformed request (bad request line, oversized header) at ERROR with a
+    traceback; the client already got a 400. One WARNING line each, so hostile input cannot
+    flood the log with stack traces."""
+    from aiohttp.http_exceptions import HttpProcessingError
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "bad HTTP request refused: %s", (str(exc.message).splitlines()[0][:200],)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _server_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
