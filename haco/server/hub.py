@@ -185,7 +185,8 @@ class Hub:
 
     def _reconcile(self, conn: _Conn, running: list[Any]) -> None:
         state = self.replica.state
-        reported = {(str(r[0]), int(r[1])) for r in running if isinstance(r, (list, tuple)) and len(r) == 2}
+        reported = {(str(r[0]), r[1]) for r in (running if isinstance(running, list) else ())
+                    if isinstance(r, (list, tuple)) and len(r) == 2 and type(r[1]) is int}
         worker = state.workers.get(conn.worker_id)
         expected = set()
         if worker is not None:

@@ -77,3 +77,16 @@ async def test_a_real_agent_with_a_token_for_another_id_never_registers(cluster:
                "the agent was refused")
     status, _ = cluster.api(0, "GET", "/api/workers/w-liar")
     assert status == 404
+
+
+async def test_a_hello_with_a_hostile_running_list_is_welcomed_and_reconciled(cluster: Cluster) -> None:
+    url = cluster.nodes[cluster.leader()].url
+    async with aiohttp.ClientSession() as http:
+        for running in ([["job", "one"], 5, None, ["x", 2**63], ["no-such-job", 3]], {"a": 1}, 7, "text"):
+            ws = await connect(http, url, cluster.token("worker", "w-odd"))
+            await ws.send_bytes(hello("w-odd", running=running))
+            assert await next_frame(ws, "welcome") is not None, running
+            await ws.send_bytes(pack("completed", rid="after", job_id="nothing-here", attempt=1))
+            ack = await next_frame(ws, "ack")  # the session survived its hello
+            assert ack is not None and ack["rid"] == "after", running
+            await ws.close()

@@ -37,4 +37,4 @@ async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str | None = Non
 
 def hello(worker_id: str, **extra: Any) -> bytes:
     return pack("hello", worker_id=worker_id, capacity=extra.pop("capacity", 1), tags=extra.pop("tags", []),
-                running=[], **extra)
+                running=extra.pop("running", []), **extra)
