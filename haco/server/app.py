@@ -51,8 +51,8 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         retry = {"Retry-After": "1"} if exc.http_status == 503 else None  # NOT_READY: again, or elsewhere
         return problem(exc.http_status, exc.reject_code, exc.message, exc.detail, retry)
     except NotApplied as exc:
-        retry = str(int(exc.detail.get("retry_after_s", 1)))
-        return problem(503, exc.code, exc.message, exc.detail, {"Retry-After": retry})
+        after_s = str(int(exc.detail.get("retry_after_s", 1)))
+        return problem(503, exc.code, exc.message, exc.detail, {"Retry-After": after_s})
     except Unauthorized as exc:
         return problem(401, exc.code, exc.message, exc.detail, {"WWW-Authenticate": 'Bearer realm="haco"'})
     except HacoError as exc:
