@@ -100,6 +100,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize:
     replica.add_listener(waiters.on_applied)
     replica.add_listener(lambda ev: hub.on_applied(replica.state, ev.ended))
     replica.add_role_listener(scheduler.on_role)
+    replica.add_role_listener(hub.on_role)
     app.add_routes(routes_jobs.routes)
     app.add_routes(routes_workers.routes)
     app.add_routes(routes_cluster.routes)

@@ -31,13 +31,19 @@ from .hub_guards import RESULT_BYTES_MAX, STATS_BYTES_MAX, FrameBudget, bounded,
 log = logging.getLogger(__name__)
 
 
-class _Conn:
-    __slots__ = ("ws", "worker_id", "load")
+REPORTS_PER_FRAME_MAX = 1000  #: items in one `reports` frame; more closes the socket
+BATCH_FRAME_BYTES = 1 << 20  #: an `assigns` frame is cut past about this many payload bytes
+REPORT_KINDS = frozenset({"started", "completed", "failed"})
 
-    def __init__(self, ws: web.WebSocketResponse, worker_id: str) -> None:
+
+class _Conn:
+    __slots__ = ("ws", "worker_id", "load", "batch")
+
+    def __init__(self, ws: web.WebSocketResponse, worker_id: str, batch: bool = False) -> None:
         self.ws = ws
         self.worker_id = worker_id
         self.load: dict[str, Any] | None = None
+        self.batch = batch  #: the worker's hello said it takes `assigns` and sends `reports` frames
 
 
 class Hub:
@@ -58,13 +64,28 @@ class Hub:
         return self._seen.get(worker_id)
 
     def push_assignments(self, state: State, items: list[Assignment]) -> None:
+        """Send committed assignments: one `assigns` frame per worker (cut at BATCH_FRAME_BYTES)
+        to a worker that takes them, else one `assign` frame each."""
+        batches: dict[str, list[dict[str, Any]]] = {}
         for item in items:
             job = state.jobs.get(item.job_id)
             conn = self.conns.get(item.worker_id)
             if job is None or conn is None:
                 continue  # reconciled when the worker says hello again
-            self._send(conn, frame("assign", job_id=job.job_id, attempt=item.attempt, type=job.spec.type,
-                                   payload=unpack(job.spec.payload), timeout_s=job.spec.timeout_ms / 1000))
+            fields = {"job_id": job.job_id, "attempt": item.attempt, "type": job.spec.type,
+                      "payload": unpack(job.spec.payload), "timeout_s": job.spec.timeout_ms / 1000}
+            if conn.batch:
+                batches.setdefault(item.worker_id, []).append(fields)
+            else:
+                self._send(conn, frame("assign", **fields))
+        for worker_id, assigns in batches.items():
+            conn = self.conns[worker_id]
+            size, start = 0, 0
+            for i, fields in enumerate(assigns):
+                size += len(state.jobs[fields["job_id"]].spec.payload) + 128
+                if size >= BATCH_FRAME_BYTES or i == len(assigns) - 1:
+                    self._send(conn, frame("assigns", items=assigns[start:i + 1]))
+                    size, start = 0, i + 1
 
     def push_cancel(self, worker_id: str, job_id: str, attempt: int) -> None:
         conn = self.conns.get(worker_id)
@@ -76,8 +97,27 @@ class Hub:
         if conn is not None:
             self._send(conn, frame("drain"))
 
+    def on_role(self, role: str) -> None:
+        """No longer the leader: send every worker to the new one (an idle worker has no reports
+        that could stall, so it would otherwise stay here while the leader marks it lost)."""
+        if role == "leader" or not self.conns:
+            return
+        leader_url = self.replica.leader_url()
+        log.info("leadership lost: redirecting workers=%d leader=%s", len(self.conns), leader_url)
+        for conn in list(self.conns.values()):
+            self._spawn(self._redirect(conn, leader_url))
+
+    async def _redirect(self, conn: _Conn, leader_url: str | None) -> None:
+        try:
+            await conn.ws.send_bytes(frame("redirect", leader_url=leader_url))
+            await conn.ws.close()
+        except (ConnectionError, RuntimeError):
+            pass
+
     def on_applied(self, state: State, ended: tuple[str, ...]) -> None:
         """Tell workers to stop attempts that ended without them (cancelled, timed out)."""
+        if not self.conns:  # a follower (or a leader without workers): nobody to tell
+            return
         for job_id in ended:
             job = state.jobs.get(job_id)
             if job is None or not job.attempts:
@@ -175,11 +215,12 @@ class Hub:
         old = self.conns.get(worker_id)
         if old is not None:
             await old.ws.close(code=1000, message=b"replaced by a new connection")
-        conn = _Conn(ws, worker_id)
+        conn = _Conn(ws, worker_id, batch=body.get("batch") is True)
         self.conns[worker_id] = conn
         self._seen[worker_id] = time.monotonic()
         log.info("worker connected worker=%s capacity=%d", worker_id, cmd.capacity)
-        await ws.send_bytes(frame("welcome", worker_id=worker_id, leader=True, heartbeat_s=self.heartbeat_s))
+        await ws.send_bytes(frame("welcome", worker_id=worker_id, leader=True, heartbeat_s=self.heartbeat_s,
+                                  batch=True))
         self._reconcile(conn, body.get("running") or [])
         return conn
 
@@ -210,10 +251,15 @@ class Hub:
         if kind == "heartbeat":
             conn.load = body.get("load") if isinstance(body.get("load"), dict) else None
             return
-        if kind in ("started", "completed", "failed"):
-            task = asyncio.get_running_loop().create_task(self._report(conn, kind, body))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if kind in REPORT_KINDS:
+            self._spawn(self._report(conn, kind, body))
+            return
+        if kind == "reports":
+            items = body.get("items")
+            if not isinstance(items, list) or len(items) > REPORTS_PER_FRAME_MAX:
+                await conn.ws.close(code=1008, message=b"reports: items must be a list of at most 1000")
+                return
+            self._spawn(self._reports(conn, items))
             return
         if kind == "draining":
             await self._propose_quietly(DrainWorker(now_ms(), conn.worker_id))
@@ -228,14 +274,31 @@ class Hub:
         except ReplicationError as exc:
             log.info("worker command not applied cmd=%s: %s", type(cmd).__name__, exc)
 
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _report(self, conn: _Conn, kind: str, body: dict[str, Any]) -> None:
+        self._send(conn, frame("ack", **await self._settle_report(conn, kind, body)))
+
+    async def _reports(self, conn: _Conn, items: list[Any]) -> None:
+        """A `reports` frame: every item proposed at once (group commit puts them in few log
+        entries), answered by one `acks` frame in the same order."""
+        acks = await asyncio.gather(*(self._settle_report(conn, str(item.get("t")), item) if isinstance(item, dict)
+                                      else _malformed(None, "a report is a map") for item in items))
+        self._send(conn, frame("acks", items=list(acks)))
+
+    async def _settle_report(self, conn: _Conn, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Propose one report; returns its ack's fields (ok, refused with a code, or retry)."""
         rid = body.get("rid")
         try:
+            if kind not in REPORT_KINDS:
+                raise ValueError(f"unknown report kind {kind!r}")
             job_id, attempt = str(body["job_id"])[:256], int(body["attempt"])
             verdict = report_verdict(self.replica.state, conn.worker_id, job_id, attempt)
             if verdict is not None:  # refused here, so a forged report costs no log entry
-                self._send(conn, frame("ack", rid=rid, **verdict))
-                return
+                return {"rid": rid, **verdict}
             if kind == "started":
                 cmd: Any = StartAttempt(now_ms(), job_id, attempt, conn.worker_id)
             elif kind == "completed":
@@ -248,20 +311,21 @@ class Hub:
                                   result=bounded(body.get("result"), RESULT_BYTES_MAX),
                                   stats=bounded(body.get("stats") or {}, STATS_BYTES_MAX))
         except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
-            self._send(conn, frame("ack", rid=rid, ok=False, code="MALFORMED", message=str(exc)[:200]))
-            return
+            return await _malformed(rid, str(exc))
         try:
             _, outcome = await self.replica.propose(cmd)
         except ReplicationError:
-            self._send(conn, frame("ack", rid=rid, retry=True))
-            return
+            return {"rid": rid, "retry": True}
         if isinstance(outcome, Accepted):
-            self._send(conn, frame("ack", rid=rid, ok=True))
-        else:
-            if outcome.code == "STALE_ATTEMPT":
-                self.stale_reports += 1
-                log.info("stale report refused worker=%s job=%s attempt=%s", conn.worker_id, job_id, attempt)
-            self._send(conn, frame("ack", rid=rid, ok=False, code=str(outcome.code), message=outcome.message))
+            return {"rid": rid, "ok": True}
+        if outcome.code == "STALE_ATTEMPT":
+            self.stale_reports += 1
+            log.info("stale report refused worker=%s job=%s attempt=%s", conn.worker_id, job_id, attempt)
+        return {"rid": rid, "ok": False, "code": str(outcome.code), "message": outcome.message}
+
+
+async def _malformed(rid: Any, message: str) -> dict[str, Any]:
+    return {"rid": rid, "ok": False, "code": "MALFORMED", "message": message[:200]}
 
 
 def _decode(data: bytes) -> dict[str, Any] | None:

@@ -216,7 +216,7 @@ class Agent:
 
     def hello(self) -> bytes:
         running = sorted(set(self.jobs) | self.outbox.attempts())
-        return encode("hello", worker_id=self.config.worker_id, capacity=self.config.capacity,
+        return encode("hello", worker_id=self.config.worker_id, capacity=self.config.capacity, batch=True,
                       tags=list(self.config.tags), **self._caps, running=[[j, a] for j, a in running],
                       info={**self._info, "hostname": socket.gethostname(), "pid": os.getpid(),
                             "version": _VERSION})
@@ -302,7 +302,9 @@ class Agent:
             executor = self._lookup(kind)
         except KeyError as exc:
             return ExecResult(False, None, f"unknown executor {kind!r}: {exc}", _no_stats())
-        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        scratch = getattr(executor, "uses_workdir", True)  # noop runs in-process: no dir, no thread hops
+        if scratch:
+            await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max)
         try:
             return await executor.run(payload, ctx)
@@ -312,7 +314,8 @@ class Agent:
             log.exception("executor crashed job=%s attempt=%d type=%s", key[0], key[1], kind)
             return ExecResult(False, None, f"executor {kind} crashed: {exc!r}"[:4096], _no_stats())
         finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            if scratch:
+                await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
 def _encodable(res: ExecResult) -> ExecResult:

@@ -24,6 +24,7 @@ PROTOCOL_VERSION: Final = 1
 FRAME_BYTES_MAX: Final = 4 * 1024 * 1024
 CONNECT_PATH: Final = "/api/workers/connect"
 FINAL_REPORTS: Final = frozenset({"completed", "failed"})
+REPORTS_PER_FRAME: Final = 200  #: reports batched in one frame (results are bounded at 64 KiB each)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class Report:
     def frame(self) -> bytes:
         return encode(self.kind, rid=self.rid, job_id=self.job_id, attempt=self.attempt, **self.fields)
 
+    def item(self) -> dict[str, Any]:
+        """This report as one item of a `reports` frame."""
+        return {"rid": self.rid, "t": self.kind, "job_id": self.job_id, "attempt": self.attempt, **self.fields}
+
 
 @dataclass(slots=True)
 class Outbox:
@@ -75,9 +80,18 @@ class Outbox:
     resend_s: float = 5.0
     retry_s: float = 0.2
     _reports: dict[str, Report] = field(default_factory=dict)  # insertion-ordered
+    _unsent_started: dict[Attempt, str] = field(default_factory=dict)  #: started reports never sent yet
 
     def add(self, kind: str, job_id: str, attempt: int, **fields: Any) -> Report:
+        """Queue a report. A final report replaces the same attempt's `started` that was not sent
+        yet: a job that ends before its start went out costs one log command, not two."""
         report = Report(uuid.uuid4().hex, kind, job_id, attempt, fields)
+        if kind in FINAL_REPORTS:
+            started = self._unsent_started.pop((job_id, attempt), None)
+            if started is not None and started in self._reports and self._reports[started].sent_at is None:
+                del self._reports[started]
+        elif kind == "started":
+            self._unsent_started[(job_id, attempt)] = report.rid
         self._reports[report.rid] = report
         return report
 
@@ -85,12 +99,17 @@ class Outbox:
         return [r for r in self._reports.values() if r.due_at <= now]
 
     def mark_sent(self, report: Report, now: float) -> None:
+        if report.kind == "started":
+            self._unsent_started.pop((report.job_id, report.attempt), None)
         report.due_at = now + self.resend_s
         if report.sent_at is None:
             report.sent_at = now
 
     def ack(self, rid: str) -> Report | None:
-        return self._reports.pop(rid, None)
+        report = self._reports.pop(rid, None)
+        if report is not None and report.kind == "started":
+            self._unsent_started.pop((report.job_id, report.attempt), None)
+        return report
 
     def retry(self, rid: str, now: float) -> Report | None:
         report = self._reports.get(rid)
@@ -191,6 +210,7 @@ class Link:
         self.progress_at = time.monotonic()  # welcome, then every report answered for good
         self.sent_draining = self.bye_sent = False
         self.end = SessionEnd(welcomed=True)
+        self.batch = False  #: the welcome said the replica takes `reports` frames
 
     @classmethod
     async def session(cls, owner: LinkOwner, http: aiohttp.ClientSession, url: str) -> SessionEnd:
@@ -218,6 +238,7 @@ class Link:
                 return SessionEnd()
             log.info("connected url=%s heartbeat_s=%s unacked=%d", url, first.get("heartbeat_s"), len(owner.outbox))
             link = cls(owner, ws, url, float(first.get("heartbeat_s") or s.heartbeat_s))
+            link.batch = first.get("batch") is True
             await link._serve()
             return link.end
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -258,6 +279,12 @@ class Link:
         match body["t"]:
             case "assign":
                 self.owner.on_assign(body)
+            case "assigns":
+                for item in _items(body):
+                    self.owner.on_assign(item)
+            case "acks":
+                for item in _items(body):
+                    self._on_ack(item)
             case "cancel":
                 self.owner.on_cancel(body)
             case "ack":
@@ -306,10 +333,8 @@ class Link:
                 if not await self._send(encode("draining")):
                     return
                 self.sent_draining = True
-            for report in owner.outbox.due(now):
-                if not await self._send(report.frame()):
-                    return
-                owner.outbox.mark_sent(report, now)
+            if not await self._send_reports(owner.outbox.due(now), now):
+                return
             if owner.wants_bye() and not self.bye_sent:
                 self.bye_sent = await self._send(encode("bye"))
                 log.info("said bye url=%s unacked=%d", self.url, len(owner.outbox))
@@ -324,6 +349,19 @@ class Link:
             except TimeoutError:
                 pass
 
+    async def _send_reports(self, due: list[Report], now: float) -> bool:
+        """Send due reports: in `reports` frames of up to REPORTS_PER_FRAME when the replica takes
+        them, else one frame each. False when the connection failed."""
+        step = REPORTS_PER_FRAME if self.batch else 1
+        for start in range(0, len(due), step):
+            chunk = due[start:start + step]
+            data = encode("reports", items=[r.item() for r in chunk]) if self.batch else chunk[0].frame()
+            if not await self._send(data):
+                return False
+            for report in chunk:
+                self.owner.outbox.mark_sent(report, now)
+        return True
+
     def _stalled(self, now: float) -> bool:
         oldest = self.owner.outbox.oldest_sent_at()
         return oldest is not None and now - max(oldest, self.progress_at) > self.owner.settings.stall_s
@@ -337,6 +375,11 @@ class Link:
             await self.ws.close()
             return False
         return True
+
+
+def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    items = body.get("items")
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
 async def _first_frame(ws: aiohttp.ClientWebSocketResponse, timeout_s: float) -> dict[str, Any] | None:

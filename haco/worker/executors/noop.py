@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 class NoopExecutor:
     name = "noop"
+    uses_workdir = False  #: the agent skips creating (and removing) a scratch dir for it
 
     async def run(self, payload: Any, ctx: ExecContext) -> ExecResult:
         started = time.perf_counter()
