@@ -100,7 +100,8 @@ class Scheduler:
         self.on_assigned: Callable[[State, list[Assignment], int], None] | None = None  #: metrics hook
 
     def on_applied(self, _event: object) -> None:
-        self.wake.set()
+        if self.replica.is_leader():  # a follower's loop has nothing to plan: don't wake it per entry
+            self.wake.set()
 
     def on_role(self, role: str) -> None:
         if role == "leader":
