@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,26 @@ def test_validator_refuses_an_unknown_field(tmp_path: Path) -> None:
     out = subprocess.run([str(VALIDATE), "--strict", "--no-warn", str(bad)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and "quorum" in out.stdout
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (its built-in kustomize renders offline)")
+def test_the_rendered_kustomization_validates_strictly(tmp_path: Path) -> None:
+    out = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    bundle = tmp_path / "bundle.yaml"
+    bundle.write_text(out.stdout)
+    checked = subprocess.run([str(VALIDATE), "--strict", "--no-warn", str(bundle)], capture_output=True, text=True,
+                             timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert len(rendered) == len(kinds()) and checked.stdout.count("passed") == len(rendered)
+    for d in rendered:
+        assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "haco"
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == "haco"
+        if d["kind"] == "StatefulSet":
+            assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "haco:0.1.0"
+            assert "app.kubernetes.io/part-of" not in d["spec"]["selector"]["matchLabels"]  # selectors stay stable
 
 
 def test_statefulset_peers_probes_and_quorum_agree() -> None:
