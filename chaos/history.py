@@ -10,7 +10,7 @@ Record kinds (field `kind`):
 - `role`: a replica's logged role transition: `replica`, `role`, `term`.
 - `final_job`: a job as the cluster holds it after the drain (the API's full job JSON under `job`).
 - `results`: one replica's results rows after the drain: `replica`, `rows` ([job_id, attempt, outcome]).
-- `final`: figures gathered after the drain: `stale_refused`, `drained`, `unhealthy`, ...
+- `final`: figures gathered after the drain: `stale_refused`, `drained`, `jobs`, `common_index`, `faults_done`, ...
 
 Monotonic times come from this process's `time.monotonic()`, so they compare across records.
 """
