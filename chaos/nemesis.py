@@ -134,6 +134,7 @@ class Nemesis:
         return next(i for i, role in roles.items() if role == "leader")
 
     def _record(self, kind: str, target: str) -> dict[str, object]:
+        """Called once the fault is in place (process dead or stopped, blocklist written)."""
         mono, wall = now()
         return {"fault": kind, "target": target, "mono": mono, "wall": wall}
 
@@ -143,8 +144,8 @@ class Nemesis:
     # ---- faults ----------------------------------------------------------------------------
 
     async def _kill_and_restart(self, kind: str, i: int, *, wipe: bool = False) -> None:
-        rec = self._record(kind, self.cluster.replicas[i].id)
         await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGKILL)
+        rec = self._record(kind, self.cluster.replicas[i].id)
         if wipe:
             await asyncio.to_thread(self.cluster.wipe, i)
         await asyncio.sleep(self.rng.uniform(0.3, 2.0))
@@ -167,8 +168,8 @@ class Nemesis:
 
     async def _leader_pause(self) -> None:
         i = await self._leader()
-        rec = self._record("leader_pause", self.cluster.replicas[i].id)
         await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGSTOP)
+        rec = self._record("leader_pause", self.cluster.replicas[i].id)
         await asyncio.sleep(self.cfg.election_s * 2 + self.rng.uniform(1.0, 3.0))  # a new leader takes over
         await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGCONT)  # the deposed one comes back
         self._healed(rec)
@@ -176,8 +177,8 @@ class Nemesis:
     async def _partition(self) -> None:
         i = await self._leader()
         others = [j for j in range(len(self.cluster.replicas)) if j != i]
-        rec = self._record("partition", self.cluster.replicas[i].id)
         await asyncio.to_thread(self.cluster.set_blocks, [(i, j) for j in others])
+        rec = self._record("partition", self.cluster.replicas[i].id)
         await asyncio.sleep(self.rng.uniform(2.0, 5.0))
         await asyncio.to_thread(self.cluster.set_blocks, [])
         self._healed(rec)
@@ -186,8 +187,8 @@ class Nemesis:
         """The leader and one follower lose each other; both still reach the rest."""
         a = await self._leader()
         b = self._other(a)
-        rec = self._record("partial_partition", f"{self.cluster.replicas[a].id}-{self.cluster.replicas[b].id}")
         await asyncio.to_thread(self.cluster.set_blocks, [(a, b)])
+        rec = self._record("partial_partition", f"{self.cluster.replicas[a].id}-{self.cluster.replicas[b].id}")
         await asyncio.sleep(self.rng.uniform(2.0, 5.0))
         await asyncio.to_thread(self.cluster.set_blocks, [])
         self._healed(rec)
@@ -213,11 +214,10 @@ class Nemesis:
     async def _full_restart(self) -> None:
         """SIGKILL every replica, timed (when one starts within 10 s) to hit a log compaction."""
         compacting = await self._compaction_started(10.0)
+        ids = [r.id for r in self.cluster.replicas]
+        order = sorted(range(len(ids)), key=lambda i: ids[i] != compacting)  # the compacting one first
+        await asyncio.to_thread(self.cluster.kill_replicas, order)
         rec = self._record("full_restart", "all" if compacting is None else f"all, {compacting} compacting")
-        def kill_all() -> None:
-            for i in range(len(self.cluster.replicas)):
-                self.cluster.signal_replica(i, signal.SIGKILL)
-        await asyncio.to_thread(kill_all)
         await asyncio.sleep(self.rng.uniform(0.2, 1.0))
         await self._ensure_running()
         self._healed(rec)
@@ -255,8 +255,8 @@ class Nemesis:
 
     async def _worker_kill(self) -> None:
         wid = await self._busy_worker()
-        rec = self._record("worker_kill", wid)
         await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGKILL)
+        rec = self._record("worker_kill", wid)
         await asyncio.sleep(self.rng.uniform(0.5, 2.0))
         await asyncio.to_thread(self.cluster.start_worker, wid)
         self._healed(rec)
@@ -265,8 +265,8 @@ class Nemesis:
         """SIGSTOP the agent (its job runs on and ends) past worker_lost_s: the job is requeued, and
         the agent's report, sent once resumed, names a stale attempt and must be refused."""
         wid = await self._busy_worker()
-        rec = self._record("worker_pause", wid)
         await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGSTOP, group=False)
+        rec = self._record("worker_pause", wid)
         await self._until_lost(wid)  # its websocket times out first, then worker_lost_s passes
         await asyncio.sleep(self.rng.uniform(0.2, 1.0))
         await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGCONT, group=False)

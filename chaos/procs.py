@@ -154,6 +154,16 @@ class ChaosCluster:
         if sig == signal.SIGKILL:
             r.proc.wait(timeout=15)
 
+    def kill_replicas(self, order: list[int]) -> None:
+        """SIGKILL these replicas back to back (all signals first), then wait for each."""
+        procs = [self.replicas[i].proc for i in order if self.replicas[i].alive()]
+        for p in procs:
+            if p is not None:
+                self._signal(p, signal.SIGKILL, group=True)
+        for p in procs:
+            if p is not None:
+                p.wait(timeout=15)
+
     def wipe(self, i: int) -> None:
         """Remove a stopped replica's data dir (journal, snapshot, results): it rejoins empty."""
         r = self.replicas[i]
