@@ -1,8 +1,10 @@
 """`GET /api/dashboard`: everything the dashboard page (`GET /`, static/index.html) shows, in one read.
 
 The replica asks its peers for their `/api/cluster` itself (a browser could not: the peers' pod
-addresses are not reachable from outside a cluster, and they are other origins), forwarding the
-caller's Authorization header. Everything else is this replica's local view at its applied index.
+addresses are not reachable from outside a cluster, and they are other origins), and the leader for
+its worker table (workers connect to the leader: only its hub knows their connections and load),
+forwarding the caller's Authorization header. Jobs and the queue are this replica's local view at its
+applied index.
 """
 
 from __future__ import annotations
@@ -34,19 +36,37 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
     hub = request.app[HUB]
     me = replica.info()
     auth = request.headers.get("Authorization")
-    async with _peer_session(request.app[CONFIG]) as session:
-        peers = await asyncio.gather(*(_peer_info(session, p, auth) for p in me["peers"]))
-    replicas = [_replica_row(me, reachable=True)] + list(peers)
     state = replica.state
     workers = [worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id))
                for w in sorted(list(state.workers.values()), key=lambda w: w.seq)]
+    async with _peer_session(request.app[CONFIG]) as session:
+        peers, leader_workers = await asyncio.gather(
+            asyncio.gather(*(_peer_info(session, p, auth) for p in me["peers"])),
+            _leader_workers(session, me, auth))
     recent = await asyncio.to_thread(_recent_jobs, replica)
     return {
         "replica": me["id"], "leader": me["leader"], "term": me["term"], "applied_index": me["applied_index"],
-        "replicas": replicas, "workers": workers,
+        "replicas": [_replica_row(me, reachable=True), *peers], "workers": leader_workers or workers,
+        "workers_from": me["leader"] if leader_workers is not None else me["id"],
         "queue": {"counts": queries.counts(state), "ready": len(state.ready), "paused": state.paused},
         "jobs": recent,
     }
+
+
+async def _leader_workers(session: aiohttp.ClientSession, me: dict[str, Any], authorization: str | None
+                          ) -> list[dict[str, Any]] | None:
+    """Workers connect to the leader, so only its hub knows who is connected and their load."""
+    if me["role"] == "leader" or not me["leader_url"]:
+        return None
+    headers = {"Authorization": authorization} if authorization else {}
+    try:
+        async with session.get(me["leader_url"] + "/api/workers", headers=headers) as resp:
+            if resp.status == 200:
+                body = await resp.json()
+                return list(body["workers"])
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def _replica_row(info: dict[str, Any], *, reachable: bool) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,12 +51,25 @@ def test_dashboard_shows_the_leader_and_a_submitted_job(cluster_factory: Callabl
     assert {r["id"] for r in data["replicas"] if r["reachable"]} == {n.id for n in c.nodes}, "reader token forwarded"
     assert data["jobs"][0]["pending_reason"] == {"workers": "no workers registered"}
 
+    c.start_worker("w-cpu", capacity=2, tags="cpu")  # with its own worker token
+    status, done = c.api(0, "POST", "/api/jobs", {"type": "noop", "payload": {}, "key": "dash-2"})
+    assert status == 201, done
+
+    def settled() -> dict[str, Any] | None:
+        d = http("GET", c.nodes[follower].url + "/api/dashboard", token=reader)[1]
+        workers = [w for w in d["workers"] if w["worker_id"] == "w-cpu" and w["load"]]
+        return d if workers and d["queue"]["counts"]["completed"] == 1 else None
+    data = eventually(settled, 20, "the worker's load and the completed job in the dashboard data")
+    assert [j["job_id"] for j in data["jobs"]] == [done["job_id"], job_id]
+    assert data["jobs"][1]["pending_reason"] == {"no_worker_fits": {"w-cpu": ["missing tags ['gpu']"]}}
+
     page = f"{c.nodes[follower].url}/#token={reader}"
     dom = chromium(page, tmp_path / "profile-dom", "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     assert re.search(rf'id="leader" class="leader">{re.escape(leader)}<', html), html[:3000]
-    assert job_id in html and "no workers registered" in html and "pending" in html
+    assert job_id in html and done["job_id"] in html and "no_worker_fits" in html and "missing tags" in html
+    assert "w-cpu" in html and re.search(r"cpu \d+%, mem \d+%", html), "the worker's load is shown"
     assert html.count("<span class=\"leader\">leader</span>") == 1, "exactly one replica shown as leader"
     assert "<div id=\"err\" class=\"bad\"></div>" in html, "the page reported a failed refresh"
 
