@@ -380,8 +380,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=argparse.SUPPRESS, help="API token (default: $HACO_TOKEN)")
     p.add_argument("--token-file", default=argparse.SUPPRESS, help="file holding the API token ($HACO_TOKEN_FILE)")
     p.add_argument("--ca-file", default=argparse.SUPPRESS, help="CA bundle for https replicas ($HACO_CA_FILE)")
-    p.add_argument("--client-cert", help="PEM client certificate for mTLS ($HACO_CLIENT_CERT)")
-    p.add_argument("--client-key", help="PEM key of --client-cert ($HACO_CLIENT_KEY)")
+    p.add_argument("--client-cert", default=argparse.SUPPRESS, help="client certificate, mTLS ($HACO_CLIENT_CERT)")
+    p.add_argument("--client-key", default=argparse.SUPPRESS, help="PEM key of --client-cert ($HACO_CLIENT_KEY)")
     p.add_argument("--id", dest="worker_id", help="worker id (default: HOSTNAME-PID)")
     p.add_argument("--capacity", type=int, help="jobs run at once (default: CPU count)")
     p.add_argument("--tags", default="", metavar="A,B", help="tags that jobs' required_tags match")
@@ -399,8 +399,8 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> WorkerCon
         capacity=args.capacity or os.cpu_count() or 1, tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()),
         drain_timeout_s=args.drain_timeout, workdir=args.workdir or Path("haco-work") / worker_id,
         token=_token(args, env), ca_file=getattr(args, "ca_file", None) or env.get("HACO_CA_FILE") or None,
-        client_cert=args.client_cert or env.get("HACO_CLIENT_CERT") or None,
-        client_key=args.client_key or env.get("HACO_CLIENT_KEY") or None)
+        client_cert=getattr(args, "client_cert", None) or env.get("HACO_CLIENT_CERT") or None,
+        client_key=getattr(args, "client_key", None) or env.get("HACO_CLIENT_KEY") or None)
 
 
 def _token(args: argparse.Namespace, env: dict[str, str]) -> str | None:
