@@ -36,6 +36,9 @@ class WorkerHub(Protocol):
     def notify_drain(self, worker_id: str) -> None: ...
 
 
+PLAN_ON_LOOP_READY_MAX = 64  #: ready jobs up to which plan() runs on the loop (a bounded, short scan)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -131,12 +134,12 @@ class Scheduler:
 
     async def _round(self) -> None:
         mono = time.monotonic()
+        await self._assign()  # first: a job that just became ready should not wait behind a Tick's commit
         if mono - self._last_tick >= self.cfg.tick_interval_s:
             self._last_tick = mono
             await self.replica.propose(Tick(now_ms()))
         await self._liveness(mono)
         await self._timeouts()
-        await self._assign()
         if mono - self._last_prune >= self.cfg.prune_interval_s:
             self._last_prune = mono
             now = now_ms()
@@ -148,7 +151,9 @@ class Scheduler:
         connected = self.hub.connected()
         if not connected:
             return
-        items = await asyncio.to_thread(self._plan_locked, connected)
+        items = self._plan_now(connected)
+        if items is None:
+            items = await asyncio.to_thread(self._plan_locked, connected)
         if not items:
             return
         at_ms = now_ms()
@@ -162,6 +167,17 @@ class Scheduler:
         self.hub.push_assignments(replica.state, accepted)
         if len(accepted) == len(items):
             self.wake.set()  # maybe more to place
+
+    def _plan_now(self, connected: set[str]) -> list[Assignment] | None:
+        """Plan on the loop when that is cheap and the state lock is free at once (the usual case
+        at light load: it saves a thread hop per assignment); None means plan in a thread."""
+        lock = self.replica.state_lock
+        if len(self.replica.state.ready) > PLAN_ON_LOOP_READY_MAX or not lock.acquire(blocking=False):
+            return None
+        try:
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max)
+        finally:
+            lock.release()
 
     def _plan_locked(self, connected: set[str]) -> list[Assignment]:
         with self.replica.state_lock:
