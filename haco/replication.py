@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import pickle
-import sys
 import threading
 import time
 from collections import deque
@@ -60,7 +59,6 @@ DIGEST_EVERY = 16  #: every replica records its digest at indexes that are multi
 #: busy clients that quadratic traffic took batch submits down to ~200 jobs/s. Proposals made while
 #: the pipeline is full wait in the queue and go out together in the next entry (group commit).
 ENTRIES_IN_FLIGHT_MAX = 2
-GIL_SWITCH_INTERVAL_S = 0.0005
 ENTRY_WEIGHT_MAX = 1000  #: jobs (or assignments) per log entry, so one apply stays well under a heartbeat
 
 
@@ -275,10 +273,6 @@ class Replica:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        # The tick thread does a little work per wake-up (a message, an apply) and then must get the
-        # GIL from a busy loop: at the default 5 ms switch interval every hop of a commit waits up to
-        # 5 ms. A shorter interval makes commit latency follow the work, not the timer.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         r = self.cfg.raft
         conf = SyncObjConf(
             password=self.cfg.raft_password, bindAddress=self.cfg.raft_bind or self.cfg.raft_addr, autoTick=True,
