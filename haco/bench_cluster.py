@@ -182,9 +182,13 @@ async def fill_pending(urls: list[str], *, jobs: int, batch: int, submitters: in
             if done % max(1, total // 10) == 0:
                 say(f"  {done}/{total} batches submitted ({loop.time() - start:.1f}s)")
 
-    conns = [bench_client(urls[i % len(urls):] + urls[:i % len(urls)]) for i in range(submitters)]
+    conns = [bench_client(urls[i % len(urls):] + urls[:i % len(urls)], deadline_s=60.0) for i in range(submitters)]
     try:
-        await asyncio.gather(*(submit_some(c) for c in conns))
+        async with asyncio.TaskGroup() as tg:  # one failure cancels the other submitters
+            for c in conns:
+                tg.create_task(submit_some(c))
+    except* HacoError as group:
+        raise group.exceptions[0] from None
     finally:
         for c in conns:
             await c.close()

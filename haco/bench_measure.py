@@ -116,7 +116,7 @@ async def e2e_rate(urls: Sequence[str], job: dict[str, Any], *, jobs: int, batch
                 done = await final_count(client)
                 if done - base >= jobs:
                     break
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.1)  # a poll is an HTTP request to the leader: keep it rare
         finally:
             if not feeding.done():
                 feeding.cancel()
