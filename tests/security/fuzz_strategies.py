@@ -127,6 +127,12 @@ frame_tails = st.fixed_dictionaries({}, optional={
     "error": mp_values, "load": mp_values, "running": mp_values, "worker_id": mp_values})
 
 
+def batched_reports(real_job_ids: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """A `reports` frame (the batched protocol): a list of hostile items, each answered in one `acks`."""
+    item = st.one_of(mp_values, st.builds(lambda head, tail: {**tail, **head}, frame_heads(real_job_ids), frame_tails))
+    return st.builds(lambda items: {"t": "reports", "items": items}, st.lists(item, max_size=8))
+
+
 def frame_batch(heads: list[dict[str, Any]], tails: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every drawn head with every drawn tail (the head's fields win)."""
     return [{**tail, **head} for head in heads for tail in tails]

@@ -31,7 +31,7 @@ from raft_state import SpecError, parse_job
 from tests.integration.cluster import Cluster, eventually
 
 from .conftest import ClusterMaker
-from .fuzz_strategies import (HttpCase, bodies, first_frames, frame_batch, frame_heads, frame_tails, http_batch,
+from .fuzz_strategies import (HttpCase, batched_reports, bodies, first_frames, frame_batch, frame_heads, frame_tails, http_batch,
                               queries, targets)
 from .wsclient import connect, hello, next_frame
 
@@ -53,6 +53,8 @@ class Fuzz:
     ws: aiohttp.ClientWebSocketResponse
     acks: int = 0
     reports_sent: int = 0
+    batch_acks: int = 0
+    batches_sent: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
 
@@ -93,8 +95,9 @@ def fuzz(make_cluster: ClusterMaker) -> Iterator[Fuzz]:
 
 async def _count_acks(f: Fuzz) -> None:
     async for msg in f.ws:
-        if msg.type is aiohttp.WSMsgType.BINARY and msgpack.unpackb(msg.data, raw=False).get("t") == "ack":
-            f.acks += 1
+        kind = msgpack.unpackb(msg.data, raw=False).get("t") if msg.type is aiohttp.WSMsgType.BINARY else None
+        f.acks += kind == "ack"
+        f.batch_acks += kind == "acks"
 
 
 async def _close(f: Fuzz) -> None:
@@ -168,6 +171,7 @@ def test_hostile_http_requests(fuzz: Fuzz, bodies_: list[Any], targets_: list[An
 def test_hostile_frames_on_a_registered_worker_socket(fuzz: Fuzz, data: st.DataObject) -> None:
     heads = data.draw(st.lists(frame_heads(fuzz.job_ids), min_size=5, max_size=5))
     frames = frame_batch(heads, data.draw(st.lists(frame_tails, min_size=5, max_size=5)))
+    frames += data.draw(st.lists(batched_reports(fuzz.job_ids), min_size=2, max_size=2))
     as_text = [i % 11 == 10 for i in range(len(frames))]
 
     async def send() -> None:
@@ -178,6 +182,7 @@ def test_hostile_frames_on_a_registered_worker_socket(fuzz: Fuzz, data: st.DataO
             await fuzz.ws.send_bytes(msgpack.packb(body, use_bin_type=True))
             if body["t"] in ("started", "completed", "failed"):
                 fuzz.reports_sent += 1
+            fuzz.batches_sent += body["t"] == "reports"
     fuzz.run(send())
     fuzz.counts["frames"] += len(frames)
     assert not fuzz.ws.closed, fuzz.ws.close_code
@@ -235,7 +240,8 @@ def test_huge_bodies_and_malformed_http(fuzz: Fuzz) -> None:
 
 def test_state_unchanged_and_every_replica_alive(fuzz: Fuzz) -> None:
     c = fuzz.cluster
-    eventually(lambda: fuzz.acks >= fuzz.reports_sent, 30, f"an ack for each of {fuzz.reports_sent} reports")
+    eventually(lambda: fuzz.acks >= fuzz.reports_sent and fuzz.batch_acks >= fuzz.batches_sent, 30,
+               f"an ack for each of {fuzz.reports_sent} reports and {fuzz.batches_sent} batches")
     assert all(n.proc is not None and n.proc.poll() is None for n in c.nodes), "a replica died"
     after = c.converged(30)
     assert after["digest"] == fuzz.baseline["digest"], (fuzz.baseline["applied_index"], after["applied_index"])
