@@ -48,10 +48,23 @@ DDL: Final = "CREATE TABLE meta (k VARCHAR PRIMARY KEY, v BLOB);\n" + "".join(
     f"CREATE TABLE {t} ({', '.join(f'{n} {_SQL[ty]}' for n, ty in cols)});\n" for t, cols in SCHEMAS.items())
 
 
+CHUNK_ROWS: Final = 16_384
+
+
 def table(name: str, columns: Sequence[Sequence[Any]]) -> pa.Table:
-    """An Arrow table of `columns`, in the schema's order and types."""
+    """An Arrow table of `columns`, in the schema's order and types.
+
+    Converted CHUNK_ROWS values at a time: `pa.array` holds the GIL for its whole list (1-2 s for
+    a million strings or payloads on a loaded 2-core box), and the dump runs beside pysyncobj's
+    tick thread, which must not stall past an election timeout."""
     schema = SCHEMAS[name]
-    return pa.table({n: pa.array(col, type=ty) for (n, ty), col in zip(schema, columns)})
+    return pa.table({n: _array(col, ty) for (n, ty), col in zip(schema, columns)})
+
+
+def _array(col: Sequence[Any], ty: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if len(col) <= CHUNK_ROWS:
+        return pa.array(col, type=ty)
+    return pa.chunked_array([pa.array(col[i:i + CHUNK_ROWS], type=ty) for i in range(0, len(col), CHUNK_ROWS)], type=ty)
 
 
 def _columns(records: list[Any], names: Sequence[str]) -> list[Sequence[Any]]:
