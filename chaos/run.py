@@ -108,42 +108,46 @@ async def _drive(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter) 
     nemesis = Nemesis(cluster, history, NemesisConfig(
         faults=cfg.faults, count=cfg.faults_count, min_leader_kills=cfg.min_leader_kills, seed=cfg.seed,
         duration_s=cfg.duration_s, worker_lost_s=cfg.worker_lost_s))
+    sampler = DigestSampler(cluster, history)
+    try:
+        return await _phases(cfg, cluster, history, nemesis, sampler)
+    finally:  # also on an interrupt: no client session is left open
+        await sampler.close()
+        await nemesis.close()
+
+
+async def _phases(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter, nemesis: Nemesis,
+                  sampler: DigestSampler) -> dict[str, Any]:
     t_start = now()[0]
     await nemesis.healthy()  # starts every replica and worker, then waits for one agreed leader
-    startup_s = now()[0] - t_start
+    phases = {"startup": now()[0] - t_start}
     history.write("start", mono=now()[0], config={k: str(v) for k, v in asdict(cfg).items()},
                   plan=nemesis.plan, urls=cluster.urls)
     t0 = now()[0]
     stop = asyncio.Event()
     workload = Workload(cluster.urls, history, seed=cfg.seed, concurrency=cfg.concurrency)
-    sampler = DigestSampler(cluster, history)
     tasks = [asyncio.create_task(workload.run(stop)), asyncio.create_task(sampler.run(stop))]
     figures: dict[str, Any] = {}
     try:
-        try:
-            await nemesis.run()
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            figures.update(faults_done=dict(nemesis.done), unhealthy_waits=nemesis.unhealthy,
-                           ops=dict(workload.counts))
-        phases = {"startup": startup_s, "faults": now()[0] - t0}
-        figures["phase_s"] = phases
-        history.write("heal", mono=now()[0])
-        await nemesis.healthy()
-        async with HacoClient(cluster.urls, deadline_s=30.0) as client:
-            t1 = now()[0]
-            figures["drained"] = await drain(client, cfg.drain_s)
-            t2 = now()[0]
-            figures["jobs"] = await collect_final(cluster, history, client)
-            t3 = now()[0]
-        figures["common_index"] = await sampler.common_index(timeout_s=60.0)
-        phases.update(drain=t2 - t1, collect=t3 - t2, common_index=now()[0] - t3)
-        figures["phase_s"] = {k: round(v, 1) for k, v in phases.items()}
-        return figures
+        await nemesis.run()
     finally:
-        await sampler.close()
-        await nemesis.close()
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        figures.update(faults_done=dict(nemesis.done), unhealthy_waits=nemesis.unhealthy,
+                       ops=dict(workload.counts))
+    phases["faults"] = now()[0] - t0
+    history.write("heal", mono=now()[0])
+    await nemesis.healthy()
+    async with HacoClient(cluster.urls, deadline_s=30.0) as client:
+        t1 = now()[0]
+        figures["drained"] = await drain(client, cfg.drain_s)
+        t2 = now()[0]
+        figures["jobs"] = await collect_final(cluster, history, client)
+        t3 = now()[0]
+    figures["common_index"] = await sampler.common_index(timeout_s=60.0)
+    phases.update(drain=t2 - t1, collect=t3 - t2, common_index=now()[0] - t3)
+    figures["phase_s"] = {k: round(v, 1) for k, v in phases.items()}
+    return figures
 
 
 def _report(cfg: RunConfig, records: list[dict[str, Any]], checks: list[Check], figures: dict[str, Any],

@@ -81,6 +81,7 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err[-3000:]
+    assert "Unclosed" not in err, err[-3000:]
     workdir = _workdir(err)
     assert not workdir.exists()
     assert _processes_mentioning(str(workdir)) == []
