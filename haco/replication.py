@@ -396,6 +396,9 @@ class Replica:
         started = time.monotonic()
         with self.state_lock:
             cap = snapshot.capture(self.state)
+        # a follower busy capturing (~70-300 ms at 1M jobs) would call an election before reading
+        # the leader's waiting heartbeats
+        self._postpone_election(self.cfg.raft.election_timeout_s_min)
         index, term = int(raft_data[0][1]), int(raft_data[0][2])
         self._snap_state = SERIALIZER_STATE.SERIALIZING
         log.info("snapshot capture index=%d ms=%.1f", index, (time.monotonic() - started) * 1000)
