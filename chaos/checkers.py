@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Check", "run_all", "total_queue", "one_job_per_key", "results_once", "leader_per_term",
+__all__ = ["Check", "run_all", "bad_input_refused", "total_queue", "one_job_per_key", "results_once", "leader_per_term",
            "digests_agree", "failover_times", "percentile"]
 
 FINAL = frozenset({"completed", "failed", "cancelled", "expired"})
@@ -47,8 +47,8 @@ def _submits(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def total_queue(records: list[dict[str, Any]]) -> Check:
     """Jepsen's total-queue over submissions: every acknowledged job exists once and is final (not
     lost), no job appears that nobody submitted (unexpected), no key holds two jobs (duplicated);
-    submissions with an unknown outcome that did land are `recovered`."""
-    submits = _submits(records)
+    submissions with an unknown outcome that did land are `recovered`. Invalid ones are not enqueues."""
+    submits = [s for s in _submits(records) if s.get("role") != "invalid"]
     attempted = {s["key"] for s in submits}
     acked = {s["key"] for s in submits if s["outcome"] == "ok"}
     unknown = {s["key"] for s in submits if s["outcome"] == "unknown"} - acked
@@ -174,6 +174,19 @@ def digests_agree(records: list[dict[str, Any]]) -> Check:
     return Check("digests_agree", not problems, figures, problems[:PROBLEMS_MAX])
 
 
+def bad_input_refused(records: list[dict[str, Any]]) -> Check:
+    """Guarantee 6 under faults: every invalid submission was refused (4xx) and created no job."""
+    invalid = [s for s in _submits(records) if s.get("role") == "invalid"]
+    keys = {s["key"] for s in invalid}
+    problems = [f"invalid submission {s['key']} was acknowledged as job {s.get('job_id')}"
+                for s in invalid if s["outcome"] == "ok"]
+    problems += [f"invalid submission {j.get('key')} created job {j.get('job_id')}"
+                 for j in _final_jobs(records) if j.get("key") in keys]
+    figures = {"invalid": len(invalid), "refused": sum(s["outcome"] == "fail" for s in invalid),
+               "unknown": sum(s["outcome"] == "unknown" for s in invalid), "violations": len(problems)}
+    return Check("bad_input_refused", not problems, figures, problems[:PROBLEMS_MAX])
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None for no values."""
     if not values:
@@ -209,4 +222,4 @@ def _round(v: float | None) -> float | None:
 
 def run_all(records: list[dict[str, Any]]) -> list[Check]:
     return [total_queue(records), one_job_per_key(records), results_once(records), leader_per_term(records),
-            digests_agree(records), failover_times(records)]
+            digests_agree(records), bad_input_refused(records), failover_times(records)]

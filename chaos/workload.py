@@ -3,7 +3,7 @@ recorded in the history with invoke and completion times and its outcome.
 
 Operations: plain submissions (noop), long jobs (shell sleep, so worker faults hit running jobs),
 failing jobs (shell `false`, retried once), DAGs (a child that depends on an acknowledged
-parent), submit-then-cancel, and retries of an earlier key with the very same spec (the answer
+parent), submit-then-cancel, invalid submissions (role `invalid`), and retries of an earlier key with the very same spec (the answer
 must be the same job). Keys are unique per client (`c<client>-<n>`).
 
 Outcome: `ok` for a 2xx; `fail` for a refusal (4xx: nothing was applied); `unknown` otherwise. The
@@ -29,6 +29,9 @@ __all__ = ["Workload"]
 
 _REFUSED = (Rejected, BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized, Forbidden)
 CLIENT_DEADLINE_S = 20.0
+INVALID_SPECS: tuple[dict[str, Any], ...] = (
+    {"type": "noop", "priority": "high"}, {"type": "Bad Type"}, {"type": "shell", "timeout_s": -1},
+    {"type": "noop", "depends_on": ["no-such-job"]}, {"type": "noop", "bogus": 1})
 
 
 def _spec(role: str, n: int, rng: random.Random) -> dict[str, Any]:
@@ -66,8 +69,11 @@ class Workload:
                 n += 1
                 pick = rng.random()
                 role = ("plain" if pick < 0.45 else "long" if pick < 0.60 else "failing" if pick < 0.70
-                        else "dag" if pick < 0.80 else "cancel" if pick < 0.88 else "retry")
-                if role == "retry" and sent:
+                        else "dag" if pick < 0.80 else "cancel" if pick < 0.88 else "invalid" if pick < 0.91
+                        else "retry")
+                if role == "invalid":  # bad input: must be refused with a 4xx and create nothing
+                    await self._submit(client, cid, f"c{cid}-{n}", rng.choice(INVALID_SPECS), "invalid")
+                elif role == "retry" and sent:
                     key, spec, was = rng.choice(sent)
                     await self._submit(client, cid, key, spec, was, retry=True)
                 elif role == "dag":

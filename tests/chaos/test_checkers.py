@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.checkers import (digests_agree, failover_times, leader_per_term, one_job_per_key, percentile,
+from chaos.checkers import (bad_input_refused, digests_agree, failover_times, leader_per_term, one_job_per_key, percentile,
                             results_once, run_all, total_queue)
 
 
@@ -27,7 +27,7 @@ def _job(key: str, status: str = "completed", attempts: list[dict[str, Any]] | N
 def _clean() -> list[dict[str, Any]]:
     return [
         _op("a"), _op("a", retry=True), _op("b", t=2.0), _op("c", "unknown", job_id=None, t=3.0),
-        _op("d", "fail", t=4.0),
+        _op("d", "fail", t=4.0), _op("bad", "fail", job_id=None, t=4.5, role="invalid"),
         _job("a"), _job("b", attempts=[_attempt(1, "lost"), _attempt(2, "completed")]),
         _job("c", "failed", [_attempt(1, "failed")]),
         {"kind": "fault", "fault": "leader_kill", "mono": 1.5},
@@ -123,3 +123,11 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile(list(map(float, range(1, 101))), 99) == 99.0
+
+
+def test_bad_input_refused_flags_an_invalid_submission_that_created_a_job() -> None:
+    assert bad_input_refused(_clean()).figures["refused"] == 1
+    records = _clean() + [_op("bad2", role="invalid"), _job("bad2")]
+    check = bad_input_refused(records)
+    assert not check.ok and check.figures["violations"] == 2
+    assert not total_queue(records).ok  # and nobody enqueued it: unexpected

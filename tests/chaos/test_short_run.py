@@ -59,6 +59,7 @@ def test_short_run_passes_every_check(tmp_path: Path) -> None:
     assert checks["digests_agree"]["figures"]["indexes_compared"] > 0
     assert checks["leader_per_term"]["figures"]["terms_with_leader"] >= 4
     assert checks["failover_times"]["figures"]["leader_faults"]["n"] >= 6
+    assert checks["bad_input_refused"]["figures"]["refused"] > 0
     workdir = _workdir(proc.stderr)
     assert not workdir.exists() and _processes_mentioning(str(workdir)) == []
 
