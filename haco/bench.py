@@ -11,7 +11,7 @@ Measurements (`--only`, comma-separated; default all):
   e2e       jobs/s from submit to final (noop and `shell true`) with each `--workers` count
   latency   sequential submit -> final p50/p99 at light load
   sched     scheduling delay created -> assigned p50/p99 (from the latency run's jobs)
-  failover  `--kills` leader SIGKILLs: kill -> next acknowledged submit p50/p99/max
+  failover  `--kills` leader SIGKILLs: kill -> next acknowledged submit p50/p99/max (own throwaway cluster)
   memory    RSS of each replica with `--pending` pending jobs (a separate throwaway cluster)
   restart   full-cluster SIGKILL and restart with that snapshot: spawn -> first acknowledged submit
 """
@@ -122,6 +122,7 @@ class Bench:
         self.started = time.monotonic()
         self.results: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
 
     def say(self, text: str) -> None:
         print(f"bench [{time.monotonic() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
@@ -131,14 +132,16 @@ class Bench:
         wanted = set(cfg.only)
         if cfg.coordinators:
             for m in sorted(wanted & OWNED_ONLY):
-                self.errors[m] = "skipped: needs a throwaway cluster (run without --coordinators)"
+                self.skipped[m] = "needs a throwaway cluster whose processes bench owns (run without --coordinators)"
             wanted -= OWNED_ONLY
-        api = wanted - {"memory", "restart"}
+        api = wanted & {"submit", "e2e", "latency", "sched"}
         if api:
             await self._api_measurements(api)
+        if "failover" in wanted:
+            await self._guard("failover", self._failover())
         if wanted & {"memory", "restart"}:
             await self._guard("memory", self._memory_and_restart(wanted))
-        return {"figures": self.results, "errors": self.errors, "config": {**asdict(self.cfg)},
+        return {"figures": self.results, "errors": self.errors, "skipped": self.skipped, "config": {**asdict(self.cfg)},
                 "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
                 "seconds": round(time.monotonic() - self.started, 1)}
 
@@ -161,13 +164,11 @@ class Bench:
             if tw is not None:
                 await tw.start()
             if "submit" in wanted:
-                await self._guard("submit", self._submit(urls))
+                await self._guard("submit", self._submit(urls, tw))
             if "e2e" in wanted:
                 await self._guard("e2e", self._e2e(urls, tw))
             if wanted & {"latency", "sched"}:
                 await self._guard("latency", self._latency(urls, wanted, tw))
-            if "failover" in wanted and tw is not None:
-                await self._guard("failover", self._failover(tw))
         finally:
             if tw is not None:
                 await asyncio.to_thread(tw.stop)
@@ -176,7 +177,7 @@ class Bench:
         _, leader = await wait_for_leader(urls, 30.0)
         return [leader] + [u for u in urls if u.rstrip("/") != leader.rstrip("/")]
 
-    async def _submit(self, urls: list[str]) -> None:
+    async def _submit(self, urls: list[str], tw: bc.Throwaway | None) -> None:
         cfg, out = self.cfg, self.results.setdefault("submit", {})
         leader_first = await self._leader_first(urls)
         spread = [urls[i:] + urls[:i] for i in range(len(urls))]
@@ -184,8 +185,11 @@ class Bench:
                                      ("batch_leader", [leader_first], cfg.batch),
                                      ("batch_spread", spread, cfg.batch)):
             self.say(f"submit {name}: {cfg.clients} clients, batch {batch}, {cfg.duration_s:g}s")
+            cpu = tw.cpu_seconds() if tw is not None else 0.0
             r = await bm.submit_rate(targets, batch=batch, clients=cfg.clients, duration_s=cfg.duration_s)
             out[name] = r["jobs_per_s"]
+            if tw is not None and r["acked_total"]:
+                out[f"{name}_cpu_us_per_job"] = round((tw.cpu_seconds() - cpu) * 1e6 / r["acked_total"])
             out[f"{name}_detail"] = r
             self.say(f"  {r['jobs_per_s']:,} jobs/s ({r['acked']:,} acknowledged, {r['errors']} errors)")
 
@@ -200,8 +204,11 @@ class Bench:
             for kind, job, jobs in (("noop", bm.NOOP_JOB, cfg.e2e_jobs), ("shell", bm.SHELL_TRUE_JOB, cfg.shell_jobs)):
                 leader_first = await self._leader_first(urls)
                 self.say(f"e2e {kind}_{suffix}: {jobs:,} jobs")
+                cpu = tw.cpu_seconds() if tw is not None else 0.0
                 r = await bm.e2e_rate(leader_first, job, jobs=jobs, batch=min(cfg.batch, 500), timeout_s=cfg.timeout_s)
                 out[f"{kind}_{suffix}"] = r["jobs_per_s"]
+                if tw is not None and r["finished"]:
+                    out[f"{kind}_{suffix}_cpu_us_per_job"] = round((tw.cpu_seconds() - cpu) * 1e6 / r["finished"])
                 out[f"{kind}_{suffix}_detail"] = r
                 self.say(f"  {r['jobs_per_s']:,} jobs/s ({r['finished']:,} final in {r['seconds']}s)")
 
@@ -218,10 +225,17 @@ class Bench:
             self.results["sched"] = bm.latency_figures(r["sched_ms"])
             self.say(f"  sched p50 {self.results['sched']['p50_ms']} ms, p99 {self.results['sched']['p99_ms']} ms")
 
-    async def _failover(self, tw: bc.Throwaway) -> None:
-        self.say(f"failover: {self.cfg.kills} leader kills")
-        self.results["failover"] = await bc.failover(tw, kills=self.cfg.kills, timeout_s=self.cfg.timeout_s,
-                                                     say=self.say)
+    async def _failover(self) -> None:
+        """On its own throwaway cluster: a restarted replica then replays a short log, so the time
+        between kills is the failover's, not the replay of earlier measurements' jobs."""
+        tw = bc.Throwaway(self.cfg.base_port + 100, keep=self.cfg.keep)
+        self.say(f"failover: {self.cfg.kills} leader kills, throwaway cluster in {tw.dir}")
+        try:
+            await tw.start()
+            self.results["failover"] = await bc.failover(tw, kills=self.cfg.kills, timeout_s=self.cfg.timeout_s,
+                                                         say=self.say)
+        finally:
+            await asyncio.to_thread(tw.stop)
 
     async def _memory_and_restart(self, wanted: set[str]) -> None:
         cfg = self.cfg
@@ -268,6 +282,8 @@ def table(report: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     for m, err in report["errors"].items():
         lines.append(f"{m}: {err}")
+    for m, why in report.get("skipped", {}).items():
+        lines.append(f"{m}: skipped, {why}")
     mach = report["machine"]
     lines.append(f"{mach['cpus']} cpus, load average {mach['load_avg']}, {report['seconds']}s")
     return "\n".join(lines)

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .bench_measure import PARKED_JOB, Say, bench_client, percentile, rounded
 from .client import HacoClient
 from .errors import HacoError
@@ -73,6 +75,17 @@ class Throwaway:
             await asyncio.sleep(0.1)
         raise HacoError(f"{n} workers did not connect within {timeout_s:g}s; logs in {self.spec.log_dir}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live replica and worker process so far."""
+        total = 0.0
+        for p in [*self.cluster.replicas.values(), *self.cluster.workers.values()]:
+            try:
+                times = psutil.Process(p.pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         self.cluster.stop(timeout_s=10.0)
         if not self.keep:
@@ -100,16 +113,19 @@ async def _infos(urls: list[str]) -> dict[str, dict[str, Any]]:
 
 
 async def caught_up(urls: list[str], timeout_s: float) -> None:
-    """Wait until every replica answers, one leads, and each applied what the leader had committed."""
+    """Wait until every replica answers, one leads, and each applied what that leader had committed
+    when first seen (a fixed target: under load the commit index keeps moving)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout_s
+    target: int | None = None
     while loop.time() < end:
         infos = await _infos(urls)
         leaders = [i for i in infos.values() if i.get("role") == "leader"]
-        if len(infos) == len(urls) and len(leaders) == 1:
+        if target is None and len(leaders) == 1:
             target = int(leaders[0]["commit_index"])
-            if all(int(i["applied_index"]) >= target for i in infos.values()):
-                return
+        if target is not None and len(infos) == len(urls) and len(leaders) == 1 and \
+                all(int(i["applied_index"]) >= target for i in infos.values()):
+            return
         await asyncio.sleep(0.1)
     raise HacoError(f"replicas did not catch up within {timeout_s:g}s")
 
@@ -141,7 +157,7 @@ async def failover(tw: Throwaway, *, kills: int, timeout_s: float, say: Say) -> 
         for k in range(kills):
             if loop.time() >= end:
                 break
-            await caught_up(urls, 60.0)
+            await caught_up(urls, max(1.0, end - loop.time()))
             leader_id, leader_url = await tw.cluster.wait_for_leader(30.0)
             order = [leader_url] + [u for u in urls if u != leader_url]
             async with bench_client(order, deadline_s=30.0) as probe:

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 FIGURES = {
-    "submit": ["single_leader", "single_spread", "batch_leader", "batch_spread"],
-    "e2e": ["noop_w1", "shell_w1", "noop_w2", "shell_w2"],
+    "submit": ["single_leader", "single_spread", "batch_leader", "batch_spread", "single_leader_cpu_us_per_job"],
+    "e2e": ["noop_w1", "shell_w1", "noop_w2", "shell_w2", "noop_w2_cpu_us_per_job"],
     "latency": ["p50_ms", "p99_ms", "n"],
     "sched": ["p50_ms", "p99_ms", "n"],
     "failover": ["p50_s", "p99_s", "max_s", "kills"],
