@@ -34,9 +34,14 @@ def test_sigterm_on_leader_transfers_leadership_before_exit(cluster_factory: Any
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
             exited = time.monotonic()
-            seen = [c.info(i) for i in survivors]
-            assert {s["leader"] for s in seen} == {seen[0]["leader"]} and seen[0]["leader"] not in (None, old["id"]), \
-                f"no agreed new leader when the old one exited ({exited - sent:.2f}s after SIGTERM): {seen}"
+            # the old leader may exit between granting the handover and the successor's win
+            # (it stops once it sees the higher term); the survivors settle at term + 1, no later
+
+            def agreed() -> list[dict[str, Any]] | None:
+                seen = [c.info(i) for i in survivors]
+                leaders = {s["leader"] for s in seen}
+                return seen if len(leaders) == 1 and None not in leaders and old["id"] not in leaders else None
+            seen = eventually(agreed, 10, f"an agreed new leader ({exited - sent:.2f}s after SIGTERM to exit)")
             assert {s["term"] for s in seen} == {old["term"] + 1}, (old["term"], seen)
             tail = c.nodes[leader].log_path.read_text().rsplit("stopping replica=", 1)[1]
             # the old leader saw its successor's higher term before it stopped Raft: without the
