@@ -196,14 +196,19 @@ def _security_from_env(env: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
-def read_secret_file(path: Path) -> str:
+def read_secret(path: Path, what: str) -> str:
+    """The stripped, non-empty text of a secret file; `what` names it in the error."""
     try:
         text = path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read token secret file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     if not text:
-        raise ConfigError(f"token secret file {path} is empty")
+        raise ConfigError(f"{what} {path} is empty")
     return text
+
+
+def read_secret_file(path: Path) -> str:
+    return read_secret(path, "token secret file")
 
 
 def _from_statefulset(env: Mapping[str, str]) -> dict[str, object]:
@@ -224,10 +229,4 @@ def _flag(text: str, name: str) -> bool:
 
 
 def read_password(path: Path) -> str:
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read Raft password file {path}: {exc.strerror}") from None
-    if not text:
-        raise ConfigError(f"Raft password file {path} is empty")
-    return text
+    return read_secret(path, "Raft password file")
