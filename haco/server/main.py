@@ -98,7 +98,7 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     from ..replication import Replica
     from ..runtime import settle_heap, tune_gc
     from .app import RESULTS, build_app
-    from .results_feed import ResultsFeed
+    from .results_feed import RESULTS_FEED, ResultsFeed
     tune_gc()
     replica = Replica(cfg)
     try:
@@ -119,6 +119,7 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     feed_task = None
     if results is not None:
         feed = ResultsFeed(replica, results)
+        app[RESULTS_FEED] = feed
         replica.add_listener(feed.on_applied)
         feed_task = loop.create_task(feed.run(), name="results-feed")
     replica.start(loop)

@@ -12,6 +12,7 @@ from raft_state import Accepted, SetPaused
 from ..errors import Rejected
 from ..scheduler import now_ms
 from .app import HUB, REPLICA, RESULTS, SCHEDULER, raise_bad, read_json
+from .results_feed import RESULTS_FEED
 from .routes_jobs import fresh_enough
 
 routes = web.RouteTableDef()
@@ -89,6 +90,9 @@ async def results_query(request: web.Request) -> web.Response:
     limit = body.get("limit", 10_000)
     if type(limit) is not int or not 1 <= limit <= 100_000:
         raise_bad("INVALID", "limit must be an integer from 1 to 100000", {"field": "limit"})
+    feed = request.app.get(RESULTS_FEED)
+    if feed is not None:  # rows of jobs that already ended here may wait for the feed's next write
+        await feed.flushed(timeout_s=5.0)
     out = await asyncio.to_thread(results.query, body["sql"], row_limit=limit)  # QueryError is a 4xx HacoError
     return web.json_response({"columns": out.columns, "rows": out.rows, "truncated": out.truncated})
 

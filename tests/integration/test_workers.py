@@ -115,3 +115,19 @@ def test_paused_worker_is_lost_requeued_and_its_late_report_refused(cluster_fact
     job = final(c, job_id, 60)
     assert job["status"] == "completed" and job["attempts"][0]["outcome"] == "lost"
     eventually(lambda: c.info(c.leader())["stale_reports_refused"] >= 1, 30, "w1's late report refused as stale")
+
+
+def test_sql_sees_a_job_as_soon_as_its_long_poll_says_final(cluster_factory: Any) -> None:
+    """The results feed spaces its DuckDB writes (WRITE_GAP_S), but a query first writes what is
+    pending: jobs finishing back to back (well inside one gap) are each in SQL at once."""
+    c: Cluster = cluster_factory(3)
+    leader = c.leader()
+    c.start_worker("w1")
+    base = c.nodes[leader].url
+    eventually(lambda: any(w["connected"] for w in http("GET", base + "/api/workers")[1]["workers"]), 20,
+               "worker connected")
+    for n in range(6):
+        job_id = submit(c, {"type": "noop", "payload": n}, leader)
+        status, body = http("GET", base + f"/api/jobs/{job_id}?wait_s=20")
+        assert status == 200 and body["job"]["status"] == "completed", body
+        assert results_rows(c, leader, job_id) == [[job_id, 1]], f"job {n} not in SQL right after it was final"
