@@ -42,7 +42,7 @@ from raft_state.outcomes import Outcome
 
 from .config import NodeConfig
 from .errors import NotApplied, OutcomeUnknown, Overloaded
-from .replication_io import _FaultTransport, _FsyncJournal, build_syncobj, fsync_path
+from .replication_io import _FaultTransport, _FsyncJournal, build_syncobj, fsync_path, hold_commands
 
 __all__ = ["Applied", "Replica", "_FaultTransport", "_FsyncJournal"]  # the last two: pinned by tests
 
@@ -175,17 +175,22 @@ class Replica:
         self._stopping = True  # local proposals are refused from now on: the log must stop growing
         if transfer and self.is_leader():
             sent = await self._transfer_leadership(so, timeout_s=3.0)
-            log.info("leadership transfer %s (timeout_now sent %d times)",
-                     "done" if not self.is_leader() else "timed out", sent)
+            successor = self.leader_id()
+            log.info("leadership transfer %s (timeout_now sent %d times, leader now %s)",
+                     "done" if not self.is_leader() else "timed out", sent, successor)
         await asyncio.to_thread(so.destroy_synchronous)
         self._syncobj = None
 
     async def _transfer_leadership(self, so: Any, timeout_s: float) -> int:
-        """Raft TimeoutNow, retried on the tick thread until a follower took over.
-
-        pysyncobj refuses a transfer unless the target's match index equals the leader's last
-        index, which a single attempt under write load rarely meets, so each tick retries until
-        one is sent (and resends after 0.2 s if no election followed). Returns how many were sent.
+        """Raft TimeoutNow, retried on the tick thread until a follower took over; returns how
+        many were sent. The log stops growing first (Raft's transfer rule): pysyncobj's command
+        queue, which also holds what followers forward, is no longer drained (those commands end
+        LEADER_CHANGED once the successor is known; clients retry with their keys). Else an entry
+        appended after the TimeoutNow reaches the third replica but not the target, both refuse
+        the target their votes and a second election follows (term +2/+3). pysyncobj denies a
+        transfer unless the target's match index is the leader's last index, so each tick retries
+        until one is sent (resent after 0.2 s if no election followed). This replica never stands
+        for election again and waits to hear from its successor, so its vote is there for the target.
         """
         sent: list[float] = []
 
@@ -194,13 +199,15 @@ class Replica:
                 sent.append(time.monotonic())
 
         def on_tick() -> None:  # tick thread: pysyncobj's transferLeadership is not thread-safe
+            self._postpone_election(timeout_s + 1.0)  # once deposed, its stale deadline would fire at once
             if so._isLeader() and (not sent or time.monotonic() - sent[-1] > 0.2):
                 so.transferLeadership(callback=on_sent)
 
+        so._checkCommandsToApply = hold_commands  # the tick thread looks it up on every tick (pinned)
         await asyncio.to_thread(so.addOnTickCallback, on_tick)
         try:
             deadline = time.monotonic() + timeout_s
-            while self.is_leader() and time.monotonic() < deadline:
+            while time.monotonic() < deadline and (self.is_leader() or self.leader_id() in (None, self.cfg.id)):
                 await asyncio.sleep(0.01)
         finally:
             await asyncio.to_thread(so.removeOnTickCallback, on_tick)

@@ -152,6 +152,11 @@ def build_syncobj(fsync: bool, *args: Any, **kwargs: Any) -> Any:
         _pso_syncobj.createJournal = original
 
 
+def hold_commands() -> None:
+    """Stands in for SyncObj._checkCommandsToApply while leadership is handed over: the queue,
+    forwarded commands included, is not drained, so the leader's log stops growing."""
+
+
 def fsync_path(path: str | Path) -> None:
     """fsync a file or a directory (a rename is durable once its directory is synced)."""
     fd = os.open(path, os.O_RDONLY)

@@ -251,3 +251,21 @@ def test_fsync_journal_cluster_syncs_and_keeps_every_ack(cluster_factory: Any) -
     c.converged(30)
     for i in range(3):
         assert acked <= jobs_on_all(c, i)
+
+
+def test_pysyncobj_internals_the_replica_relies_on() -> None:
+    """No processes: the pysyncobj 0.3.17 internals haco/replication*.py reach into."""
+    import inspect
+
+    from pysyncobj.syncobj import SyncObj
+    from pysyncobj.version import VERSION
+    assert VERSION == "0.3.17"
+    # watch_tick_stalls and the transfer's command hold replace methods the tick thread looks up each time
+    assert "self._onTick(self.__conf.autoTickPeriod)" in inspect.getsource(SyncObj._autoTickThread)
+    tick = inspect.getsource(SyncObj._onTick)
+    assert "self._checkCommandsToApply()" in tick
+    # the election deadline is checked at the start of a tick, before the poll reads messages
+    assert tick.index("self.__raftElectionDeadline < monotonicTime()") < tick.index("self._poller.poll(")
+    assert "self.__raftElectionDeadline = monotonicTime()" in inspect.getsource(SyncObj.__init__)
+    # followers' forwarded commands go through the same queue as local ones
+    assert "self._applyCommand(message['command']" in inspect.getsource(SyncObj._SyncObj__onMessageReceived)
