@@ -43,11 +43,12 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def plan(state: State, connected: set[str], batch_max: int) -> list[Assignment]:
+def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str] = frozenset()) -> list[Assignment]:
     """Assignments for ready jobs, by priority then FIFO, onto connected workers with free slots.
 
     Pure; the caller holds the state lock. Picks the fitting worker with the most free slots
-    (ties: registration order). Scans at most a few batches' worth of jobs per call.
+    (ties: registration order). Scans at most a few batches' worth of jobs per call. Jobs in
+    `skip` (assignments proposed and not yet applied) are left alone.
     """
     pool = [w for w in queries.open_workers(state) if w.worker_id in connected]
     if not pool:
@@ -60,6 +61,8 @@ def plan(state: State, connected: set[str], batch_max: int) -> list[Assignment]:
         scanned += 1
         if scanned > 5 * batch_max:
             break
+        if job.job_id in skip:
+            continue
         best: Worker | None = None
         for w in pool:
             if free[w.worker_id] > 0 and fits(job.spec, w) and (best is None or free[w.worker_id] > free[best.worker_id]):
@@ -71,6 +74,22 @@ def plan(state: State, connected: set[str], batch_max: int) -> list[Assignment]:
         total_free -= 1
         if len(items) >= batch_max or total_free == 0:
             break
+    return items
+
+
+def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | set[str]) -> list[Assignment]:
+    """Up to `slots` ready jobs for one worker, by priority then FIFO, counting only the slots given
+    (not the worker's current free ones, which an assignment still in flight may hold). Pure; the
+    caller holds the state lock."""
+    worker = state.workers.get(worker_id)
+    if worker is None or worker.status is not WorkerStatus.ACTIVE or slots <= 0:
+        return []
+    items: list[Assignment] = []
+    for scanned, job in enumerate(queries.runnable(state, [worker])):
+        if scanned >= 5 * slots or len(items) >= slots:
+            break
+        if job.job_id not in skip and fits(job.spec, worker):
+            items.append(Assignment(job.job_id, worker_id, job.attempt + 1))
     return items
 
 
@@ -99,7 +118,10 @@ class Scheduler:
         self._last_tick = 0.0
         self._last_prune = 0.0
         self._drain_notified: set[str] = set()
+        self._proposed: set[str] = set()  #: job ids in AssignJobs proposed and not yet settled
+        self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = 0
+        self.assigned_behind = 0  #: of which were planned behind reports (assign_behind)
         self.on_assigned: Callable[[State, list[Assignment], int], None] | None = None  #: metrics hook
 
     def on_applied(self, _event: object) -> None:
@@ -151,37 +173,78 @@ class Scheduler:
         connected = self.hub.connected()
         if not connected:
             return
-        items = self._plan_now(connected)
+        skip = frozenset(self._proposed)
+        items = self._plan_now(connected, skip)
         if items is None:
-            items = await asyncio.to_thread(self._plan_locked, connected)
+            items = await asyncio.to_thread(self._plan_locked, connected, skip)
         if not items:
             return
+        accepted = await self._propose_assignments(items)
+        if accepted is not None and len(accepted) == len(items):
+            self.wake.set()  # maybe more to place
+
+    async def _propose_assignments(self, items: list[Assignment]) -> list[Assignment] | None:
+        """Propose, then push what was accepted; None when the outcome is not known (the jobs
+        are planned again once the state shows them)."""
+        replica = self.replica
+        ids = [item.job_id for item in items]
+        self._proposed.update(ids)
         at_ms = now_ms()
-        _, outcome = await replica.propose(AssignJobs(at_ms, tuple(items)))
+        try:
+            _, outcome = await replica.propose(AssignJobs(at_ms, tuple(items)))
+        finally:
+            self._proposed.difference_update(ids)
         if not isinstance(outcome, Accepted):
-            return
+            return None
         accepted = [item for item, code in zip(items, outcome.value) if code is None]
         self.assigned += len(accepted)
         if self.on_assigned is not None:
             self.on_assigned(replica.state, accepted, at_ms)
         self.hub.push_assignments(replica.state, accepted)
-        if len(accepted) == len(items):
-            self.wake.set()  # maybe more to place
+        return accepted
 
-    def _plan_now(self, connected: set[str]) -> list[Assignment] | None:
+    def assign_behind(self, worker_id: str, slots: int) -> None:
+        """The hub is proposing `slots` final reports of `worker_id` in this loop iteration: plan
+        as many jobs for it now and propose them right behind the reports, so reports and the next
+        assignments share one log entry (apply frees the slots first; where a report is refused,
+        its slot stays taken and that assignment is refused at apply, harmlessly). Halves the log
+        entries per job under load. Skipped when the state lock is busy: the normal round follows."""
+        if slots <= 0 or not self.replica.is_leader() or self.replica.state.paused:
+            return
+        lock = self.replica.state_lock
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            items = plan_for(self.replica.state, worker_id, slots, self._proposed)
+        finally:
+            lock.release()
+        if not items:
+            return
+        task = asyncio.get_running_loop().create_task(self._behind(items))  # runs after the reports' proposals
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _behind(self, items: list[Assignment]) -> None:
+        try:
+            accepted = await self._propose_assignments(items)
+            self.assigned_behind += len(accepted or ())
+        except ReplicationError as exc:
+            log.debug("assignments behind reports not applied: %s", exc)
+
+    def _plan_now(self, connected: set[str], skip: frozenset[str]) -> list[Assignment] | None:
         """Plan on the loop when that is cheap and the state lock is free at once (the usual case
         at light load: it saves a thread hop per assignment); None means plan in a thread."""
         lock = self.replica.state_lock
         if len(self.replica.state.ready) > PLAN_ON_LOOP_READY_MAX or not lock.acquire(blocking=False):
             return None
         try:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip)
         finally:
             lock.release()
 
-    def _plan_locked(self, connected: set[str]) -> list[Assignment]:
+    def _plan_locked(self, connected: set[str], skip: frozenset[str]) -> list[Assignment]:
         with self.replica.state_lock:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip)
 
     async def _liveness(self, mono: float) -> None:
         state = self.replica.state

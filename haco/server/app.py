@@ -87,6 +87,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize:
     app = web.Application(middlewares=[error_middleware], client_max_size=cfg.body_bytes_max)
     hub = Hub(replica, cfg.scheduler.heartbeat_s)
     scheduler = Scheduler(replica, hub, cfg.scheduler)
+    hub.assign_behind = scheduler.assign_behind
     waiters = JobWaiters(replica)
     app[REPLICA] = replica
     app[CONFIG] = cfg

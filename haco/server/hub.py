@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -54,6 +55,8 @@ class Hub:
         self._seen: dict[str, float] = {}
         self.stale_reports = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: called with (worker id, slots its final reports free) while they are proposed (Scheduler.assign_behind)
+        self.assign_behind: Callable[[str, int], None] | None = None
 
     # ---- WorkerHub protocol (used by the scheduler) ----------------------------------------
 
@@ -285,8 +288,11 @@ class Hub:
     async def _reports(self, conn: _Conn, items: list[Any]) -> None:
         """A `reports` frame: every item proposed at once (group commit puts them in few log
         entries), answered by one `acks` frame in the same order."""
-        acks = await asyncio.gather(*(self._settle_report(conn, str(item.get("t")), item) if isinstance(item, dict)
-                                      else _malformed(None, "a report is a map") for item in items))
+        settling = asyncio.gather(*(self._settle_report(conn, str(item.get("t")), item) if isinstance(item, dict)
+                                    else _malformed(None, "a report is a map") for item in items))
+        if self.assign_behind is not None:  # after the reports' tasks, so it proposes behind them
+            self.assign_behind(conn.worker_id, _slots_freed(self.replica.state, conn.worker_id, items))
+        acks = await settling
         self._send(conn, frame("acks", items=list(acks)))
 
     async def _settle_report(self, conn: _Conn, kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -326,6 +332,19 @@ class Hub:
 
 async def _malformed(rid: Any, message: str) -> dict[str, Any]:
     return {"rid": rid, "ok": False, "code": "MALFORMED", "message": message[:200]}
+
+
+def _slots_freed(state: State, worker_id: str, items: list[Any]) -> int:
+    """How many of `items` end an attempt that `worker_id` runs now (final reports the hub proposes)."""
+    freed = 0
+    for item in items:
+        if not isinstance(item, dict) or item.get("t") not in ("completed", "failed"):
+            continue
+        job = state.jobs.get(str(item.get("job_id")))
+        if job is not None and job.status is JobStatus.RUNNING and job.worker_id == worker_id and \
+                job.attempt == item.get("attempt"):
+            freed += 1
+    return freed
 
 
 def _decode(data: bytes) -> dict[str, Any] | None:

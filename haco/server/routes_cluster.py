@@ -26,6 +26,7 @@ async def cluster(request: web.Request) -> web.Response:
     info["workers_connected"] = len(request.app[HUB].conns)
     info["stale_reports_refused"] = request.app[HUB].stale_reports
     info["assigned"] = request.app[SCHEDULER].assigned
+    info["assigned_behind_reports"] = request.app[SCHEDULER].assigned_behind
     return web.json_response(info)
 
 

@@ -131,3 +131,20 @@ def test_sql_sees_a_job_as_soon_as_its_long_poll_says_final(cluster_factory: Any
         status, body = http("GET", base + f"/api/jobs/{job_id}?wait_s=20")
         assert status == 200 and body["job"]["status"] == "completed", body
         assert results_rows(c, leader, job_id) == [[job_id, 1]], f"job {n} not in SQL right after it was final"
+
+
+def test_assignments_ride_behind_reports_and_every_job_runs_once(cluster_factory: Any) -> None:
+    """A full worker's final reports free its slots; the leader plans the next jobs for it at once
+    and proposes them behind the reports (one log entry). Every job still completes with one attempt."""
+    c: Cluster = cluster_factory(3)
+    leader = c.leader()
+    base = c.nodes[leader].url
+    c.start_worker("w1", capacity=2)
+    eventually(lambda: any(w["connected"] for w in http("GET", base + "/api/workers")[1]["workers"]), 20,
+               "worker connected")
+    status, body = http("POST", base + "/api/jobs/batch", {"jobs": [{"type": "noop", "payload": n} for n in range(40)]})
+    assert status == 201, body
+    jobs = [final(c, job_id) for job_id in body["job_ids"]]
+    assert all(j["status"] == "completed" and len(j["attempts"]) == 1 for j in jobs), jobs
+    info = http("GET", base + "/api/cluster")[1]
+    assert info["role"] == "leader" and info["assigned_behind_reports"] > 0, info
