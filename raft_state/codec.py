@@ -105,7 +105,7 @@ def _compile(hint: Any) -> tuple[Encoder, Decoder]:
 def _field_names(cls: type) -> list[str]:
     if dataclasses.is_dataclass(cls):
         return [f.name for f in dataclasses.fields(cls)]
-    return list(getattr(cls, "__slots__"))
+    return list(getattr(cls, "FIELDS"))
 
 
 def _compile_record(cls: type) -> tuple[Encoder, Decoder]:

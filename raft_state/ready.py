@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
+from itertools import repeat
 from typing import Any
 
 ClassKey = tuple[Any, ...]
@@ -48,28 +49,18 @@ class ReadyQueue:
         self._live[job_id] = entry
         heapq.heappush(heap, entry)
 
-    def add_bulk(self, items: list[tuple[str, int, int, ClassKey]]) -> None:
-        """`add` for many (job_id, priority, seq, class) at once into an empty queue: heapify, no pushes.
-
-        The heap layout may differ from one built by pushes, but nothing observable depends on it:
-        iteration is in (priority, seq) order and seq is unique per job.
-        """
-        if self._live:
-            raise ValueError("add_bulk needs an empty queue")
-        heaps, live, canon = self._heaps, self._live, self._canon
-        for job_id, priority, seq, klass in items:
-            heap = heaps.get(klass)
-            if heap is None:
-                heap = heaps[klass] = []
-                self._dead[klass] = 0
-                canon[klass] = klass
-            else:
-                klass = canon[klass]
-            entry: Entry = (-priority, seq, job_id, klass)
-            live[job_id] = entry
-            heap.append(entry)
-        for heap in heaps.values():
-            heapq.heapify(heap)
+    def add_ordered(self, klass: ClassKey, job_ids: list[str], neg_priorities: list[int], seqs: list[int]) -> None:
+        """A whole class at once, its jobs already in (-priority, seq) order (a sorted list is a heap),
+        into a queue that holds none of that class: built without a Python step per job."""
+        if klass in self._heaps:
+            raise ValueError("add_ordered needs a class the queue does not hold")
+        heap = self._heaps[klass] = list(zip(neg_priorities, seqs, job_ids, repeat(klass)))
+        self._dead[klass] = 0
+        self._canon[klass] = klass
+        live = len(self._live)
+        self._live.update(zip(job_ids, heap))
+        if len(self._live) != live + len(heap):
+            raise ValueError("a job is ready twice")
 
     def discard(self, job_id: str) -> None:
         entry = self._live.pop(job_id, None)

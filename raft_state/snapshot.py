@@ -10,11 +10,12 @@ against the one saved; any problem raises `SnapshotError` and nothing half-loade
 from __future__ import annotations
 
 import gc
-import heapq
 import os
-from collections import Counter
+from bisect import bisect_right
+from functools import reduce
+from itertools import islice
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, lt, xor
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,7 +24,7 @@ import msgpack
 import pyarrow as pa
 
 from . import snapshot_tables as T
-from .digest import job_hash
+from .digest import job_hash, key_hash
 from .records import Job, JobStatus, KeyRecord, Worker
 from .state import State
 
@@ -85,16 +86,16 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
     path = Path(path)
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
-    running = [(j, w.worker_id, pos) for w in cap.workers for pos, j in enumerate(w.running)]
     attempt_of = {j.job_id: j.attempt for j in cap.jobs if j.status is JobStatus.RUNNING}
+    running = [(job_id, w.worker_id, attempt_of.get(job_id, 0), pos) for w in cap.workers
+               for pos, job_id in enumerate(w.running)]
     tables = {
-        "jobs": T.table("jobs", T.job_columns(cap.jobs, _ready_flags(cap))),
-        "attempts": T.table("attempts", T.attempt_columns(cap.jobs)),
-        "workers": T.table("workers", T.record_columns(cap.workers, Worker)),
-        "assignments": T.table("assignments", [[r[0] for r in running], [r[1] for r in running],
-                                               [attempt_of.get(r[0], 0) for r in running], [r[2] for r in running]]),
-        "keys": T.table("keys", T.record_columns(cap.keys, KeyRecord)),
-        "revoked_tokens": T.table("revoked_tokens", [list(cap.revoked), list(cap.revoked.values())]),
+        "jobs": T.table("jobs", T.jobs(cap.jobs, _ready_flags(cap))),
+        "attempts": T.table("attempts", T.rows(T.attempt_rows(cap.jobs))),
+        "workers": T.table("workers", T.rows(cap.workers)),
+        "assignments": T.table("assignments", T.rows(running)),
+        "keys": T.table("keys", T.rows(cap.keys)),
+        "revoked_tokens": T.table("revoked_tokens", T.rows(list(cap.revoked.items()))),
     }
     meta = {"schema_version": SCHEMA_VERSION, "raft_index": raft_index, "raft_term": raft_term,
             "digest": cap.digest, **cap.scalars}
@@ -150,72 +151,96 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
     state = State()
     for name in ("now_ms", "paused", "cluster_version", "job_seq", "worker_seq", "finish_seq", "key_seq"):
         setattr(state, name, meta[name])
-    attempts = T.attempts_from(_arrow(con, "SELECT * FROM attempts ORDER BY job_id, number"))
-    # dump writes jobs in seq order and DuckDB scans preserve insertion order; sort only if that broke
-    jobs, ready = T.jobs_from(_arrow(con, "SELECT * FROM jobs"), attempts)
-    if any(a.seq >= b.seq for a, b in zip(jobs, jobs[1:])):
-        jobs.sort(key=attrgetter("seq"))
     for worker in sorted(T.workers_from(_arrow(con, "SELECT * FROM workers")), key=attrgetter("seq")):
         state._put_worker(worker)
-    for rec in sorted(T.keys_from(_arrow(con, "SELECT * FROM keys")), key=attrgetter("seq")):
-        state._put_key(rec)
-        state._key_order.append(rec.key)
+    keys = T.keys_from(_arrow(con, "SELECT * FROM keys ORDER BY seq"))
+    state.keys = dict(zip(map(_KEY, keys), keys))
+    state._key_order.extend(state.keys)
+    if len(state.keys) != len(keys):
+        raise SnapshotError("snapshot holds an idempotency key twice")
+    state._xor ^= reduce(xor, map(key_hash, keys), 0)
     for token_id, exp in con.execute("SELECT token_id, expires_at_ms FROM revoked_tokens ORDER BY token_id").fetchall():
         state._put_token(token_id, exp)
     state._cascade.extend((a, b) for a, b in meta["cascade"])
-    _install_jobs(state, jobs, set(ready))
+    _install_jobs(con, state)
     if state.digest() != meta["digest"]:
         raise SnapshotError(f"snapshot digest mismatch: saved {meta['digest']:x}, rebuilt {state.digest():x}")
     return Loaded(state, int(meta["raft_index"]), int(meta["raft_term"]), bytes(raft_data), state.digest())
 
 
-def _install_jobs(state: State, jobs: list[Job], ready: set[str]) -> None:
-    """Put `jobs` (in seq order) into a fresh state and derive the queues and DAG maps that apply
-    keeps, in one pass. Every record hash is recomputed, as the digest contract says."""
-    by_id, hashes = state.jobs, state._job_h
-    x = 0
-    for job in jobs:
-        h = job_hash(job)
-        by_id[job.job_id] = job
-        hashes[job.job_id] = h
-        x ^= h
+_KEY: Final = attrgetter("key")
+_PENDING: Final = f"status = '{JobStatus.PENDING.value}'"
+
+
+def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
+    """Jobs into a fresh state, with the queues and DAG maps that apply keeps.
+
+    Built from columns, not by walking a million records: DuckDB selects and orders each index
+    (ready jobs grouped by placement class, deadlines, backoffs, finish order), so Python touches
+    only the jobs an index holds. Every record hash is recomputed, as the digest contract says."""
+    attempts = T.attempts_from(_arrow(con, "SELECT * FROM attempts ORDER BY job_id, number"))
+    # dump writes jobs in seq order and DuckDB scans preserve insertion order; sort only if that broke
+    jobs = T.jobs_from(_arrow(con, "SELECT * FROM jobs"), attempts)
+    seqs = list(map(_SEQ, jobs))
+    if not all(map(lt, seqs, islice(seqs, 1, None))):
+        jobs.sort(key=_SEQ)
+    by_id = state.jobs = dict(zip(map(_JOB_ID, jobs), jobs))
     if len(by_id) != len(jobs):
         raise SnapshotError("snapshot holds a job id twice")
-    state._xor ^= x
-    for status, n in Counter(map(attrgetter("status"), jobs)).items():
-        state.counts[status] += n
-    pending, completed = JobStatus.PENDING, JobStatus.COMPLETED
-    doomed = {job_id for job_id, _ in state._cascade}  # a failed dependency may be pruned already
-    finished: list[tuple[int, str]] = []
-    ready_items: list[tuple[str, int, int, tuple[Any, ...]]] = []
-    dependents, unmet_of, deadlines, backoff = state._dependents, state._unmet, state._deadlines, state._backoff
-    for job in jobs:
-        if job.finish_seq is not None:
-            finished.append((job.finish_seq, job.job_id))
-            continue
-        if job.status is not pending:
-            continue
-        job_id, spec = job.job_id, job.spec
+    state._xor ^= reduce(xor, map(job_hash, jobs), 0)
+    for status, n in con.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall():
+        state.counts[JobStatus(status)] += n
+    state._finished.extend(r[0] for r in con.execute(
+        "SELECT job_id FROM jobs WHERE finish_seq IS NOT NULL ORDER BY finish_seq").fetchall())
+
+    completed = JobStatus.COMPLETED
+    unmet_of: dict[str, int] = {}
+    for job_id, depends_on in con.execute(
+            f"SELECT job_id, depends_on FROM jobs WHERE {_PENDING} AND len(depends_on) > 0 ORDER BY seq").fetchall():
         unmet = 0
-        for dep_id in spec.depends_on:
+        for dep_id in depends_on:
             dep = by_id.get(dep_id)
             if dep is None or dep.status is completed:
                 continue
             if not dep.is_final:
-                dependents.setdefault(dep_id, []).append(job_id)
-            unmet += 1
-        if job_id in doomed:
+                state._dependents.setdefault(dep_id, []).append(job_id)
             unmet += 1
         if unmet:
             unmet_of[job_id] = unmet
-        if spec.deadline_ms is not None and job.attempt == 0:
-            deadlines.append((spec.deadline_ms, job.seq, job_id))
-        if job_id in ready:
-            ready_items.append((job_id, spec.priority, job.seq, spec.placement_class()))
-        elif not unmet:
-            backoff.append((job.not_before_ms, job.seq, job_id))
-    state.ready.add_bulk(ready_items)
-    heapq.heapify(deadlines)
-    heapq.heapify(backoff)
-    finished.sort()
-    state._finished.extend(job_id for _, job_id in finished)
+    for job_id in dict.fromkeys(job_id for job_id, _ in state._cascade):  # a failed dependency may be pruned
+        job = by_id.get(job_id)
+        if job is not None and job.status is JobStatus.PENDING:
+            unmet_of[job_id] = unmet_of.get(job_id, 0) + 1
+    state._unmet.update(sorted(unmet_of.items(), key=lambda kv: by_id[kv[0]].seq))
+
+    # ordered lists are valid heaps: no heapify needed
+    state._deadlines.extend(con.execute(
+        f"SELECT deadline_ms, seq, job_id FROM jobs WHERE {_PENDING} AND deadline_ms IS NOT NULL AND attempt = 0 "
+        "ORDER BY deadline_ms, seq").fetchall())
+    state._backoff.extend(row for row in con.execute(
+        f"SELECT not_before_ms, seq, job_id FROM jobs WHERE {_PENDING} AND NOT ready ORDER BY not_before_ms, seq"
+    ).fetchall() if row[2] not in unmet_of)
+    _install_ready(con, state)
+
+
+_SEQ: Final = attrgetter("seq")
+_JOB_ID: Final = attrgetter("job_id")
+_CLASS_COLS: Final = "required_tags, hardware, min_memory_gb, min_cuda_compute, cpus"
+
+
+def _install_ready(con: duckdb.DuckDBPyConnection, state: State) -> None:
+    """The ready queue, one class at a time: DuckDB numbers the placement classes and orders each
+    class by (-priority, seq), which is the heap order the queue keeps."""
+    tbl = _arrow(con, f"""
+        SELECT job_id, -priority AS neg_priority, seq, dense_rank() OVER (ORDER BY {_CLASS_COLS}) AS grp, {_CLASS_COLS}
+        FROM jobs WHERE ready ORDER BY grp, neg_priority, seq""")
+    ids, neg, seqs, grp = (tbl[n].to_pylist() for n in ("job_id", "neg_priority", "seq", "grp"))
+    start = 0
+    while start < len(grp):
+        end = bisect_right(grp, grp[start], lo=start)
+        row = {n: tbl[n][start].as_py() for n in ("required_tags", "hardware", "min_memory_gb", "min_cuda_compute",
+                                                  "cpus")}
+        klass = (tuple(row["required_tags"]), tuple(row["hardware"]), float(row["min_memory_gb"]),
+                 float(row["min_cuda_compute"]), row["cpus"])
+        state.ready.add_ordered(klass, ids[start:end], neg[start:end], seqs[start:end])
+        start = end

@@ -1,15 +1,14 @@
 """The snapshot's tables: their schema, records -> Arrow columns, and Arrow columns -> records.
 
 Column work is where a million-job snapshot spends its time, so both directions move whole
-columns: `attrgetter` plus `zip(*rows)` transposes records in C, pyarrow converts each column in
-one call, and records are rebuilt positionally with `_make` (no keyword dicts).
+columns: records are tuples, `zip(*chunk)` transposes them into columns in C, pyarrow converts a
+column chunk in one call, and `tuple.__new__` mapped over zipped columns rebuilds the records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
-from operator import attrgetter
 from typing import Any, Final
 
 import pyarrow as pa
@@ -19,9 +18,10 @@ from .records import Attempt, Job, JobSpec, JobStatus, KeyRecord, Worker, Worker
 _S, _I, _F, _B, _L, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.binary(), pa.list_(pa.string()), pa.bool_()
 _SQL: Final = {_S: "VARCHAR", _I: "BIGINT", _F: "DOUBLE", _B: "BLOB", _L: "VARCHAR[]", _BOOL: "BOOLEAN"}
 
-SPEC_COLS: Final = JobSpec.__slots__
+SPEC_COLS: Final = JobSpec.FIELDS
 #: a job's own fields, in slot order, less `spec` (spread into SPEC_COLS) and `attempts` (their own table)
-JOB_OWN: Final = tuple(n for n in Job.__slots__ if n not in ("spec", "attempts"))
+JOB_OWN: Final = tuple(n for n in Job.FIELDS if n not in ("spec", "attempts"))
+assert Job.FIELDS == (*JOB_OWN, "attempts", "spec")
 _SPEC_TYPES: Final = {"type": _S, "payload": _B, "priority": _I, "timeout_ms": _I, "max_retries": _I,
                       "backoff_ms": _I, "required_tags": _L, "hardware": _L, "min_memory_gb": _F,
                       "min_cuda_compute": _F, "cpus": _I, "depends_on": _L, "deadline_ms": _I, "labels": _B}
@@ -40,10 +40,11 @@ SCHEMAS: Final[dict[str, list[tuple[str, pa.DataType]]]] = {
     "keys": [("key", _S), ("job_id", _S), ("spec_hash", _B), ("created_at_ms", _I), ("seq", _I)],
     "revoked_tokens": [("token_id", _S), ("expires_at_ms", _I)],
 }
-assert [n for n, _ in SCHEMAS["attempts"][1:]] == list(Attempt.__slots__)
-assert [n for n, _ in SCHEMAS["workers"]] == list(Worker.__slots__)
-assert [n for n, _ in SCHEMAS["keys"]] == list(KeyRecord.__slots__)
+assert [n for n, _ in SCHEMAS["attempts"][1:]] == list(Attempt.FIELDS)
+assert [n for n, _ in SCHEMAS["workers"]] == list(Worker.FIELDS)
+assert [n for n, _ in SCHEMAS["keys"]] == list(KeyRecord.FIELDS)
 
+ARROW_SCHEMAS: Final = {t: pa.schema(cols) for t, cols in SCHEMAS.items()}
 DDL: Final = "CREATE TABLE meta (k VARCHAR PRIMARY KEY, v BLOB);\n" + "".join(
     f"CREATE TABLE {t} ({', '.join(f'{n} {_SQL[ty]}' for n, ty in cols)});\n" for t, cols in SCHEMAS.items())
 
@@ -51,47 +52,38 @@ DDL: Final = "CREATE TABLE meta (k VARCHAR PRIMARY KEY, v BLOB);\n" + "".join(
 CHUNK_ROWS: Final = 8_192
 
 
-def table(name: str, columns: Sequence[Sequence[Any]]) -> pa.Table:
-    """An Arrow table of `columns`, in the schema's order and types.
+def table(name: str, chunks: Iterable[Sequence[Sequence[Any]]]) -> pa.Table:
+    """An Arrow table from column chunks (each one list of columns in the schema's order).
 
-    Converted CHUNK_ROWS values at a time: `pa.array` holds the GIL for its whole list (1-2 s for
-    a million strings or payloads on a loaded 2-core box), and the dump runs beside pysyncobj's
-    tick thread, which must not stall past an election timeout."""
-    schema = SCHEMAS[name]
-    return pa.table({n: _array(col, ty) for (n, ty), col in zip(schema, columns)})
-
-
-def _array(col: Sequence[Any], ty: pa.DataType) -> pa.Array | pa.ChunkedArray:
-    if len(col) <= CHUNK_ROWS:
-        return pa.array(col, type=ty)
-    return pa.chunked_array([pa.array(col[i:i + CHUNK_ROWS], type=ty) for i in range(0, len(col), CHUNK_ROWS)], type=ty)
+    Built CHUNK_ROWS rows at a time: `pa.array` holds the GIL for its whole input (1-2 s for a
+    million strings or payloads on a loaded 2-core box), and the dump runs beside pysyncobj's tick
+    thread, which must not stall past an election timeout."""
+    schema = ARROW_SCHEMAS[name]
+    types = schema.types
+    return pa.Table.from_batches(
+        [pa.record_batch([pa.array(col, type=ty) for col, ty in zip(cols, types)], schema=schema) for cols in chunks],
+        schema=schema)
 
 
-def _columns(records: list[Any], names: Sequence[str]) -> list[Sequence[Any]]:
-    """One list per field: `map(attrgetter)` runs in C, ~30 ns a value, CHUNK_ROWS per GIL hold."""
-    return [_gather(records, attrgetter(n)) for n in names]
-
-
-def _gather(records: list[Any], get: Any) -> list[Any]:
-    out: list[Any] = []
+def rows(records: Sequence[Sequence[Any]]) -> Iterator[list[tuple[Any, ...]]]:
+    """Column chunks of rows (records are tuples): `zip(*chunk)` transposes in C."""
     for i in range(0, len(records), CHUNK_ROWS):
-        out.extend(map(get, records[i:i + CHUNK_ROWS]))
+        yield list(zip(*records[i:i + CHUNK_ROWS]))
+
+
+def jobs(records: list[Job], ready: list[bool]) -> Iterator[list[Sequence[Any]]]:
+    """Column chunks of the jobs table: the job's own fields, its spec's fields, `ready`."""
+    own = len(JOB_OWN)
+    for i in range(0, len(records), CHUNK_ROWS):
+        cols = list(zip(*records[i:i + CHUNK_ROWS]))  # Job.FIELDS: own fields, attempts, spec
+        yield [*cols[:own], *zip(*cols[-1]), ready[i:i + CHUNK_ROWS]]
+
+
+def attempt_rows(records: list[Job]) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(records), CHUNK_ROWS):
+        out.extend((j.job_id, *a) for j in records[i:i + CHUNK_ROWS] if j.attempts for a in j.attempts)
     return out
-
-
-def job_columns(jobs: list[Job], ready: Iterable[bool]) -> list[Sequence[Any]]:
-    specs = _gather(jobs, attrgetter("spec"))
-    return [*_columns(jobs, JOB_OWN), *_columns(specs, SPEC_COLS), list(ready)]
-
-
-def attempt_columns(jobs: list[Job]) -> list[Sequence[Any]]:
-    pairs = [(j.job_id, a) for j in jobs if j.attempts for a in j.attempts]
-    return [[p[0] for p in pairs], *_columns([p[1] for p in pairs], Attempt.__slots__)]
-
-
-def record_columns(records: list[Any], cls: type) -> list[Sequence[Any]]:
-    names: tuple[str, ...] = getattr(cls, "__slots__")
-    return _columns(records, names)
 
 
 # ---- back to records ------------------------------------------------------------------------
@@ -99,6 +91,7 @@ def record_columns(records: list[Any], cls: type) -> list[Sequence[Any]]:
 _STATUS: Final = {s.value: s for s in JobStatus}
 _WORKER_STATUS: Final = {s.value: s for s in WorkerStatus}
 _EMPTY: Final[tuple[str, ...]] = ()
+_new: Final = tuple.__new__
 
 
 def pylist(col: pa.ChunkedArray) -> list[Any] | repeat[Any]:
@@ -115,27 +108,27 @@ def tuples(col: pa.ChunkedArray) -> list[tuple[str, ...]] | repeat[tuple[str, ..
     return [tuple(v) if v else _EMPTY for v in col.to_pylist()]
 
 
-def jobs_from(tbl: pa.Table, attempts: dict[str, tuple[Attempt, ...]]) -> tuple[list[Job], list[str]]:
-    """Jobs (in the table's order) and the ids of those that were ready."""
+def jobs_from(tbl: pa.Table, attempts: dict[str, tuple[Attempt, ...]]) -> list[Job]:
+    """Jobs, in the table's order.
+
+    Records are tuples: `tuple.__new__` mapped over zipped columns builds them without a Python
+    frame per record."""
+    if not tbl.num_rows:
+        return []
     spec_cols = [tuples(tbl[n]) if _SPEC_TYPES[n] == _L else pylist(tbl[n]) for n in SPEC_COLS]
-    specs = list(map(JobSpec._make, *spec_cols)) if tbl.num_rows else []
+    specs = list(map(_new, repeat(JobSpec), zip(*spec_cols)))
     own = {n: pylist(tbl[n]) for n in JOB_OWN}
-    own["status"] = [_STATUS[s] for s in tbl["status"].to_pylist()]
+    own["status"] = list(map(_STATUS.__getitem__, tbl["status"].to_pylist()))
     ids: list[str] = own["job_id"]  # type: ignore[assignment]
-    atts = [attempts.get(i, ()) for i in ids] if attempts else repeat(())
-    make = Job._make
-    jobs = [make(job_id, seq, key, spec, h, created, status, attempt, failures, lost, nb, wid, err, fin_at, fin_seq, a)
-            for job_id, seq, key, h, created, status, attempt, failures, lost, nb, wid, err, fin_at, fin_seq, spec, a
-            in zip(*(own[n] for n in JOB_OWN), specs, atts)]
-    ready = [i for i, r in zip(ids, tbl["ready"].to_pylist()) if r]
-    return jobs, ready
+    atts = map(attempts.get, ids, repeat(())) if attempts else repeat(())
+    return list(map(_new, repeat(Job), zip(*(own[n] for n in JOB_OWN), atts, specs)))
 
 
 def attempts_from(tbl: pa.Table) -> dict[str, tuple[Attempt, ...]]:
     """Attempts grouped by job, in attempt order (the table is read ordered by job, number)."""
     out: dict[str, list[Attempt]] = {}
-    cols = [pylist(tbl[n]) for n in Attempt.__slots__]
-    for job_id, attempt in zip(tbl["job_id"].to_pylist(), map(Attempt._make, *cols)):
+    cols = [pylist(tbl[n]) for n in Attempt.FIELDS]
+    for job_id, attempt in zip(tbl["job_id"].to_pylist(), map(_new, repeat(Attempt), zip(*cols))):
         out.setdefault(job_id, []).append(attempt)
     return {k: tuple(v) for k, v in out.items()}
 
@@ -151,4 +144,4 @@ def workers_from(tbl: pa.Table) -> list[Worker]:
 
 
 def keys_from(tbl: pa.Table) -> list[KeyRecord]:
-    return list(map(KeyRecord._make, *(tbl[n].to_pylist() for n in KeyRecord.__slots__)))
+    return list(map(_new, repeat(KeyRecord), zip(*(tbl[n].to_pylist() for n in KeyRecord.FIELDS))))

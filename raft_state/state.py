@@ -43,9 +43,8 @@ class State:
         self._dependents: dict[str, list[str]] = {}  # dependency -> jobs waiting on it
         self._unmet: dict[str, int] = {}  # pending job -> dependencies not completed yet
         self._cascade: deque[tuple[str, str]] = deque()  # (job id, reason): DAG failures still to apply
-        self._job_h: dict[str, int] = {}  # job id -> record hash, so a replacement XORs the old one out
-        self._worker_h: dict[str, int] = {}
-        self._key_h: dict[str, int] = {}
+        # A replaced record's hash is recomputed to XOR it out (~1 us) rather than kept per record:
+        # a million-entry hash map cost ~60 MB and as long to rebuild at load as the hashes.
         self._xor = 0
         self._budget = 0
         #: job ids whose attempt ended or that became final, in order; the replica drains it after each
@@ -125,36 +124,35 @@ class State:
         old = self.jobs.get(job_id)
         if old is not None:
             counts[old.status] -= 1
-        new_h = job_hash(job)
-        self._xor ^= self._job_h.get(job_id, 0) ^ new_h
-        self._job_h[job_id] = new_h
+            self._xor ^= job_hash(old)
+        self._xor ^= job_hash(job)
         self.jobs[job_id] = job
         counts[job.status] += 1
 
     def _drop_job(self, job_id: str) -> None:
         job = self.jobs.pop(job_id)
         self.counts[job.status] -= 1
-        self._xor ^= self._job_h.pop(job_id)
+        self._xor ^= job_hash(job)
 
     def _put_worker(self, worker: Worker) -> None:
-        new_h = worker_hash(worker)
-        self._xor ^= self._worker_h.get(worker.worker_id, 0) ^ new_h
-        self._worker_h[worker.worker_id] = new_h
+        old = self.workers.get(worker.worker_id)
+        if old is not None:
+            self._xor ^= worker_hash(old)
+        self._xor ^= worker_hash(worker)
         self.workers[worker.worker_id] = worker
 
     def _drop_worker(self, worker_id: str) -> None:
-        del self.workers[worker_id]
-        self._xor ^= self._worker_h.pop(worker_id)
+        self._xor ^= worker_hash(self.workers.pop(worker_id))
 
     def _put_key(self, rec: KeyRecord) -> None:
-        h = key_hash(rec)
-        self._xor ^= self._key_h.get(rec.key, 0) ^ h
-        self._key_h[rec.key] = h
+        old = self.keys.get(rec.key)
+        if old is not None:
+            self._xor ^= key_hash(old)
+        self._xor ^= key_hash(rec)
         self.keys[rec.key] = rec
 
     def _drop_key(self, key: str) -> None:
-        del self.keys[key]
-        self._xor ^= self._key_h.pop(key)
+        self._xor ^= key_hash(self.keys.pop(key))
 
     def _put_token(self, token_id: str, expires_at_ms: int) -> None:
         old = self.revoked.get(token_id)
@@ -170,8 +168,8 @@ class State:
 
     def _new_job(self, item: c.NewJob, created_at_ms: int, spec_digest: bytes) -> Job:
         self.job_seq += 1
-        return Job._make(item.job_id, self.job_seq, item.key, item.spec, spec_digest, created_at_ms,
-                         JobStatus.PENDING, 0, 0, 0, 0, None, None, None, None, ())
+        return Job._make(item.job_id, self.job_seq, item.key, spec_digest, created_at_ms,
+                         JobStatus.PENDING, 0, 0, 0, 0, None, None, None, None, (), item.spec)
 
     def _enqueue(self, job: Job) -> None:
         """Place a pending job where it waits: on dependencies, in backoff, or ready."""

@@ -20,8 +20,10 @@ def test_chunked_dump_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for i in range(50):
         state.apply(submit(f"job-{i:03d}", spec(priority=i % 3), key=f"k{i}", at_ms=i))
     state.apply(assign("job-000", "w1", 1, at_ms=60))
-    table = T.table("keys", T.record_columns(list(state.keys.values()), type(next(iter(state.keys.values())))))
-    assert table.column("key").num_chunks > 1
+    table = T.table("keys", T.rows(list(state.keys.values())))
+    assert table.column("key").num_chunks > 1 and table.num_rows == 50
+    jobs = T.table("jobs", T.jobs(list(state.jobs.values()), [True] * 50))
+    assert jobs.column("payload").num_chunks > 1 and jobs.num_rows == 50
     path = tmp_path / "s.duckdb"
     snapshot.dump(snapshot.capture(state), path, raft_index=9, raft_term=2, raft_data=b"r")
     loaded = snapshot.load(path)

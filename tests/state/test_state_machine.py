@@ -248,6 +248,11 @@ class StateMachine(RuleBasedStateMachine):
         assert loaded.state.full_digest() == loaded.digest
         assert loaded.state.jobs == self.state.jobs and loaded.state.workers == self.state.workers
         assert loaded.state.keys == self.state.keys and set(loaded.state.ready._live) == set(self.state.ready._live)
+        # the indexes load derives from columns, in the order apply keeps them
+        assert list(loaded.state.ready.iter_ready()) == list(self.state.ready.iter_ready())
+        assert loaded.state.counts == self.state.counts and loaded.state._unmet == self.state._unmet
+        assert list(loaded.state._finished) == list(self.state._finished)
+        assert list(loaded.state._key_order) == list(self.state._key_order)
         self.state = loaded.state
         event("snapshot round trip")
 
