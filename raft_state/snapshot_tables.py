@@ -1,7 +1,7 @@
 """The snapshot's tables: their schema, records -> Arrow columns, and Arrow columns -> records.
 
 Column work is where a million-job snapshot spends its time, so both directions move whole
-columns: records are tuples, `zip(*chunk)` transposes them into columns in C, pyarrow converts a
+columns: records are tuples, `map(itemgetter(k))` takes each column in C, pyarrow converts a
 column chunk in one call, and `tuple.__new__` mapped over zipped columns rebuilds the records.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, Final
 
 import pyarrow as pa
@@ -65,18 +66,28 @@ def table(name: str, chunks: Iterable[Sequence[Sequence[Any]]]) -> pa.Table:
         schema=schema)
 
 
-def rows(records: Sequence[Sequence[Any]]) -> Iterator[list[tuple[Any, ...]]]:
-    """Column chunks of rows (records are tuples): `zip(*chunk)` transposes in C."""
+def rows(records: Sequence[Sequence[Any]]) -> Iterator[list[list[Any]]]:
+    """Column chunks of rows (records are tuples): one C-level `map(itemgetter(k))` per column."""
+    if not records:
+        return
+    getters = [itemgetter(k) for k in range(len(records[0]))]
     for i in range(0, len(records), CHUNK_ROWS):
-        yield list(zip(*records[i:i + CHUNK_ROWS]))
+        chunk = records[i:i + CHUNK_ROWS]
+        yield [list(map(get, chunk)) for get in getters]
 
 
-def jobs(records: list[Job], ready: list[bool]) -> Iterator[list[Sequence[Any]]]:
+_OWN_GETTERS: Final = [itemgetter(k) for k in range(len(JOB_OWN))]
+_SPEC_GETTERS: Final = [itemgetter(k) for k in range(len(SPEC_COLS))]
+_GET_SPEC: Final = itemgetter(len(Job.FIELDS) - 1)
+
+
+def jobs(records: list[Job], ready: list[bool]) -> Iterator[list[list[Any]]]:
     """Column chunks of the jobs table: the job's own fields, its spec's fields, `ready`."""
-    own = len(JOB_OWN)
     for i in range(0, len(records), CHUNK_ROWS):
-        cols = list(zip(*records[i:i + CHUNK_ROWS]))  # Job.FIELDS: own fields, attempts, spec
-        yield [*cols[:own], *zip(*cols[-1]), ready[i:i + CHUNK_ROWS]]
+        chunk = records[i:i + CHUNK_ROWS]
+        specs = list(map(_GET_SPEC, chunk))
+        yield [*(list(map(get, chunk)) for get in _OWN_GETTERS), *(list(map(get, specs)) for get in _SPEC_GETTERS),
+               ready[i:i + CHUNK_ROWS]]
 
 
 def attempt_rows(records: list[Job]) -> list[tuple[Any, ...]]:
