@@ -1,6 +1,6 @@
 """The leader's scheduler: placement, liveness, timeouts, ticks and pruning, all as commands.
 
-`plan()` is pure: a state and a time in, assignments out. `Scheduler.run()` only waits for
+The planners are pure (haco/placement.py). `Scheduler.run()` only waits for
 leadership, plans, proposes and pushes. Every decision is checked again at apply, so a deposed
 leader that still believes it leads can propose nothing harmful (DESIGN.md, guarantee 4).
 Retention: the leader prunes final jobs `job_retention_s` after they finished and idempotency
@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from raft_state import Accepted, AssignJobs, Assignment, MarkWorkerLost, PruneJobs, State, Tick, TimeoutAttempt
-from raft_state import queries
-from raft_state.records import JobStatus, Worker, WorkerStatus, fits
+from raft_state import Accepted, AssignJobs, Assignment, MarkWorkerLost, NewJob, PruneJobs, State, Tick
+from raft_state.records import WorkerStatus
 
 from .config import SchedulerConfig
 from .errors import ReplicationError
+from .placement import overdue, plan, plan_for, plan_new
 from .replication import Replica
 
 log = logging.getLogger(__name__)
@@ -43,71 +43,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str] = frozenset()) -> list[Assignment]:
-    """Assignments for ready jobs, by priority then FIFO, onto connected workers with free slots.
-
-    Pure; the caller holds the state lock. Picks the fitting worker with the most free slots
-    (ties: registration order). Scans at most a few batches' worth of jobs per call. Jobs in
-    `skip` (assignments proposed and not yet applied) are left alone.
-    """
-    pool = [w for w in queries.open_workers(state) if w.worker_id in connected]
-    if not pool:
-        return []
-    free = {w.worker_id: w.free_slots for w in pool}
-    total_free = sum(free.values())
-    items: list[Assignment] = []
-    scanned = 0
-    for job in queries.runnable(state, pool):
-        scanned += 1
-        if scanned > 5 * batch_max:
-            break
-        if job.job_id in skip:
-            continue
-        best: Worker | None = None
-        for w in pool:
-            if free[w.worker_id] > 0 and fits(job.spec, w) and (best is None or free[w.worker_id] > free[best.worker_id]):
-                best = w
-        if best is None:
-            continue
-        items.append(Assignment(job.job_id, best.worker_id, job.attempt + 1))
-        free[best.worker_id] -= 1
-        total_free -= 1
-        if len(items) >= batch_max or total_free == 0:
-            break
-    return items
-
-
-def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | set[str]) -> list[Assignment]:
-    """Up to `slots` ready jobs for one worker, by priority then FIFO, counting only the slots given
-    (not the worker's current free ones, which an assignment still in flight may hold). Pure; the
-    caller holds the state lock."""
-    worker = state.workers.get(worker_id)
-    if worker is None or worker.status is not WorkerStatus.ACTIVE or slots <= 0:
-        return []
-    items: list[Assignment] = []
-    for scanned, job in enumerate(queries.runnable(state, [worker])):
-        if scanned >= 5 * slots or len(items) >= slots:
-            break
-        if job.job_id not in skip and fits(job.spec, worker):
-            items.append(Assignment(job.job_id, worker_id, job.attempt + 1))
-    return items
-
-
-def overdue(state: State, now: int) -> list[TimeoutAttempt]:
-    """Running attempts past their timeout by the leader's clock."""
-    out = []
-    for w in list(state.workers.values()):  # a copy: the tick thread may add workers meanwhile
-        for job_id in w.running:
-            job = state.jobs.get(job_id)
-            if job is None or job.status is not JobStatus.RUNNING or not job.attempts:
-                continue
-            a = job.attempts[-1]
-            began = a.started_at_ms if a.started_at_ms is not None else a.assigned_at_ms
-            if now >= began + job.spec.timeout_ms:
-                out.append(TimeoutAttempt(now, job_id, job.attempt))
-    return out
-
-
 class Scheduler:
     def __init__(self, replica: Replica, hub: WorkerHub, cfg: SchedulerConfig) -> None:
         self.replica = replica
@@ -119,9 +54,11 @@ class Scheduler:
         self._last_prune = 0.0
         self._drain_notified: set[str] = set()
         self._proposed: set[str] = set()  #: job ids in AssignJobs proposed and not yet settled
+        self._claimed: dict[str, int] = {}  #: worker id -> slots those proposals take
         self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = 0
         self.assigned_behind = 0  #: of which were planned behind reports (assign_behind)
+        self.assigned_with_submit = 0  #: of which were planned behind their own submit (assign_submitted)
         self.on_assigned: Callable[[State, list[Assignment], int], None] | None = None  #: metrics hook
 
     def on_applied(self, _event: object) -> None:
@@ -173,10 +110,10 @@ class Scheduler:
         connected = self.hub.connected()
         if not connected:
             return
-        skip = frozenset(self._proposed)
-        items = self._plan_now(connected, skip)
+        skip, claimed = frozenset(self._proposed), dict(self._claimed)
+        items = self._plan_now(connected, skip, claimed)
         if items is None:
-            items = await asyncio.to_thread(self._plan_locked, connected, skip)
+            items = await asyncio.to_thread(self._plan_locked, connected, skip, claimed)
         if not items:
             return
         accepted = await self._propose_assignments(items)
@@ -189,11 +126,19 @@ class Scheduler:
         replica = self.replica
         ids = [item.job_id for item in items]
         self._proposed.update(ids)
+        for item in items:
+            self._claimed[item.worker_id] = self._claimed.get(item.worker_id, 0) + 1
         at_ms = now_ms()
         try:
             _, outcome = await replica.propose(AssignJobs(at_ms, tuple(items)))
         finally:
             self._proposed.difference_update(ids)
+            for item in items:
+                left = self._claimed[item.worker_id] - 1
+                if left:
+                    self._claimed[item.worker_id] = left
+                else:
+                    del self._claimed[item.worker_id]
         if not isinstance(outcome, Accepted):
             return None
         accepted = [item for item, code in zip(items, outcome.value) if code is None]
@@ -220,31 +165,66 @@ class Scheduler:
             lock.release()
         if not items:
             return
-        task = asyncio.get_running_loop().create_task(self._behind(items))  # runs after the reports' proposals
+        self._spawn_behind(items, "reports")
+
+    def assign_submitted(self, jobs: tuple[NewJob, ...]) -> None:
+        """A submit route is about to propose `jobs` (call it just before, in the same loop
+        iteration): when workers have unclaimed free slots and nothing else waits, plan their first
+        attempts now and propose them right behind the submit, so a job is created and assigned in
+        one log entry (one commit less between submit and result). Apply checks every item again:
+        a refused or deduplicated submit makes its assignment refused, harmlessly."""
+        if not self.replica.is_leader():
+            return
+        connected = self.hub.connected()
+        lock = self.replica.state_lock
+        if not connected or not lock.acquire(blocking=False):
+            return
+        try:
+            items = plan_new(self.replica.state, connected, jobs, self._claimed)
+        finally:
+            lock.release()
+        if items:
+            self._spawn_behind(items, "submit")
+
+    def _spawn_behind(self, items: list[Assignment], behind: str) -> None:
+        for item in items:  # claimed from now: a plan made before the task runs must not count these slots
+            self._claimed[item.worker_id] = self._claimed.get(item.worker_id, 0) + 1
+        self._proposed.update(item.job_id for item in items)
+        task = asyncio.get_running_loop().create_task(self._behind(items, behind))  # runs after the caller's proposals
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _behind(self, items: list[Assignment]) -> None:
+    async def _behind(self, items: list[Assignment], behind: str) -> None:
+        for item in items:  # _propose_assignments claims them again for the proposal's lifetime
+            left = self._claimed[item.worker_id] - 1
+            if left:
+                self._claimed[item.worker_id] = left
+            else:
+                del self._claimed[item.worker_id]
         try:
             accepted = await self._propose_assignments(items)
-            self.assigned_behind += len(accepted or ())
         except ReplicationError as exc:
-            log.debug("assignments behind reports not applied: %s", exc)
+            log.debug("assignments behind %s not applied: %s", behind, exc)
+            return
+        if behind == "reports":
+            self.assigned_behind += len(accepted or ())
+        else:
+            self.assigned_with_submit += len(accepted or ())
 
-    def _plan_now(self, connected: set[str], skip: frozenset[str]) -> list[Assignment] | None:
+    def _plan_now(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int]) -> list[Assignment] | None:
         """Plan on the loop when that is cheap and the state lock is free at once (the usual case
         at light load: it saves a thread hop per assignment); None means plan in a thread."""
         lock = self.replica.state_lock
         if len(self.replica.state.ready) > PLAN_ON_LOOP_READY_MAX or not lock.acquire(blocking=False):
             return None
         try:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed)
         finally:
             lock.release()
 
-    def _plan_locked(self, connected: set[str], skip: frozenset[str]) -> list[Assignment]:
+    def _plan_locked(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int]) -> list[Assignment]:
         with self.replica.state_lock:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed)
 
     async def _liveness(self, mono: float) -> None:
         state = self.replica.state

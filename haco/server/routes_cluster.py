@@ -27,6 +27,7 @@ async def cluster(request: web.Request) -> web.Response:
     info["stale_reports_refused"] = request.app[HUB].stale_reports
     info["assigned"] = request.app[SCHEDULER].assigned
     info["assigned_behind_reports"] = request.app[SCHEDULER].assigned_behind
+    info["assigned_with_submit"] = request.app[SCHEDULER].assigned_with_submit
     return web.json_response(info)
 
 

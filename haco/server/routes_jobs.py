@@ -16,7 +16,7 @@ from ..errors import NotFound, Rejected
 from ..replication import Replica
 from ..scheduler import now_ms
 from ..wire import job_json
-from .app import REPLICA, WAITERS, query_float, query_int, raise_bad, read_json
+from .app import REPLICA, SCHEDULER, WAITERS, query_float, query_int, raise_bad, read_json
 
 routes = web.RouteTableDef()
 LIST_LIMIT_MAX = 1000
@@ -39,7 +39,9 @@ def _new_jobs(objs: list[Any]) -> tuple[NewJob, ...]:
     return tuple(items)
 
 
-async def _submit(replica: Replica, items: tuple[NewJob, ...]) -> tuple[int, Accepted]:
+async def _submit(request: web.Request, items: tuple[NewJob, ...]) -> tuple[int, Accepted]:
+    replica = request.app[REPLICA]
+    request.app[SCHEDULER].assign_submitted(items)  # proposes first attempts right behind this submit
     index, outcome = await replica.propose(SubmitJobs(now_ms(), items))
     if not isinstance(outcome, Accepted):
         raise Rejected(str(outcome.code), outcome.message, outcome.detail)
@@ -50,7 +52,7 @@ async def _submit(replica: Replica, items: tuple[NewJob, ...]) -> tuple[int, Acc
 async def submit(request: web.Request) -> web.Response:
     body = await read_json(request)
     items = _new_jobs([body])
-    index, outcome = await _submit(request.app[REPLICA], items)
+    index, outcome = await _submit(request, items)
     job_id = outcome.value[0]
     if outcome.already:
         return web.json_response({"job_id": job_id, "index": index, "already": True}, status=200)
@@ -64,7 +66,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         raise_bad("INVALID", 'body must be {"jobs": [job, ...]}', {"field": "jobs"})
     if not 1 <= len(body["jobs"]) <= SUBMIT_BATCH_MAX:
         raise_bad("INVALID", f"a batch holds 1 to {SUBMIT_BATCH_MAX} jobs", {"field": "jobs"})
-    index, outcome = await _submit(request.app[REPLICA], _new_jobs(body["jobs"]))
+    index, outcome = await _submit(request, _new_jobs(body["jobs"]))
     return web.json_response({"job_ids": outcome.value, "index": index, "already": outcome.already},
                              status=200 if outcome.already else 201)
 

@@ -1,13 +1,14 @@
-"""The scheduler's pure planners, on a real State: `plan` skips jobs already proposed, and
+"""The scheduler's pure planners, on a real State: `plan` skips jobs and slots already proposed,
 `plan_for` fills the slots that a worker's final reports free, so the assignment can ride in
-the reports' log entry (Scheduler.assign_behind)."""
+the reports' log entry (Scheduler.assign_behind), and `plan_new` assigns jobs being submitted
+in their own submit's entry (Scheduler.assign_submitted)."""
 
 from __future__ import annotations
 
-from raft_state import AssignJobs, State, encode
+from raft_state import AssignJobs, Assignment, NewJob, State, SubmitJobs, encode
 from raft_state.records import JobStatus
 
-from haco.scheduler import plan, plan_for
+from haco.placement import plan, plan_for, plan_new
 from tests.state.state_helpers import applied, assign, complete, register, spec, submit
 
 
@@ -21,6 +22,7 @@ def test_plan_leaves_proposed_jobs_alone() -> None:
     s = _state(4)
     assert [a.job_id for a in plan(s, {"w1"}, 10)] == ["j0", "j1"]
     assert [a.job_id for a in plan(s, {"w1"}, 10, frozenset({"j0"}))] == ["j1", "j2"]
+    assert [a.job_id for a in plan(s, {"w1"}, 10, frozenset({"j0"}), {"w1": 1})] == ["j1"]
 
 
 def test_plan_for_a_full_worker_rides_behind_its_reports_in_one_entry() -> None:
@@ -47,3 +49,29 @@ def test_plan_for_when_a_report_is_refused_the_extra_assignment_is_refused_at_ap
 def test_plan_for_nothing_for_unknown_draining_or_zero() -> None:
     s = _state(2)
     assert plan_for(s, "nope", 2, set()) == [] and plan_for(s, "w1", 0, set()) == []
+
+
+def _new(job_id: str, **kw: object) -> NewJob:
+    return NewJob(job_id, None, spec(type="noop", **kw))  # type: ignore[arg-type]
+
+
+def test_plan_new_assigns_jobs_being_submitted_in_the_same_entry() -> None:
+    s = _state(0, capacity=2)
+    jobs = (_new("n1"), _new("n2"), _new("n3"), _new("gpu", required_tags=("gpu",)), _new("dep", depends_on=("n1",)))
+    items = plan_new(s, {"w1"}, jobs, {})
+    assert [(a.job_id, a.worker_id, a.attempt) for a in items] == [("n1", "w1", 1), ("n2", "w1", 1)]
+    assert plan_new(s, {"w1"}, jobs, {"w1": 1}) == [Assignment("n1", "w1", 1)]  # one slot claimed in flight
+    assert plan_new(s, set(), jobs, {}) == []  # not connected
+    outcomes = s.apply_entry(encode(SubmitJobs(0, jobs), AssignJobs(0, tuple(items))))
+    assert outcomes[1].value == [None, None]
+    assert s.jobs["n1"].status is JobStatus.RUNNING and s.jobs["n3"].status is JobStatus.PENDING
+
+
+def test_plan_new_never_overtakes_waiting_jobs_and_a_refused_submit_refuses_its_assignment() -> None:
+    s = _state(1)  # j0 waits in the ready queue
+    assert plan_new(s, {"w1"}, (_new("n1"),), {}) == []
+    s2 = _state(0)
+    items = plan_new(s2, {"w1"}, (_new("n1"),), {})
+    bad = SubmitJobs(0, (NewJob("n1", None, spec(type="noop", depends_on=("missing",))),))  # refused at apply
+    outcomes = s2.apply_entry(encode(bad, AssignJobs(0, tuple(items))))
+    assert outcomes[1].value == ["UNKNOWN_JOB"] and "n1" not in s2.jobs and s2.workers["w1"].running == ()

@@ -133,9 +133,10 @@ def test_sql_sees_a_job_as_soon_as_its_long_poll_says_final(cluster_factory: Any
         assert results_rows(c, leader, job_id) == [[job_id, 1]], f"job {n} not in SQL right after it was final"
 
 
-def test_assignments_ride_behind_reports_and_every_job_runs_once(cluster_factory: Any) -> None:
-    """A full worker's final reports free its slots; the leader plans the next jobs for it at once
-    and proposes them behind the reports (one log entry). Every job still completes with one attempt."""
+def test_assignments_ride_behind_submits_and_reports_and_every_job_runs_once(cluster_factory: Any) -> None:
+    """An idle worker's slots take the first jobs of a submit in the submit's own log entry; then a
+    full worker's final reports free its slots and the leader proposes the next jobs for it behind
+    the reports (one log entry). Every job still completes with one attempt."""
     c: Cluster = cluster_factory(3)
     leader = c.leader()
     base = c.nodes[leader].url
@@ -148,3 +149,4 @@ def test_assignments_ride_behind_reports_and_every_job_runs_once(cluster_factory
     assert all(j["status"] == "completed" and len(j["attempts"]) == 1 for j in jobs), jobs
     info = http("GET", base + "/api/cluster")[1]
     assert info["role"] == "leader" and info["assigned_behind_reports"] > 0, info
+    assert info["assigned_with_submit"] >= 2, info  # the idle worker's two slots, from the batch itself
