@@ -69,11 +69,13 @@ def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | se
 
 def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claimed: dict[str, int]) -> list[Assignment]:
     """First attempts for jobs being submitted, onto connected workers' unclaimed free slots, in
-    submission order; only while nothing waits in the ready queue (nobody is overtaken) and for
-    jobs that will be ready at once (no dependencies). Pure; the caller holds the state lock."""
-    if state.paused or len(state.ready) > 0:
+    submission order; only onto workers for which no ready job waits (nobody is overtaken; jobs
+    that no worker can take, like a GPU job without a GPU worker, do not count) and for jobs that
+    will be ready at once (no dependencies). Pure; the caller holds the state lock."""
+    if state.paused:
         return []
-    pool = [w for w in queries.open_workers(state) if w.worker_id in connected]
+    pool = [w for w in queries.open_workers(state) if w.worker_id in connected
+            and w.free_slots > claimed.get(w.worker_id, 0) and next(queries.runnable(state, [w]), None) is None]
     free = {w.worker_id: w.free_slots - claimed.get(w.worker_id, 0) for w in pool}
     items: list[Assignment] = []
     for new in jobs:

@@ -70,6 +70,9 @@ def test_plan_new_assigns_jobs_being_submitted_in_the_same_entry() -> None:
 def test_plan_new_never_overtakes_waiting_jobs_and_a_refused_submit_refuses_its_assignment() -> None:
     s = _state(1)  # j0 waits in the ready queue
     assert plan_new(s, {"w1"}, (_new("n1"),), {}) == []
+    parked = State()  # a job no worker can take waits too: it is overtaken by nobody
+    applied(parked, register("w1", capacity=1), submit("gpu", spec(type="noop", required_tags=("gpu",))))
+    assert plan_new(parked, {"w1"}, (_new("n1"),), {}) == [Assignment("n1", "w1", 1)]
     s2 = _state(0)
     items = plan_new(s2, {"w1"}, (_new("n1"),), {})
     bad = SubmitJobs(0, (NewJob("n1", None, spec(type="noop", depends_on=("missing",))),))  # refused at apply
