@@ -90,12 +90,12 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
     running = [(job_id, w.worker_id, attempt_of.get(job_id, 0), pos) for w in cap.workers
                for pos, job_id in enumerate(w.running)]
     tables = {
-        "jobs": T.table("jobs", T.jobs(cap.jobs, _ready_flags(cap))),
-        "attempts": T.table("attempts", T.rows(T.attempt_rows(cap.jobs))),
-        "workers": T.table("workers", T.rows(cap.workers)),
-        "assignments": T.table("assignments", T.rows(running)),
-        "keys": T.table("keys", T.rows(cap.keys)),
-        "revoked_tokens": T.table("revoked_tokens", T.rows(list(cap.revoked.items()))),
+        "jobs": T.stream("jobs", T.jobs(cap.jobs, _ready_flags(cap))),
+        "attempts": T.stream("attempts", T.rows(T.attempt_rows(cap.jobs))),
+        "workers": T.stream("workers", T.rows(cap.workers)),
+        "assignments": T.stream("assignments", T.rows(running)),
+        "keys": T.stream("keys", T.rows(cap.keys)),
+        "revoked_tokens": T.stream("revoked_tokens", T.rows(list(cap.revoked.items()))),
     }
     meta = {"schema_version": SCHEMA_VERSION, "raft_index": raft_index, "raft_term": raft_term,
             "digest": cap.digest, **cap.scalars}

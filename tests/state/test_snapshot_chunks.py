@@ -1,5 +1,6 @@
-"""The snapshot dump converts columns to Arrow in chunks (so it never holds the GIL for a whole
-column beside the Raft tick thread); a chunked dump loads back to the same state."""
+"""The snapshot dump streams Arrow batches of CHUNK_ROWS rows (so it never holds the GIL for a
+whole column beside the Raft tick thread, nor a whole table in memory); a chunked dump loads back
+to the same state."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ def test_chunked_dump_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for i in range(50):
         state.apply(submit(f"job-{i:03d}", spec(priority=i % 3), key=f"k{i}", at_ms=i))
     state.apply(assign("job-000", "w1", 1, at_ms=60))
-    table = T.table("keys", T.rows(list(state.keys.values())))
+    table = T.stream("keys", T.rows(list(state.keys.values()))).read_all()
     assert table.column("key").num_chunks > 1 and table.num_rows == 50
-    jobs = T.table("jobs", T.jobs(list(state.jobs.values()), [True] * 50))
+    jobs = T.stream("jobs", T.jobs(list(state.jobs.values()), [True] * 50)).read_all()
     assert jobs.column("payload").num_chunks > 1 and jobs.num_rows == 50
     path = tmp_path / "s.duckdb"
     snapshot.dump(snapshot.capture(state), path, raft_index=9, raft_term=2, raft_data=b"r")
