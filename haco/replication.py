@@ -42,7 +42,10 @@ from raft_state.outcomes import Outcome
 
 from .config import NodeConfig
 from .errors import NotApplied, OutcomeUnknown, Overloaded
-from .replication_io import _FaultTransport, _FsyncJournal, build_syncobj, fsync_path, hold_commands
+from .replication_io import (_FaultTransport, _FsyncJournal, build_syncobj, cancel_transmissions,
+                             defer_compaction_while_streaming, file_identity, fsync_info, fsync_path, hold_commands,
+                             patch_append_entries, publish_streamed_dumps_under, raft_clock, watch_tick_stalls)
+from .runtime import settle_heap
 
 __all__ = ["Applied", "Replica", "_FaultTransport", "_FsyncJournal"]  # the last two: pinned by tests
 
@@ -100,9 +103,11 @@ class Replica:
         self.snapshot_seconds = 0.0  #: how long the last background write took
         self.snapshot_installs = 0  #: snapshots received from a leader and loaded
         self.elections = 0
+        self.stalls, self.stall_max_s = 0, 0.0  #: pysyncobj ticks over half an election timeout; longest
         self.role = "follower"
         self._addr_to_id = {p.raft_addr: p.id for p in cfg.peers} | {cfg.raft_addr: cfg.id}
-        self._dump_identity: tuple[int, int, int] | None = None
+        self._dump_identity: tuple[int, int, int] | None = None  #: the dump file last written or loaded
+        self._dump_lock = threading.Lock()  #: publishing a dump: ours (background writer) or a streamed one
         self._dump_raft_data: Any = None
         self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
         self._events: deque[Applied] = deque()
@@ -146,7 +151,7 @@ class Replica:
             password=self.cfg.raft_password, bindAddress=self.cfg.raft_bind or self.cfg.raft_addr, autoTick=True,
             autoTickPeriod=r.tick_period_s, commandsQueueSize=100_000, raftMinTimeout=r.election_timeout_s_min,
             raftMaxTimeout=r.election_timeout_s_max, appendEntriesPeriod=r.append_entries_period_s,
-            connectionTimeout=max(3.0, r.election_timeout_s_max), connectionRetryTime=r.connection_retry_s,
+            connectionTimeout=self._connection_timeout_s(), connectionRetryTime=r.connection_retry_s,
             leaderFallbackTimeout=r.leader_fallback_timeout_s, appendEntriesUseBatch=False,
             appendEntriesBatchSizeBytes=2**20, sendBufferSize=2**20, recvBufferSize=2**20,
             dnsCacheTime=r.dns_cache_s, dnsFailCacheTime=min(1.0, r.dns_cache_s),
@@ -162,6 +167,9 @@ class Replica:
         transport = _FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
         self._syncobj = build_syncobj(r.fsync, self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
                                        transportClass=transport)
+        watch_tick_stalls(self._syncobj, r.election_timeout_s_min / 2, self._on_tick_stall)
+        patch_append_entries(self._syncobj)
+        publish_streamed_dumps_under(self._syncobj, self._dump_lock)
         # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
         # before it may call an election: otherwise its higher term deposes the leader
         self._postpone_election(r.connection_retry_s + r.election_timeout_s_max)
@@ -251,10 +259,12 @@ class Replica:
 
     def _on_state_changed_tick(self, old: int, new: int) -> None:
         role = _ROLES.get(new, "follower")
+        so = self._shim._syncObj
+        if so is not None:
+            cancel_transmissions(so)  # a stream must never resume across terms
         if role == "candidate":
             self.elections += 1
-        so = self._shim._syncObj  # the term read here, on the tick thread, is the one the role belongs to
-        term = int(so.raftCurrentTerm) if so is not None else 0
+        term = int(so.raftCurrentTerm) if so is not None else 0  # tick thread: the term of this role
         if self._loop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._role_changed, role, term)
@@ -263,17 +273,16 @@ class Replica:
 
     def _serialize_tick(self, tmp_name: str, raft_data: Any) -> None:
         """pysyncobj's serializer hook: capture now (tick thread), write in the background.
-
         pysyncobj renames `tmp_name` into place as soon as this returns; it must not exist then,
-        so that rename fails harmlessly and the writer publishes the real file itself.
-        """
+        so that rename fails harmlessly and the writer publishes the real file itself."""
         Path(tmp_name).unlink(missing_ok=True)
+        if defer_compaction_while_streaming(self._shim._syncObj):  # a writer would hog the stream's GIL
+            self._snap_state = SERIALIZER_STATE.FAILED
+            return
         started = time.monotonic()
         with self.state_lock:
             cap = snapshot.capture(self.state)
-        # a follower busy capturing (~70-300 ms at 1M jobs) would call an election before reading
-        # the leader's waiting heartbeats
-        self._postpone_election(self.cfg.raft.election_timeout_s_min)
+        self._postpone_election(self.cfg.raft.election_timeout_s_min)  # capture: ~70-300 ms at 1M jobs
         index, term = int(raft_data[0][1]), int(raft_data[0][2])
         self._snap_state = SERIALIZER_STATE.SERIALIZING
         log.info("snapshot capture index=%d ms=%.1f", index, (time.monotonic() - started) * 1000)
@@ -285,9 +294,15 @@ class Replica:
         writing = self.dump_path.with_name(self.dump_path.name + ".writing")
         try:
             snapshot.dump(cap, writing, raft_index=index, raft_term=term, raft_data=pickle.dumps(raft_data))
-            os.replace(writing, self.dump_path)
-            fsync_path(self.data_dir)
-            self._remember_dump(index, raft_data)
+            with self._dump_lock:  # pysyncobj renames a dump streamed from the leader into place under it
+                if file_identity(self.dump_path) != self._dump_identity:
+                    writing.unlink(missing_ok=True)  # a newer dump was streamed in meanwhile: keep that
+                    log.info("snapshot superseded index=%d by a dump from the leader", index)
+                    self._snap_state = SERIALIZER_STATE.FAILED
+                    return
+                os.replace(writing, self.dump_path)
+                fsync_path(self.data_dir)
+                self._remember_dump(index, raft_data)
             self.snapshot_at = time.time()
             self.snapshot_seconds = time.monotonic() - started
             self._snap_state = SERIALIZER_STATE.SUCCESS
@@ -304,16 +319,14 @@ class Replica:
         return state
 
     def _remember_dump(self, index: int, raft_data: Any) -> None:
-        st = self.dump_path.stat()
-        self._dump_identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._dump_identity = file_identity(self.dump_path)
         self._dump_raft_data = raft_data
         self.snapshot_index = index
 
     def _deserialize_tick(self, path: str) -> Any:
         """pysyncobj's deserializer: at start (our own file, already loaded) or after a leader
         streamed us its dump. Verifies and swaps in a fully built state, or stops the process."""
-        st = os.stat(path)
-        if self._dump_identity == (st.st_ino, st.st_mtime_ns, st.st_size):
+        if self._dump_identity == file_identity(Path(path)):
             return self._dump_raft_data
         started = time.monotonic()
         try:
@@ -327,27 +340,42 @@ class Replica:
         with self.state_lock:
             self.state = loaded.state
             self.applied_index = loaded.raft_index
+        del loaded
+        settle_heap()  # as after the load at start: the collector never re-walks the new records
         if self.cfg.raft.fsync:  # pysyncobj renamed the streamed file into place without a sync
             fsync_path(path)
             fsync_path(Path(path).parent)
-        self._remember_dump(loaded.raft_index, raft_data)
+        self._remember_dump(self.applied_index, raft_data)
         self.snapshot_at = time.time()
         self.snapshot_installs += 1
-        self._postpone_election(self.cfg.raft.election_timeout_s_max)
-        log.info("installed snapshot from leader index=%d jobs=%d seconds=%.2f", loaded.raft_index,
-                 len(loaded.state.jobs), time.monotonic() - started)
-        self._emit(Applied(loaded.raft_index, (), True))
+        log.info("installed snapshot from leader index=%d jobs=%d seconds=%.2f", self.applied_index,
+                 len(self.state.jobs), time.monotonic() - started)
+        self._emit(Applied(self.applied_index, (), True))
         return raft_data
 
+    def _connection_timeout_s(self) -> float:
+        return max(3.0, self.cfg.raft.election_timeout_s_max)
+
+    def _on_tick_stall(self, took_s: float) -> None:
+        """A tick took `took_s` (tick thread; replication_io.watch_tick_stalls). Past half the connection
+        timeout (a 1M-job dump from the leader: 20-30 s in the deserializer) both ends drop the connection
+        unread and re-dial; without PreVote an election meanwhile raises every term needlessly."""
+        self.stalls += 1
+        self.stall_max_s = max(self.stall_max_s, took_s)
+        r = self.cfg.raft
+        if took_s > self._connection_timeout_s() / 2:
+            grace_s = 2 * r.connection_retry_s + r.election_timeout_s_max
+            self._postpone_election(grace_s)
+            log.info("raft tick stalled ms=%.0f: election postponed %.1fs", took_s * 1000, grace_s)
+        elif took_s >= r.election_timeout_s_min:
+            log.info("raft tick stalled ms=%.0f", took_s * 1000)
+
     def _postpone_election(self, seconds: float) -> None:
-        """pysyncobj has no PreVote: a follower whose tick thread was busy (loading a snapshot,
-        replaying its log) or that just started checks its election deadline before it reads the
-        leader's waiting heartbeats, starts an election and deposes a healthy leader with its higher
-        term. Push its deadline at least `seconds` out (pinned internal; tick thread or just after
-        SyncObj starts)."""
+        """Push this replica's election deadline at least `seconds` out (pysyncobj has no PreVote;
+        pinned internal; tick thread, or just after SyncObj starts)."""
         so = self._shim._syncObj
         if so is not None and hasattr(so, "_SyncObj__raftElectionDeadline"):
-            so._SyncObj__raftElectionDeadline = max(so._SyncObj__raftElectionDeadline, time.monotonic() + seconds)
+            so._SyncObj__raftElectionDeadline = max(so._SyncObj__raftElectionDeadline, raft_clock() + seconds)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -547,15 +575,10 @@ class Replica:
             "snapshot_seconds": round(self.snapshot_seconds, 3), "snapshot_installs": self.snapshot_installs,
             "digest": f"{self.state.digest():016x}",
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
+            "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
             "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
-            "cluster_version": self.state.cluster_version, "version": _version(), "fsync": self._fsync_info(so),
+            "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(so),
         }
-
-    def _fsync_info(self, so: Any) -> dict[str, Any]:
-        journal = getattr(so, "_SyncObj__raftLog", None)
-        if not isinstance(journal, _FsyncJournal):
-            return {"enabled": False}
-        return {"enabled": True, "syncs": journal.syncs, "seconds": round(journal.sync_seconds, 3)}
 
 
 class _Once:

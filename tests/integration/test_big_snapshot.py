@@ -99,15 +99,20 @@ def test_big_state_snapshots_and_restart_cause_no_election(cluster_factory: Any)
               + f"; waited {time.monotonic() - t1:.1f}s, {len(writer.writes)} writes meanwhile")
         assert terms_and_elections(c) == start, "an election while snapshots were written under load"
 
-        # restart a follower (SIGKILL, then start on its data dir): it loads the big snapshot and
-        # replays its log; the others keep their term
+        # restart a follower (SIGKILL, then start on its data dir) once the leader compacted its
+        # log past the follower's last entry: it loads its own big snapshot, then the leader streams
+        # its dump and the follower loads that too (the slowest path, seconds on pysyncobj's tick
+        # thread at 1M jobs); the others keep their term
         leader = c.leader()  # leadership may have moved during the build
         victim = (leader + 1) % 3
+        down = c.info(victim)
         c.kill(victim, signal.SIGKILL)
+        eventually(lambda: c.info(leader)["snapshot_index"] > down["applied_index"] + 2, 120 + n_jobs / 5000,
+                   "the leader compacted past the stopped follower's log")
         t2 = time.monotonic()
         c.start(victim)
-        eventually(lambda: c.info(victim)["applied_index"] >= c.info(leader)["applied_index"] - 50, 120,
-                   "the restarted replica caught up")
+        eventually(lambda: c.info(victim)["applied_index"] >= c.info(leader)["applied_index"] - 50,
+                   120 + n_jobs / 5000, "the restarted replica caught up")
         caught_up_s = time.monotonic() - t2
         before = len(writer.writes)
         eventually(lambda: len(writer.writes) > before + 10, 30, "writes flowing after the restart")
@@ -116,12 +121,15 @@ def test_big_state_snapshots_and_restart_cause_no_election(cluster_factory: Any)
         writer.join(60)
     info = c.converged(60)
     after = terms_and_elections(c)
-    print(f"restarted {c.nodes[victim].id}: caught up in {caught_up_s:.1f}s; terms/elections before {start} "
-          f"after {after}")
+    back = c.info(victim)
+    print(f"restarted {c.nodes[victim].id}: caught up in {caught_up_s:.1f}s (snapshot installs "
+          f"{back['snapshot_installs']}, longest Raft tick {back['tick_stall_max_s']}s); terms/elections "
+          f"before {start} after {after}")
     for i in range(3):
         if i != victim:
             assert after[i] == start[i], f"{c.nodes[i].id} changed term or held an election"
     assert after[victim][0] == start[victim][0]
+    assert back["snapshot_installs"] >= 1, "the restarted follower was not sent the leader's dump"
     total = batches * BATCH + len(writer.writes)
     assert all(jobs_total(c, i) == total for i in range(3)), [jobs_total(c, i) for i in range(3)]
     assert info["applied_index"] > built_index

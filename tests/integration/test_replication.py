@@ -255,8 +255,11 @@ def test_fsync_journal_cluster_syncs_and_keeps_every_ack(cluster_factory: Any) -
 
 def test_pysyncobj_internals_the_replica_relies_on() -> None:
     """No processes: the pysyncobj 0.3.17 internals haco/replication*.py reach into."""
+    import hashlib
     import inspect
 
+    import pysyncobj.syncobj
+    from pysyncobj.serializer import Serializer
     from pysyncobj.syncobj import SyncObj
     from pysyncobj.version import VERSION
     assert VERSION == "0.3.17"
@@ -264,8 +267,24 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     assert "self._onTick(self.__conf.autoTickPeriod)" in inspect.getsource(SyncObj._autoTickThread)
     tick = inspect.getsource(SyncObj._onTick)
     assert "self._checkCommandsToApply()" in tick
-    # the election deadline is checked at the start of a tick, before the poll reads messages
-    assert tick.index("self.__raftElectionDeadline < monotonicTime()") < tick.index("self._poller.poll(")
+    # the election deadline is checked at the start of a tick, before the poll reads messages, and
+    # __connectedToAnyone is asked only once it passed (watch_tick_stalls replaces it)
+    check = "if self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone():"
+    assert tick.index(check) < tick.index("self._poller.poll(")
+    assert inspect.getsource(SyncObj).count("self.__connectedToAnyone()") == 1
     assert "self.__raftElectionDeadline = monotonicTime()" in inspect.getsource(SyncObj.__init__)
+    # replication_io.send_append_entries is this method with three changes: re-read it on an upgrade
+    send = inspect.getsource(SyncObj._SyncObj__sendAppendEntries)
+    pinned = "9cb9073128c392fa9e5efc4691420ba435bfafb4c74e83a34f931fa16aa760c6"
+    assert hashlib.sha256(send.encode()).hexdigest() == pinned, send
+    assert "self.__sendAppendEntries()" in inspect.getsource(SyncObj)  # looked up on the instance
+    # the serializer's busy marker, its streams (an open file each) and the deadline's clock
+    get = inspect.getsource(Serializer.getTransmissionData)
+    assert "if self.__pid != 0:\n            return None" in get and "'file': open(self.__fileName, 'rb')" in get
+    assert "self.__transmissions = {}" in inspect.getsource(Serializer.__init__)
+    assert "from .monotonic import monotonic as monotonicTime" in inspect.getsource(pysyncobj.syncobj)
+    # a deferred compaction moves the time the next one is due
+    assert "currTime - self.__lastSerializedTime <= self.__conf.logCompactionMinTime" in inspect.getsource(
+        SyncObj._SyncObj__tryLogCompaction)
     # followers' forwarded commands go through the same queue as local ones
     assert "self._applyCommand(message['command']" in inspect.getsource(SyncObj._SyncObj__onMessageReceived)
