@@ -12,9 +12,10 @@ from __future__ import annotations
 import gc
 import os
 from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import reduce
 from itertools import islice
-from dataclasses import dataclass
 from operator import attrgetter, lt, xor
 from pathlib import Path
 from typing import Any, Final
@@ -180,7 +181,11 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
     only the jobs an index holds. Every record hash is recomputed, as the digest contract says."""
     attempts = T.attempts_from(_arrow(con, "SELECT * FROM attempts ORDER BY job_id, number"))
     # dump writes jobs in seq order and DuckDB scans preserve insertion order; sort only if that broke
-    jobs = T.jobs_from(_arrow(con, "SELECT * FROM jobs"), attempts)
+    jobs: list[Job] = []
+    for batch in con.sql("SELECT * FROM jobs").to_arrow_reader(LOAD_BATCH_ROWS):  # never the whole table in Arrow
+        jobs.extend(T.jobs_from(pa.Table.from_batches([batch]), attempts))
+    # the records' own id strings by rowid (scan order): indexes share them instead of holding copies
+    id_at = list(map(_JOB_ID, jobs)).__getitem__
     seqs = list(map(_SEQ, jobs))
     if not all(map(lt, seqs, islice(seqs, 1, None))):
         jobs.sort(key=_SEQ)
@@ -190,8 +195,7 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
     state._xor ^= reduce(xor, map(job_hash, jobs), 0)
     for status, n in con.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall():
         state.counts[JobStatus(status)] += n
-    state._finished.extend(r[0] for r in con.execute(
-        "SELECT job_id FROM jobs WHERE finish_seq IS NOT NULL ORDER BY finish_seq").fetchall())
+    state._finished.extend(map(id_at, _ints(con, "SELECT rowid FROM jobs WHERE finish_seq IS NOT NULL ORDER BY finish_seq")))
 
     completed = JobStatus.COMPLETED
     unmet_of: dict[str, int] = {}
@@ -220,21 +224,29 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
     state._backoff.extend(row for row in con.execute(
         f"SELECT not_before_ms, seq, job_id FROM jobs WHERE {_PENDING} AND NOT ready ORDER BY not_before_ms, seq"
     ).fetchall() if row[2] not in unmet_of)
-    _install_ready(con, state)
+    _install_ready(con, state, id_at)
 
 
+def _ints(con: duckdb.DuckDBPyConnection, sql: str) -> list[int]:
+    return _arrow(con, sql).column(0).to_pylist()  # type: ignore[no-any-return]
+
+
+#: rows per Arrow batch read at load: ~20 MB of Arrow at a time, not the whole jobs table (~300 MB at 1M)
+LOAD_BATCH_ROWS: Final = 65_536
 _SEQ: Final = attrgetter("seq")
 _JOB_ID: Final = attrgetter("job_id")
 _CLASS_COLS: Final = "required_tags, hardware, min_memory_gb, min_cuda_compute, cpus"
 
 
-def _install_ready(con: duckdb.DuckDBPyConnection, state: State) -> None:
+def _install_ready(con: duckdb.DuckDBPyConnection, state: State, id_at: Callable[[int], str]) -> None:
     """The ready queue, one class at a time: DuckDB numbers the placement classes and orders each
     class by (-priority, seq), which is the heap order the queue keeps."""
     tbl = _arrow(con, f"""
-        SELECT job_id, -priority AS neg_priority, seq, dense_rank() OVER (ORDER BY {_CLASS_COLS}) AS grp, {_CLASS_COLS}
+        SELECT rowid AS pos, -priority AS neg_priority, seq, dense_rank() OVER (ORDER BY {_CLASS_COLS}) AS grp,
+               {_CLASS_COLS}
         FROM jobs WHERE ready ORDER BY grp, neg_priority, seq""")
-    ids, neg, seqs, grp = (tbl[n].to_pylist() for n in ("job_id", "neg_priority", "seq", "grp"))
+    neg, seqs, grp = (tbl[n].to_pylist() for n in ("neg_priority", "seq", "grp"))
+    ids = list(map(id_at, tbl["pos"].to_pylist()))
     start = 0
     while start < len(grp):
         end = bisect_right(grp, grp[start], lo=start)
