@@ -431,23 +431,34 @@ class Replica:
         Raises NotApplied (nothing happened, safe to retry), Overloaded (admission control), or
         OutcomeUnknown (maybe applied: retry with the same idempotency key).
         """
-        if self._syncobj is None or self._stopping:
-            raise NotApplied("replica is not running")
-        if self.in_flight >= self.cfg.raft.in_flight_max:
-            self.admission_refused += 1
-            raise Overloaded(f"{self.in_flight} writes in flight; retry shortly", {"retry_after_s": 1})
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[int, Outcome]] = loop.create_future()
-        self._queue.append((cmd, fut))
-        self.in_flight += 1
-        if not self._flush_pending:
-            self._flush_pending = True
-            loop.call_soon(self._flush)
+        (fut,) = self.propose_batch([cmd])
         try:
             async with asyncio.timeout(timeout_s or self.cfg.raft.propose_timeout_s):
                 return await fut
         except TimeoutError:
             raise OutcomeUnknown("the write was not confirmed in time; retry with the same key") from None
+
+    def propose_batch(self, cmds: list[Command]) -> list[asyncio.Future[tuple[int, Outcome]]]:
+        """Queue commands in order (group commit usually puts them in one entry) and return their
+        futures, which fail like propose(); the caller bounds the wait itself and cancels the
+        futures it stops waiting for (a queued one is then never proposed). Raises NotApplied or
+        Overloaded for all of them, before queueing any."""
+        if self._syncobj is None or self._stopping:
+            raise NotApplied("replica is not running")
+        if self.in_flight >= self.cfg.raft.in_flight_max:
+            self.admission_refused += len(cmds)
+            raise Overloaded(f"{self.in_flight} writes in flight; retry shortly", {"retry_after_s": 1})
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[tuple[int, Outcome]]] = []
+        for cmd in cmds:
+            fut: asyncio.Future[tuple[int, Outcome]] = loop.create_future()
+            self._queue.append((cmd, fut))
+            futures.append(fut)
+        self.in_flight += len(cmds)
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+        return futures
 
     def _flush(self) -> None:
         """Group commit: whatever was proposed while the pipeline was full goes out in few entries.
