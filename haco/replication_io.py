@@ -175,13 +175,13 @@ def watch_tick_stalls(so: Any, limit_s: float, on_stall: Callable[[float], None]
     pysyncobj checks the election deadline at the start of a tick, before that tick's poll reads
     what the leader sent; a thread that waited for the GIL or a CPU, applied a long batch or
     loaded a snapshot finds its deadline passed with the leader's heartbeats unread. So the
-    election waits until one poll has run after the deadline passed (one tick later, unless a
-    heartbeat read by that poll moved the deadline). Wraps SyncObj._onTick, which the autoTick
+    election waits until a whole tick, poll included, ran after the deadline passed (a stalled
+    poll handles only the events it had collected before the stall). Wraps SyncObj._onTick, which the autoTick
     thread looks up on every iteration, and the private __connectedToAnyone, which _onTick asks
     only once the deadline passed (both pinned in tests/integration/test_replication.py)."""
     tick = so._onTick
     connected = so._SyncObj__connectedToAnyone
-    last_end = [raft_clock()]
+    last_start = [raft_clock()]  #: when the last completed tick started
 
     def watched_tick(timeToWait: float = 0.0) -> None:  # noqa: N803 (pysyncobj's name)
         so.haco_stream_budget = STREAM_CHUNKS_PER_TICK  # send_append_entries spends it
@@ -189,13 +189,13 @@ def watch_tick_stalls(so: Any, limit_s: float, on_stall: Callable[[float], None]
         try:
             tick(timeToWait)
         finally:
-            last_end[0] = end = raft_clock()
-            took = end - started - timeToWait
+            last_start[0] = started
+            took = raft_clock() - started - timeToWait
             if took > limit_s:
                 on_stall(took)
 
     def connected_and_listened() -> bool:
-        if last_end[0] < so._SyncObj__raftElectionDeadline:  # no poll since the deadline passed
+        if last_start[0] < so._SyncObj__raftElectionDeadline:  # no whole tick since the deadline passed
             return False
         return bool(connected())
 
@@ -299,13 +299,23 @@ def _transmission_data(serializer: Any, node: Any) -> Any:
 
 def publish_streamed_dumps_under(so: Any, lock: Any) -> None:
     """Hold `lock` while pysyncobj writes (and at the end renames into place) a dump streamed from
-    the leader, so the background writer never replaces it with an older snapshot of its own."""
+    the leader, so the background writer never replaces it with an older snapshot of its own.
+
+    Also answer each chunk but the last as pysyncobj answers a chunk of a big log entry
+    (next_node_idx, neither success nor reset: the leader only notes the response). pysyncobj
+    answers a streamed dump only once it is loaded, so the leader heard nothing for the whole
+    stream, dropped the connection after its 3 s timeout, and restarted the stream from its
+    first chunk: a 94 MB dump (1M jobs) never arrived."""
     serializer = so._SyncObj__serializer
     receive = serializer.setTransmissionData
 
     def locked_receive(data: Any) -> bool:
         with lock:
-            return bool(receive(data))
+            done = bool(receive(data))
+        leader = so._SyncObj__raftLeader  # append_entries set it before handing over the chunk
+        if not done and data is not None and leader is not None:
+            so._SyncObj__sendNextNodeIdx(leader, success=False, reset=False)
+        return done
 
     serializer.setTransmissionData = locked_receive
 

@@ -283,6 +283,11 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     assert "if self.__pid != 0:\n            return None" in get and "'file': open(self.__fileName, 'rb')" in get
     assert "self.__transmissions = {}" in inspect.getsource(Serializer.__init__)
     assert "from .monotonic import monotonic as monotonicTime" in inspect.getsource(pysyncobj.syncobj)
+    # a streamed chunk is handed over after the leader is noted; a neutral next_node_idx only notes a response
+    recv = inspect.getsource(SyncObj._SyncObj__onMessageReceived)
+    assert recv.index("self.__raftLeader = node") < recv.index("self.__serializer.setTransmissionData(serialized)")
+    assert "self.__lastResponseTime[node] = monotonicTime()" in recv
+    assert "self.__sendNextNodeIdx(node, success=False, reset=False)" in recv
     # a deferred compaction moves the time the next one is due
     assert "currTime - self.__lastSerializedTime <= self.__conf.logCompactionMinTime" in inspect.getsource(
         SyncObj._SyncObj__tryLogCompaction)
