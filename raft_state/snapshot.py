@@ -25,7 +25,7 @@ import msgpack
 import pyarrow as pa
 
 from . import snapshot_tables as T
-from .digest import job_hash, key_hash
+from .digest import job_hash, key_hash, scalars_hash, token_hash, worker_hash
 from .records import Job, JobStatus, KeyRecord, Worker
 from .state import State
 
@@ -73,6 +73,18 @@ def capture(state: State) -> Capture:
         digest=state.digest())
 
 
+def capture_digest(cap: Capture) -> int:
+    """The digest recomputed from the captured records, as `State.full_digest` does from a state."""
+    x = reduce(xor, map(job_hash, cap.jobs), 0) ^ reduce(xor, map(key_hash, cap.keys), 0)
+    for worker in cap.workers:
+        x ^= worker_hash(worker)
+    for token_id, exp in cap.revoked.items():
+        x ^= token_hash(token_id, exp)
+    sc = cap.scalars
+    return x ^ scalars_hash([sc["now_ms"], sc["paused"], sc["cluster_version"], sc["job_seq"], sc["worker_seq"],
+                             sc["finish_seq"], sc["key_seq"], sc["cascade"]])
+
+
 def _ready_flags(cap: Capture) -> list[bool]:
     """Pending jobs are ready unless they wait on dependencies or sit in backoff (a live heap entry)."""
     waiting = set(cap.waiting)
@@ -83,7 +95,13 @@ def _ready_flags(cap: Capture) -> list[bool]:
 
 
 def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_term: int, raft_data: bytes) -> None:
-    """Write `cap` as a DuckDB file at `path` (replaced if present), fsynced. Safe off the apply thread."""
+    """Write `cap` as a DuckDB file at `path` (replaced if present), fsynced. Safe off the apply thread.
+
+    First checks that the captured records hash to the captured digest (SnapshotError if not): a
+    snapshot that its own load would refuse must never be published."""
+    rebuilt = capture_digest(cap)
+    if rebuilt != cap.digest:
+        raise SnapshotError(f"captured records hash to {rebuilt:x}, the state's digest was {cap.digest:x}; not written")
     path = Path(path)
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)

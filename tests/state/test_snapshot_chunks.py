@@ -30,3 +30,16 @@ def test_chunked_dump_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     loaded = snapshot.load(path)
     assert loaded.state.digest() == state.digest()
     assert len(loaded.state.jobs) == 50
+
+
+def test_a_capture_whose_records_do_not_match_its_digest_is_never_written(tmp_path: Path) -> None:
+    state = State()
+    state.apply(register("w1", capacity=3))
+    state.apply(submit("job-1", spec(), key="k1", at_ms=1))
+    cap = snapshot.capture(state)
+    assert snapshot.capture_digest(cap) == cap.digest == state.full_digest()
+    bad = snapshot.Capture(**{f: getattr(cap, f) for f in snapshot.Capture.__slots__ if f != "digest"}, digest=cap.digest ^ 1)
+    path = tmp_path / "s.duckdb"
+    with pytest.raises(snapshot.SnapshotError, match="not written"):
+        snapshot.dump(bad, path, raft_index=1, raft_term=1, raft_data=b"r")
+    assert not path.exists()
