@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import os
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import islice
@@ -75,7 +75,12 @@ def capture(state: State) -> Capture:
 
 def capture_digest(cap: Capture) -> int:
     """The digest recomputed from the captured records, as `State.full_digest` does from a state."""
-    x = reduce(xor, map(job_hash, cap.jobs), 0) ^ reduce(xor, map(key_hash, cap.keys), 0)
+    return reduce(xor, map(job_hash, cap.jobs), 0) ^ reduce(xor, map(key_hash, cap.keys), 0) ^ _small_digest(cap)
+
+
+def _small_digest(cap: Capture) -> int:
+    """The part of the digest that is not jobs and keys: workers, tokens, scalars."""
+    x = 0
     for worker in cap.workers:
         x ^= worker_hash(worker)
     for token_id, exp in cap.revoked.items():
@@ -83,6 +88,18 @@ def capture_digest(cap: Capture) -> int:
     sc = cap.scalars
     return x ^ scalars_hash([sc["now_ms"], sc["paused"], sc["cluster_version"], sc["job_seq"], sc["worker_seq"],
                              sc["finish_seq"], sc["key_seq"], sc["cascade"]])
+
+
+class _Xor:
+    """The XOR of record hashes seen so far (the dump's streams report each chunk)."""
+
+    def __init__(self) -> None:
+        self.x = 0
+
+    def of(self, hash_record: Callable[[Any], int]) -> Callable[[Sequence[Any]], None]:
+        def see(chunk: Sequence[Any]) -> None:
+            self.x ^= reduce(xor, map(hash_record, chunk), 0)
+        return see
 
 
 def _ready_flags(cap: Capture) -> list[bool]:
@@ -97,23 +114,22 @@ def _ready_flags(cap: Capture) -> list[bool]:
 def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_term: int, raft_data: bytes) -> None:
     """Write `cap` as a DuckDB file at `path` (replaced if present), fsynced. Safe off the apply thread.
 
-    First checks that the captured records hash to the captured digest (SnapshotError if not): a
-    snapshot that its own load would refuse must never be published."""
-    rebuilt = capture_digest(cap)
-    if rebuilt != cap.digest:
-        raise SnapshotError(f"captured records hash to {rebuilt:x}, the state's digest was {cap.digest:x}; not written")
+    Checks that the captured records hash to the captured digest, chunk by chunk as they stream
+    into DuckDB (which works meanwhile without the GIL), before committing: on a mismatch it raises
+    SnapshotError and leaves no file. A snapshot its own load would refuse is never published."""
     path = Path(path)
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
+    hashed = _Xor()
     attempt_of = {j.job_id: j.attempt for j in cap.jobs if j.status is JobStatus.RUNNING}
     running = [(job_id, w.worker_id, attempt_of.get(job_id, 0), pos) for w in cap.workers
                for pos, job_id in enumerate(w.running)]
     tables = {
-        "jobs": T.stream("jobs", T.jobs(cap.jobs, _ready_flags(cap))),
+        "jobs": T.stream("jobs", T.jobs(cap.jobs, _ready_flags(cap), seen=hashed.of(job_hash))),
         "attempts": T.stream("attempts", T.rows(T.attempt_rows(cap.jobs))),
         "workers": T.stream("workers", T.rows(cap.workers)),
         "assignments": T.stream("assignments", T.rows(running)),
-        "keys": T.stream("keys", T.rows(cap.keys)),
+        "keys": T.stream("keys", T.rows(cap.keys, seen=hashed.of(key_hash))),
         "revoked_tokens": T.stream("revoked_tokens", T.rows(list(cap.revoked.items()))),
     }
     meta = {"schema_version": SCHEMA_VERSION, "raft_index": raft_index, "raft_term": raft_term,
@@ -129,8 +145,16 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
             con.execute(f"INSERT INTO {name} SELECT * FROM batch")
             con.unregister("batch")
         con.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+        rebuilt = hashed.x ^ _small_digest(cap)
+        if rebuilt != cap.digest:
+            raise SnapshotError(f"captured records hash to {rebuilt:x}, the state's digest was {cap.digest:x}")
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
+    except BaseException:
+        con.close()
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        raise
     finally:
         con.close()
     with open(path, "rb") as f:

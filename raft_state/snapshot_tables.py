@@ -7,7 +7,7 @@ column chunk in one call, and `tuple.__new__` mapped over zipped columns rebuild
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, Final
@@ -67,13 +67,17 @@ def stream(name: str, chunks: Iterable[Sequence[Sequence[Any]]]) -> pa.RecordBat
         pa.record_batch([pa.array(col, type=ty) for col, ty in zip(cols, types)], schema=schema) for cols in chunks))
 
 
-def rows(records: Sequence[Sequence[Any]]) -> Iterator[list[list[Any]]]:
-    """Column chunks of rows (records are tuples): one C-level `map(itemgetter(k))` per column."""
+def rows(records: Sequence[Sequence[Any]], seen: Callable[[Sequence[Any]], None] | None = None,
+         ) -> Iterator[list[list[Any]]]:
+    """Column chunks of rows (records are tuples): one C-level `map(itemgetter(k))` per column.
+    `seen` is called with each chunk of records as it is converted."""
     if not records:
         return
     getters = [itemgetter(k) for k in range(len(records[0]))]
     for i in range(0, len(records), CHUNK_ROWS):
         chunk = records[i:i + CHUNK_ROWS]
+        if seen is not None:
+            seen(chunk)
         yield [list(map(get, chunk)) for get in getters]
 
 
@@ -82,10 +86,13 @@ _SPEC_GETTERS: Final = [itemgetter(k) for k in range(len(SPEC_COLS))]
 _GET_SPEC: Final = itemgetter(len(Job.FIELDS) - 1)
 
 
-def jobs(records: list[Job], ready: list[bool]) -> Iterator[list[list[Any]]]:
+def jobs(records: list[Job], ready: list[bool], seen: Callable[[Sequence[Job]], None] | None = None,
+         ) -> Iterator[list[list[Any]]]:
     """Column chunks of the jobs table: the job's own fields, its spec's fields, `ready`."""
     for i in range(0, len(records), CHUNK_ROWS):
         chunk = records[i:i + CHUNK_ROWS]
+        if seen is not None:
+            seen(chunk)
         specs = list(map(_GET_SPEC, chunk))
         yield [*(list(map(get, chunk)) for get in _OWN_GETTERS), *(list(map(get, specs)) for get in _SPEC_GETTERS),
                ready[i:i + CHUNK_ROWS]]

@@ -32,14 +32,19 @@ def test_chunked_dump_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len(loaded.state.jobs) == 50
 
 
-def test_a_capture_whose_records_do_not_match_its_digest_is_never_written(tmp_path: Path) -> None:
+def test_a_capture_whose_records_do_not_match_its_digest_is_never_written(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(T, "CHUNK_ROWS", 7)
     state = State()
     state.apply(register("w1", capacity=3))
-    state.apply(submit("job-1", spec(), key="k1", at_ms=1))
+    for i in range(20):
+        state.apply(submit(f"job-{i}", spec(), key=f"k{i}", at_ms=1))
     cap = snapshot.capture(state)
     assert snapshot.capture_digest(cap) == cap.digest == state.full_digest()
     bad = snapshot.Capture(**{f: getattr(cap, f) for f in snapshot.Capture.__slots__ if f != "digest"}, digest=cap.digest ^ 1)
     path = tmp_path / "s.duckdb"
-    with pytest.raises(snapshot.SnapshotError, match="not written"):
+    with pytest.raises(snapshot.SnapshotError, match="captured records hash to"):
         snapshot.dump(bad, path, raft_index=1, raft_term=1, raft_data=b"r")
-    assert not path.exists()
+    assert not path.exists() and not path.with_name("s.duckdb.wal").exists()
+    snapshot.dump(cap, path, raft_index=1, raft_term=1, raft_data=b"r")
+    assert snapshot.load(path).digest == cap.digest
