@@ -7,6 +7,9 @@ nothing to read at any index; `full_digest` recomputes it from scratch to cross-
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
+from functools import reduce
+from operator import xor
 from typing import Any, Final
 
 import msgpack
@@ -49,6 +52,13 @@ def key_hash(k: KeyRecord) -> int:
 
 def token_hash(token_id: str, expires_at_ms: int) -> int:
     return _h(b"T", [token_id, expires_at_ms])
+
+
+def records_digest(jobs: Iterable[Job], workers: Iterable[Worker], keys: Iterable[KeyRecord],
+                   revoked: Mapping[str, int]) -> int:
+    """The XOR of every record's hash: the digest less its scalars."""
+    return (reduce(xor, map(job_hash, jobs), 0) ^ reduce(xor, map(worker_hash, workers), 0)
+            ^ reduce(xor, map(key_hash, keys), 0) ^ reduce(xor, map(token_hash, revoked, revoked.values()), 0))
 
 
 def scalars_hash(fields: list[Any]) -> int:

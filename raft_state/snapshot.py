@@ -25,7 +25,7 @@ import msgpack
 import pyarrow as pa
 
 from . import snapshot_tables as T
-from .digest import job_hash, key_hash, scalars_hash, token_hash, worker_hash
+from .digest import job_hash, key_hash, records_digest, scalars_hash
 from .records import Job, JobStatus, KeyRecord, Worker
 from .state import State
 
@@ -46,6 +46,7 @@ class Capture:
     waiting: list[str]  #: pending jobs with unmet (or failed) dependencies
     backoff: list[tuple[int, int, str]]  #: the backoff heap: (not_before_ms, seq, job_id), lazily deleted
     scalars: dict[str, Any]
+    scalars_hash: int  #: their part of the digest
     digest: int
 
 
@@ -70,24 +71,12 @@ def capture(state: State) -> Capture:
         scalars={"now_ms": state.now_ms, "paused": state.paused, "cluster_version": state.cluster_version,
                  "job_seq": state.job_seq, "worker_seq": state.worker_seq, "finish_seq": state.finish_seq,
                  "key_seq": state.key_seq, "cascade": [list(x) for x in state._cascade]},
-        digest=state.digest())
+        scalars_hash=scalars_hash(state._scalars()), digest=state.digest())
 
 
 def capture_digest(cap: Capture) -> int:
     """The digest recomputed from the captured records, as `State.full_digest` does from a state."""
-    return reduce(xor, map(job_hash, cap.jobs), 0) ^ reduce(xor, map(key_hash, cap.keys), 0) ^ _small_digest(cap)
-
-
-def _small_digest(cap: Capture) -> int:
-    """The part of the digest that is not jobs and keys: workers, tokens, scalars."""
-    x = 0
-    for worker in cap.workers:
-        x ^= worker_hash(worker)
-    for token_id, exp in cap.revoked.items():
-        x ^= token_hash(token_id, exp)
-    sc = cap.scalars
-    return x ^ scalars_hash([sc["now_ms"], sc["paused"], sc["cluster_version"], sc["job_seq"], sc["worker_seq"],
-                             sc["finish_seq"], sc["key_seq"], sc["cascade"]])
+    return records_digest(cap.jobs, cap.workers, cap.keys, cap.revoked) ^ cap.scalars_hash
 
 
 class _Xor:
@@ -145,7 +134,7 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
             con.execute(f"INSERT INTO {name} SELECT * FROM batch")
             con.unregister("batch")
         con.executemany("INSERT INTO meta VALUES (?, ?)", rows)
-        rebuilt = hashed.x ^ _small_digest(cap)
+        rebuilt = hashed.x ^ records_digest((), cap.workers, (), cap.revoked) ^ cap.scalars_hash
         if rebuilt != cap.digest:
             raise SnapshotError(f"captured records hash to {rebuilt:x}, the state's digest was {cap.digest:x}")
         con.execute("COMMIT")

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import commands as c
 from .codec import DecodeError, decode_command, split_entry
-from .digest import job_hash, key_hash, scalars_hash, token_hash, worker_hash
+from .digest import job_hash, key_hash, records_digest, scalars_hash, token_hash, worker_hash
 from .outcomes import Accepted, Outcome, Rejected, RejectCode
 from .ready import ReadyQueue
 from .records import (Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker, WorkerStatus, fits)
@@ -101,16 +101,8 @@ class State:
 
     def full_digest(self) -> int:
         """The digest recomputed from every record, for cross-checks."""
-        x = 0
-        for job in self.jobs.values():
-            x ^= job_hash(job)
-        for worker in self.workers.values():
-            x ^= worker_hash(worker)
-        for rec in self.keys.values():
-            x ^= key_hash(rec)
-        for token_id, exp in self.revoked.items():
-            x ^= token_hash(token_id, exp)
-        return x ^ scalars_hash(self._scalars())
+        return (records_digest(self.jobs.values(), self.workers.values(), self.keys.values(), self.revoked)
+                ^ scalars_hash(self._scalars()))
 
     def next_attempt(self, job_id: str) -> int:
         job = self.jobs.get(job_id)
