@@ -195,7 +195,10 @@ class HacoClient:
                 status, headers, payload = await self._send(url, method, path, body, params,
                                                              min(per_request, remaining))
             except _RETRYABLE_CONNECTION as conn_exc:
-                last = Unreachable(f"{url}: {_why_unreachable(conn_exc)}", {"url": url})
+                # an attempt the deadline cut short says nothing about the replica: keep the last answer
+                cut_short = isinstance(conn_exc, asyncio.TimeoutError) and remaining < per_request
+                if last is None or not cut_short:
+                    last = Unreachable(f"{url}: {_why_unreachable(conn_exc)}", {"url": url})
                 log.debug("replica unreachable url=%s method=%s path=%s error=%r", url, method, path, conn_exc)
                 failures += 1
                 if not followed:
