@@ -24,3 +24,9 @@ def settle_heap() -> None:
     loaded records are never scanned again (they are freed by reference counting as usual)."""
     gc.collect()
     gc.freeze()
+
+
+def release_heap() -> None:
+    """Before the interpreter exits: give frozen objects back to the collector, so finalization
+    frees them (DuckDB's bindings report every object still alive then as a leak on stderr)."""
+    gc.unfreeze()

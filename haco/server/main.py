@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -88,7 +89,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (OSError, ssl.SSLError, ValueError) as exc:
         print(f"haco: error: cannot set up TLS: {exc}", file=sys.stderr)
         return 64
-    return asyncio.run(serve(cfg, ssl_context))
+    from ..runtime import release_heap
+    try:
+        return asyncio.run(serve(cfg, ssl_context))
+    finally:
+        release_heap()
 
 
 async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> int:
@@ -137,7 +142,14 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     await replica.stop(transfer=True)
     await runner.cleanup()
     if feed_task is not None:
+        # what ended before the stop goes into the store now, so the next start needs no rebuild
+        if not await app[RESULTS_FEED].flushed(5.0):
+            log.warning("results not flushed at stop; the next start rebuilds them")
         feed_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed_task
+    if results is not None:
+        await asyncio.to_thread(results.close)
     return 0
 
 
