@@ -30,7 +30,8 @@ from .records import Job, JobStatus, KeyRecord, Worker
 from .state import State
 
 #: 2: jobs columns in record order; readiness derived at dump from the DAG and backoff indexes
-SCHEMA_VERSION: Final = 2
+#: 3: record hashes are XXH3 (the saved digest of a version-2 file would not match)
+SCHEMA_VERSION: Final = 3
 
 
 class SnapshotError(RuntimeError):
