@@ -13,6 +13,7 @@ from operator import itemgetter
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .records import Attempt, Job, JobSpec, JobStatus, KeyRecord, Worker, WorkerStatus
 
@@ -114,17 +115,39 @@ _new: Final = tuple.__new__
 
 
 def pylist(col: pa.ChunkedArray) -> list[Any] | repeat[Any]:
-    """A column as Python values; an all-null column costs nothing."""
-    if col.null_count == len(col):
+    """A column as Python values. An all-null column costs nothing; a constant one (a batch of
+    jobs of one type, timeout, retry policy...) converts one value and shares it, which is both
+    faster and smaller than a million equal objects."""
+    n = len(col)
+    if col.null_count == n:
         return repeat(None)
+    if n > 1 and not col.null_count and _constant(col):
+        return [col[0].as_py()] * n
     return col.to_pylist()  # type: ignore[no-any-return]
 
 
+def _constant(col: pa.ChunkedArray) -> bool:
+    if pa.types.is_floating(col.type):  # -0.0 == 0.0, but they pack (and hash) differently: compare bits
+        col = pa.chunked_array([chunk.view(pa.int64()) for chunk in col.chunks], pa.int64())
+    first = col[0]
+    if first != col[len(col) - 1]:  # most varying columns differ at their ends: no scan
+        return False
+    return bool(pc.all(pc.equal(col, first)).as_py())
+
+
 def tuples(col: pa.ChunkedArray) -> list[tuple[str, ...]] | repeat[tuple[str, ...]]:
-    """A VARCHAR[] column as tuples, sharing one empty tuple (most lists are empty)."""
-    if all(len(chunk.flatten()) == 0 for chunk in col.chunks):
+    """A VARCHAR[] column as tuples. Most lists are empty: they share one empty tuple and only the
+    others are converted; equal lists share one tuple (a tag set repeats across a batch)."""
+    lengths = pc.fill_null(pc.list_value_length(col), 0)
+    if not pc.any(pc.not_equal(lengths, 0)).as_py():
         return repeat(_EMPTY)
-    return [tuple(v) if v else _EMPTY for v in col.to_pylist()]
+    out: list[tuple[str, ...]] = [_EMPTY] * len(col)
+    rows = pc.indices_nonzero(lengths)
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for i, v in zip(rows.to_pylist(), col.take(rows).to_pylist()):
+        t = tuple(v)
+        out[i] = shared.setdefault(t, t)
+    return out
 
 
 def jobs_from(tbl: pa.Table, attempts: dict[str, tuple[Attempt, ...]]) -> list[Job]:
@@ -137,7 +160,7 @@ def jobs_from(tbl: pa.Table, attempts: dict[str, tuple[Attempt, ...]]) -> list[J
     spec_cols = [tuples(tbl[n]) if _SPEC_TYPES[n] == _L else pylist(tbl[n]) for n in SPEC_COLS]
     specs = list(map(_new, repeat(JobSpec), zip(*spec_cols)))
     own = {n: pylist(tbl[n]) for n in JOB_OWN}
-    own["status"] = list(map(_STATUS.__getitem__, tbl["status"].to_pylist()))
+    own["status"] = list(map(_STATUS.__getitem__, pylist(tbl["status"])))
     ids: list[str] = own["job_id"]  # type: ignore[assignment]
     atts = map(attempts.get, ids, repeat(())) if attempts else repeat(())
     return list(map(_new, repeat(Job), zip(*(own[n] for n in JOB_OWN), atts, specs)))

@@ -4,6 +4,7 @@ to the same state."""
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,24 @@ def test_a_capture_whose_records_do_not_match_its_digest_is_never_written(tmp_pa
     assert not path.exists() and not path.with_name("s.duckdb.wal").exists()
     snapshot.dump(cap, path, raft_index=1, raft_term=1, raft_data=b"r")
     assert snapshot.load(path).digest == cap.digest
+
+
+def test_column_decoding_shares_constants_but_keeps_every_value_exact() -> None:
+    """A constant column converts one value and shares it; anything else converts value by value.
+    -0.0 equals 0.0 but packs (and hashes) differently, so a float column compares bits."""
+    import pyarrow as pa
+
+    zeros = pa.chunked_array([[0.0, -0.0], [0.0]])
+    assert [str(v) for v in T.pylist(zeros)] == ["0.0", "-0.0", "0.0"]
+    same = T.pylist(pa.chunked_array([[600_000, 600_000], [600_000]]))
+    assert same == [600_000] * 3 and same[0] is same[2]
+    assert T.pylist(pa.chunked_array([[1, 2, 1]])) == [1, 2, 1]  # equal ends, different middle
+    assert T.pylist(pa.chunked_array([["a", None, "a"]])) == ["a", None, "a"]
+    assert T.pylist(pa.chunked_array([["only"]])) == ["only"]
+    assert list(islice(T.pylist(pa.chunked_array([[None, None]], pa.string())), 2)) == [None, None]
+
+    lists = pa.chunked_array([[[], ["gpu"], None], [["gpu"], [], ["a", "b"]]], pa.list_(pa.string()))
+    got = T.tuples(lists)
+    assert got == [(), ("gpu",), (), ("gpu",), (), ("a", "b")]
+    assert got[1] is got[3]  # equal lists share one tuple
+    assert list(islice(T.tuples(pa.chunked_array([[[], None]], pa.list_(pa.string()))), 2)) == [(), ()]
