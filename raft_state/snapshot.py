@@ -243,11 +243,14 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
             unmet += 1
         if unmet:
             unmet_of[job_id] = unmet
+    in_seq_order = True  # so far: the query's order
     for job_id in dict.fromkeys(job_id for job_id, _ in state._cascade):  # a failed dependency may be pruned
         job = by_id.get(job_id)
         if job is not None and job.status is JobStatus.PENDING:
+            in_seq_order &= job_id in unmet_of
             unmet_of[job_id] = unmet_of.get(job_id, 0) + 1
-    state._unmet.update(sorted(unmet_of.items(), key=lambda kv: by_id[kv[0]].seq))
+    state._unmet.update(unmet_of.items() if in_seq_order else
+                        sorted(unmet_of.items(), key=lambda kv: by_id[kv[0]].seq))
 
     # ordered lists are valid heaps: no heapify needed
     state._deadlines.extend(con.execute(
