@@ -25,7 +25,7 @@ import msgpack
 import pyarrow as pa
 
 from . import snapshot_tables as T
-from .digest import job_hash, key_hash, records_digest, scalars_hash
+from .digest import BulkHashes, records_digest, scalars_hash
 from .records import Job, JobStatus, KeyRecord, Worker
 from .state import State
 
@@ -115,11 +115,11 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
     running = [(job_id, w.worker_id, attempt_of.get(job_id, 0), pos) for w in cap.workers
                for pos, job_id in enumerate(w.running)]
     tables = {
-        "jobs": T.stream("jobs", T.jobs(cap.jobs, _ready_flags(cap), seen=hashed.of(job_hash))),
+        "jobs": T.stream("jobs", T.jobs(cap.jobs, _ready_flags(cap), seen=hashed.of(BulkHashes().job))),
         "attempts": T.stream("attempts", T.rows(T.attempt_rows(cap.jobs))),
         "workers": T.stream("workers", T.rows(cap.workers)),
         "assignments": T.stream("assignments", T.rows(running)),
-        "keys": T.stream("keys", T.rows(cap.keys, seen=hashed.of(key_hash))),
+        "keys": T.stream("keys", T.rows(cap.keys, seen=hashed.of(BulkHashes().key))),
         "revoked_tokens": T.stream("revoked_tokens", T.rows(list(cap.revoked.items()))),
     }
     meta = {"schema_version": SCHEMA_VERSION, "raft_index": raft_index, "raft_term": raft_term,
@@ -191,7 +191,7 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
     state._key_order.extend(state.keys)
     if len(state.keys) != len(keys):
         raise SnapshotError("snapshot holds an idempotency key twice")
-    state._xor ^= reduce(xor, map(key_hash, keys), 0)
+    state._xor ^= reduce(xor, map(BulkHashes().key, keys), 0)
     for token_id, exp in con.execute("SELECT token_id, expires_at_ms FROM revoked_tokens ORDER BY token_id").fetchall():
         state._put_token(token_id, exp)
     state._cascade.extend((a, b) for a, b in meta["cascade"])
@@ -224,7 +224,7 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
     by_id = state.jobs = dict(zip(map(_JOB_ID, jobs), jobs))
     if len(by_id) != len(jobs):
         raise SnapshotError("snapshot holds a job id twice")
-    state._xor ^= reduce(xor, map(job_hash, jobs), 0)
+    state._xor ^= reduce(xor, map(BulkHashes().job, jobs), 0)
     for status, n in con.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall():
         state.counts[JobStatus(status)] += n
     state._finished.extend(map(id_at, _ints(con, "SELECT rowid FROM jobs WHERE finish_seq IS NOT NULL ORDER BY finish_seq")))
