@@ -21,8 +21,12 @@ def tune_gc() -> None:
 
 def settle_heap() -> None:
     """After a snapshot load: move what exists now out of the collector's sight for good, so the
-    loaded records are never scanned again (they are freed by reference counting as usual)."""
-    gc.collect()
+    loaded records are never scanned again (they are freed by reference counting as usual).
+
+    No collection first: after a 1M-job load it walked 2.7M objects for ~1.2 s and freed nothing
+    (the load runs with the collector off and builds no cycles), on every replica of a restart at
+    once, and on the Raft tick thread after an installed dump. What little cyclic garbage exists
+    at that moment stays."""
     gc.freeze()
 
 
