@@ -432,11 +432,13 @@ class Replica:
         OutcomeUnknown (maybe applied: retry with the same idempotency key).
         """
         (fut,) = self.propose_batch([cmd])
+        # a plain timer on the future, not asyncio.timeout (a context manager, a timer and a task
+        # uncancel per write): the loop's cost per single submit
+        timer = asyncio.get_running_loop().call_later(timeout_s or self.cfg.raft.propose_timeout_s, _time_out, fut)
         try:
-            async with asyncio.timeout(timeout_s or self.cfg.raft.propose_timeout_s):
-                return await fut
-        except TimeoutError:
-            raise OutcomeUnknown("the write was not confirmed in time; retry with the same key") from None
+            return await fut
+        finally:
+            timer.cancel()
 
     def propose_batch(self, cmds: list[Command]) -> list[asyncio.Future[tuple[int, Outcome]]]:
         """Queue commands in order (group commit usually puts them in one entry) and return their
@@ -590,6 +592,12 @@ class Replica:
             "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
             "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(so),
         }
+
+
+def _time_out(fut: asyncio.Future[Any]) -> None:
+    """A proposal's caller stops waiting: its outcome is unknown (a queued one is never proposed)."""
+    if not fut.done():
+        fut.set_exception(OutcomeUnknown("the write was not confirmed in time; retry with the same key"))
 
 
 class _Once:

@@ -63,21 +63,47 @@ def _dec_optional(inner: Decoder) -> Decoder:
     return lambda v: None if v is None else inner(v)
 
 
-def _dec_tuple(inner: Decoder) -> Decoder:
+def _dec_tuple(inner: Decoder, exact: type | None = None) -> Decoder:
     def dec(v: Any) -> tuple[Any, ...]:
         if type(v) is not list:
             raise DecodeError(f"expected list, got {type(v).__name__}")
-        return tuple(inner(x) for x in v)
+        if exact is not None:  # a list of str (tags, ids): one pass of type checks, no call per item
+            for x in v:
+                if type(x) is not exact:
+                    inner(x)  # raises its error
+            return tuple(v)
+        return tuple([inner(x) for x in v])
     return dec
 
 
-def _dec_record(cls: type, names: Sequence[str], decoders: Sequence[Decoder], build: Callable[..., Any]) -> Decoder:
+def _dec_record(cls: type, names: Sequence[str], hints: Sequence[Any], decoders: Sequence[Decoder],
+                positional: bool) -> Decoder:
+    """A decoder for one record type, generated (as dataclasses generates __init__) so that int, float
+    and exact-type fields are checked inline: entries are decoded on every replica, in the apply path.
+    It accepts and refuses exactly what the per-field decoders do (it calls them for anything else)."""
     count = len(names)
-
-    def dec(v: Any) -> Any:
-        if type(v) is not list or len(v) != count:
-            raise DecodeError(f"{cls.__name__}: expected {count} fields")
-        return build(**{n: d(x) for n, d, x in zip(names, decoders, v)})
+    env: dict[str, Any] = {"_cls": cls, "DecodeError": DecodeError, "_isfinite": math.isfinite, "_MIN": INT64_MIN,
+                           "_MAX": INT64_MAX, "_dec_float": _dec_float}
+    lines = [f"def dec(v):",
+             f"    if type(v) is not list or len(v) != {count}:",
+             f"        raise DecodeError('{cls.__name__}: expected {count} fields')",
+             f"    {', '.join(f'x{i}' for i in range(count))}{',' if count == 1 else ''} = v"]
+    for i, (hint, d) in enumerate(zip(hints, decoders)):
+        env[f"d{i}"] = d
+        if hint is int:
+            lines.append(f"    if type(x{i}) is not int or not _MIN <= x{i} <= _MAX: d{i}(x{i})")
+        elif hint is float:
+            lines.append(f"    if type(x{i}) is not float or not _isfinite(x{i}): x{i} = _dec_float(x{i})")
+        elif hint in (str, bytes, bool):
+            lines.append(f"    if type(x{i}) is not {hint.__name__}: d{i}(x{i})")
+        else:
+            lines.append(f"    x{i} = d{i}(x{i})")
+    if positional:
+        lines.append(f"    return _cls._make({', '.join(f'x{i}' for i in range(count))})")
+    else:
+        lines.append(f"    return _cls({', '.join(f'{n}=x{i}' for i, n in enumerate(names))})")
+    exec("\n".join(lines), env)  # noqa: S102  (generated from the record's own field names and types)
+    dec: Decoder = env["dec"]
     return dec
 
 
@@ -95,8 +121,9 @@ def _compile(hint: Any) -> tuple[Encoder, Decoder]:
         enc, dec = _compile(inner)
         return (lambda v: None if v is None else enc(v)), _dec_optional(dec)
     if origin is tuple:
-        enc, dec = _compile(typing.get_args(hint)[0])
-        return (lambda v: [enc(x) for x in v]), _dec_tuple(dec)
+        item = typing.get_args(hint)[0]
+        enc, dec = _compile(item)
+        return (lambda v: [enc(x) for x in v]), _dec_tuple(dec, item if item in (str, bytes) else None)
     if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hint is JobSpec):
         return _compile_record(hint)
     raise TypeError(f"no codec for {hint!r}")
@@ -112,11 +139,15 @@ def _compile_record(cls: type) -> tuple[Encoder, Decoder]:
     names = _field_names(cls)
     hints = typing.get_type_hints(cls)
     pairs = [_compile(hints[n]) for n in names]
-    encoders = [p[0] for p in pairs]
-
-    def enc(v: Any) -> list[Any]:
-        return [e(getattr(v, n)) for n, e in zip(names, encoders)]
-    return enc, _dec_record(cls, names, [p[1] for p in pairs], cls)
+    env: dict[str, Any] = {}
+    items = []
+    for i, (n, hint, (e, _)) in enumerate(zip(names, [hints[n] for n in names], pairs)):
+        env[f"e{i}"] = e
+        items.append(f"v.{n}" if hint in (int, str, bytes, bool) else f"e{i}(v.{n})")  # their encoders: identity
+    exec(f"def enc(v):\n    return [{', '.join(items)}]", env)  # noqa: S102  (as _dec_record)
+    enc: Encoder = env["enc"]
+    return enc, _dec_record(cls, names, [hints[n] for n in names], [p[1] for p in pairs],
+                            positional=not dataclasses.is_dataclass(cls))
 
 
 _CODECS: Final[dict[type, tuple[Encoder, Decoder]]] = {t: _compile_record(t) for t in COMMAND_TYPES}

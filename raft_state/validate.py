@@ -13,6 +13,8 @@ import re
 from datetime import datetime
 from typing import Any, Final
 
+import msgpack
+
 from .codec import INT64_MAX, INT64_MIN, canonical
 from .records import JobSpec
 
@@ -33,6 +35,8 @@ BACKOFF_MS_MAX: Final = 86_400_000
 RETRIES_MAX: Final = 100
 WORKER_CAPACITY_MAX: Final = 10_000
 DEFAULTS: Final[dict[str, Any]] = {"priority": 0, "timeout_s": 3600.0, "max_retries": 0, "backoff_s": 1.0}
+_TIMEOUT_S, _BACKOFF_S = float(DEFAULTS["timeout_s"]), float(DEFAULTS["backoff_s"])  # the defaults' fast path
+_TIMEOUT_MS, _BACKOFF_MS = round(_TIMEOUT_S * 1000), round(_BACKOFF_S * 1000)
 JOB_FIELDS: Final = frozenset({"type", "payload", "priority", "timeout_s", "max_retries", "backoff_s", "required_tags",
                                "requirements", "depends_on", "deadline", "key", "labels"})
 REQUIREMENT_FIELDS: Final = frozenset({"hardware", "min_memory_gb", "min_cuda_compute", "cpus"})
@@ -49,39 +53,42 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
     """A JSON job object -> (spec, idempotency key). Raises SpecError naming the bad field."""
     if not isinstance(obj, dict):
         raise SpecError("job", "must be an object")
-    unknown = sorted(set(obj) - JOB_FIELDS)
-    if unknown:
-        raise SpecError(unknown[0], "unknown field")
-
-    def get(name: str) -> Any:
-        return obj.get(name, DEFAULTS.get(name))
-    kind = obj.get("type")
-    if not isinstance(kind, str) or not TYPE_RE.match(kind):
-        raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")
-    payload = canonical(_json_value("payload", obj.get("payload"), 0))
-    if len(payload) > PAYLOAD_BYTES_MAX:
-        raise SpecError("payload", f"is {len(payload)} bytes encoded; the limit is {PAYLOAD_BYTES_MAX}")
-    reqs = obj.get("requirements") or {}
+    if not JOB_FIELDS.issuperset(obj):
+        raise SpecError(sorted(set(obj) - JOB_FIELDS)[0], "unknown field")
+    get = obj.get
+    kind = get("type")
+    if type(kind) is not str or kind not in _GOOD_TYPES:  # a name TYPE_RE matched before skips it
+        if not isinstance(kind, str) or not TYPE_RE.match(kind):
+            raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")
+        if len(_GOOD_TYPES) < 4096:
+            _GOOD_TYPES.add(kind)
+    payload = _payload(get("payload"))
+    reqs = get("requirements") or {}
     if not isinstance(reqs, dict):
         raise SpecError("requirements", "must be an object")
-    unknown = sorted(set(reqs) - REQUIREMENT_FIELDS)
-    if unknown:
-        raise SpecError(f"requirements.{unknown[0]}", "unknown field")
-    spec = JobSpec(
-        type=kind,
-        payload=payload,
-        priority=_int("priority", get("priority"), -PRIORITY_ABS_MAX, PRIORITY_ABS_MAX),
-        timeout_ms=_ms("timeout_s", get("timeout_s"), 1, TIMEOUT_MS_MAX),
-        max_retries=_int("max_retries", get("max_retries"), 0, RETRIES_MAX),
-        backoff_ms=_ms("backoff_s", get("backoff_s"), 0, BACKOFF_MS_MAX),
-        required_tags=_names("required_tags", obj.get("required_tags"), TAGS_MAX, TAG_CHARS_MAX, sort=True),
-        hardware=_names("requirements.hardware", reqs.get("hardware"), TAGS_MAX, TAG_CHARS_MAX, sort=True),
-        min_memory_gb=_float("requirements.min_memory_gb", reqs.get("min_memory_gb", 0.0), 0.0, 1e6),
-        min_cuda_compute=_float("requirements.min_cuda_compute", reqs.get("min_cuda_compute", 0.0), 0.0, 100.0),
-        cpus=_int("requirements.cpus", reqs.get("cpus", 0), 0, 4096),
-        depends_on=_names("depends_on", obj.get("depends_on"), DEPENDS_MAX, ID_CHARS_MAX, sort=False),
-        deadline_ms=_deadline(obj.get("deadline")),
-        labels=_labels(obj.get("labels")),
+    if reqs and not REQUIREMENT_FIELDS.issuperset(reqs):
+        raise SpecError(f"requirements.{sorted(set(reqs) - REQUIREMENT_FIELDS)[0]}", "unknown field")
+    priority, timeout_s = get("priority", DEFAULTS["priority"]), get("timeout_s", _TIMEOUT_S)
+    retries, backoff_s = get("max_retries", DEFAULTS["max_retries"]), get("backoff_s", _BACKOFF_S)
+    spec = JobSpec._make(
+        kind,
+        payload,
+        priority if type(priority) is int and -PRIORITY_ABS_MAX <= priority <= PRIORITY_ABS_MAX
+        else _int("priority", priority, -PRIORITY_ABS_MAX, PRIORITY_ABS_MAX),
+        _TIMEOUT_MS if timeout_s == _TIMEOUT_S and type(timeout_s) is float
+        else _ms("timeout_s", timeout_s, 1, TIMEOUT_MS_MAX),
+        retries if type(retries) is int and 0 <= retries <= RETRIES_MAX
+        else _int("max_retries", retries, 0, RETRIES_MAX),
+        _BACKOFF_MS if backoff_s == _BACKOFF_S and type(backoff_s) is float
+        else _ms("backoff_s", backoff_s, 0, BACKOFF_MS_MAX),
+        _names("required_tags", get("required_tags"), TAGS_MAX, TAG_CHARS_MAX, sort=True),
+        _names("requirements.hardware", reqs.get("hardware"), TAGS_MAX, TAG_CHARS_MAX, sort=True),
+        _float("requirements.min_memory_gb", reqs.get("min_memory_gb", 0.0), 0.0, 1e6) if reqs else 0.0,
+        _float("requirements.min_cuda_compute", reqs.get("min_cuda_compute", 0.0), 0.0, 100.0) if reqs else 0.0,
+        _int("requirements.cpus", reqs.get("cpus", 0), 0, 4096) if reqs else 0,
+        _names("depends_on", get("depends_on"), DEPENDS_MAX, ID_CHARS_MAX, sort=False),
+        _deadline(get("deadline")),
+        _labels(get("labels")),
     )
     key = obj.get("key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= KEY_CHARS_MAX):
@@ -195,9 +202,24 @@ def _deadline(value: Any) -> int | None:
     return ms
 
 
+def _payload(value: Any) -> bytes:
+    """The payload as canonical msgpack (scalars, the common small payloads, skip the walk)."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX):
+        payload: bytes = msgpack.packb(value, use_bin_type=True)
+    else:
+        payload = canonical(_json_value("payload", value, 0))
+    if len(payload) > PAYLOAD_BYTES_MAX:
+        raise SpecError("payload", f"is {len(payload)} bytes encoded; the limit is {PAYLOAD_BYTES_MAX}")
+    return payload
+
+
+_NO_LABELS: Final = canonical({})
+
+
 def _labels(value: Any) -> bytes:
-    if value is None:
-        return canonical({})
+    if value is None or value == {}:
+        return _NO_LABELS
     if not isinstance(value, dict):
         raise SpecError("labels", f"must be an object of strings, got {_kind(value)}")
     if len(value) > LABELS_MAX:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +23,20 @@ LIST_LIMIT_MAX = 1000
 WAIT_S_MAX = 60.0
 
 
+_ID_BYTES = 16
+_ID_POOL_IDS = 256
+_id_pool = b""
+_id_at = 0
+
+
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (as uuid4().hex without its fixed version bits), from one os.urandom call
+    per 256 ids: a system call per job cost the loop ~2 us and a GIL hand-off. Loop only."""
+    global _id_pool, _id_at
+    if _id_at >= len(_id_pool):
+        _id_pool, _id_at = os.urandom(_ID_BYTES * _ID_POOL_IDS), 0
+    _id_at += _ID_BYTES
+    return _id_pool[_id_at - _ID_BYTES:_id_at].hex()
 
 
 def _new_jobs(objs: list[Any]) -> tuple[NewJob, ...]:
