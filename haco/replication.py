@@ -97,6 +97,9 @@ class Replica:
         self.state = State()
         self.state_lock = threading.Lock()  #: held by the tick thread while it applies one entry
         self.applied_index = 0
+        #: (applied index, digest of exactly that state), replaced as one tuple by the tick thread after
+        #: each entry: other threads read both from it (the live state may be mid-entry when they look)
+        self.applied: tuple[int, int] = (0, self.state.digest())
         self.digests: deque[tuple[int, int]] = deque(maxlen=64)
         self.snapshot_index = 0
         self.snapshot_at = 0.0  #: wall time the current dump file was written or loaded
@@ -139,6 +142,7 @@ class Replica:
         loaded = snapshot.load(self.dump_path)
         self.state = loaded.state
         self.applied_index = loaded.raft_index
+        self.applied = (loaded.raft_index, loaded.digest)
         self._remember_dump(loaded.raft_index, pickle.loads(loaded.raft_data))
         self.snapshot_at = self.dump_path.stat().st_mtime
         log.info("loaded snapshot index=%d jobs=%d seconds=%.2f", loaded.raft_index, len(self.state.jobs),
@@ -240,8 +244,9 @@ class Replica:
             ended = self.state.ended
             self.state.ended = []
             self.applied_index = index
+            self.applied = (index, self.state.digest())
             if index % DIGEST_EVERY == 0:
-                self.digests.append((index, self.state.digest()))
+                self.digests.append(self.applied)
         # entries are applied only once a leader (or, replaying at restart, the persisted commit
         # index) committed them: a long replay must not end in an election
         self._postpone_election(self.cfg.raft.election_timeout_s_min)
@@ -340,6 +345,7 @@ class Replica:
         with self.state_lock:
             self.state = loaded.state
             self.applied_index = loaded.raft_index
+            self.applied = (loaded.raft_index, loaded.digest)
         del loaded
         settle_heap()  # as after the load at start: the collector never re-walks the new records
         if self.cfg.raft.fsync:  # pysyncobj renamed the streamed file into place without a sync
@@ -577,16 +583,17 @@ class Replica:
             reachable = status.get(f"partner_node_status_server_{p.raft_addr}") == 2
             peers.append({"id": p.id, "raft_addr": p.raft_addr, "api_url": p.api_url, "reachable": reachable})
         digests = list(self.digests)
+        applied_index, digest = self.applied
         return {
             "id": self.cfg.id, "api_url": self.cfg.api_url, "raft_addr": self.cfg.raft_addr,
             "role": _ROLES.get(status.get("state", 0), "follower") if so is not None else "stopped",
             "leader": self.leader_id(), "leader_url": self.leader_url(), "term": self.term(),
-            "commit_index": int(status.get("commit_idx", 0)), "applied_index": self.applied_index,
+            "commit_index": int(status.get("commit_idx", 0)), "applied_index": applied_index,
             "log_entries": int(status.get("log_len", 0)), "has_quorum": bool(status.get("has_quorum", False)),
             "snapshot_index": self.snapshot_index,
             "snapshot_age_s": round(time.time() - self.snapshot_at, 1) if self.snapshot_at else None,
             "snapshot_seconds": round(self.snapshot_seconds, 3), "snapshot_installs": self.snapshot_installs,
-            "digest": f"{self.state.digest():016x}",
+            "digest": f"{digest:016x}",
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
             "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
             "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
