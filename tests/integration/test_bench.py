@@ -3,9 +3,15 @@ clusters (3 replicas with a Raft password, real worker processes) and the JSON h
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from typing import Any
+
+from haco import bench_measure as bm
+
+from .cluster import http
 
 FIGURES = {
     "submit": ["single_leader", "single_spread", "batch_leader", "batch_spread", "single_leader_cpu_us_per_job"],
@@ -46,3 +52,24 @@ def test_bench_refuses_bad_options() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 64
     assert "--only takes" in done.stderr
+
+
+def test_lean_load_generator_counts_what_the_cluster_acknowledged(cluster_factory: Any) -> None:
+    """bench_http's generator: every job it counts exists on the cluster, refusals are counted by code."""
+    c = cluster_factory(3)
+    leader = c.nodes[c.leader()].url
+    urls = [leader] + [n.url for n in c.nodes if n.url != leader]
+
+    def pending() -> int:
+        _, stats = http("GET", leader + "/api/queue/stats")
+        return int(stats["counts"].get("pending", 0))
+
+    before = pending()
+    single = asyncio.run(bm.submit_rate([urls], batch=1, clients=3, duration_s=0.5))
+    batch = asyncio.run(bm.submit_rate([urls[1:] + urls[:1]], batch=7, clients=2, duration_s=0.5))
+    assert single["errors"] == batch["errors"] == 0, (single, batch)
+    assert single["acked"] > 0 and batch["acked"] > 0 and batch["acked_total"] % 7 == 0
+    assert single["load_generator"] == "lean"
+    assert pending() - before == single["acked_total"] + batch["acked_total"]  # parked jobs stay pending
+    refused = asyncio.run(bm.submit_rate([urls], batch=1, clients=1, duration_s=0.3, job={"type": "Not a type"}))
+    assert refused["acked_total"] == 0 and set(refused["error_codes"]) == {"INVALID"} and refused["errors"] > 0
