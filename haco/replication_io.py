@@ -267,6 +267,8 @@ def send_append_entries(so: Any) -> None:
                             break
                 else:
                     transport.send(node, {**head, "entries": entries, "prevLogIdx": prev_idx, "prevLogTerm": prev_term})
+                    so.haco_sent_messages = getattr(so, "haco_sent_messages", 0) + 1
+                    so.haco_sent_entries = getattr(so, "haco_sent_entries", 0) + len(entries)
                     if node not in connected:
                         break
             else:
@@ -285,6 +287,12 @@ def send_append_entries(so: Any) -> None:
             send_single = False
             if raft_clock() - start > conf.appendEntriesPeriod:
                 break
+
+
+def append_sent(so: Any) -> dict[str, int]:
+    """append_entries messages this node sent as leader (heartbeats included) and the log entries
+    they carried, summed over followers (`GET /api/cluster`): each entry should go out once per follower."""
+    return {"messages": getattr(so, "haco_sent_messages", 0), "entries": getattr(so, "haco_sent_entries", 0)}
 
 
 def _transmission_data(serializer: Any, node: Any) -> Any:
@@ -361,3 +369,4 @@ def fsync_path(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+

@@ -253,6 +253,27 @@ def test_fsync_journal_cluster_syncs_and_keeps_every_ack(cluster_factory: Any) -
         assert acked <= jobs_on_all(c, i)
 
 
+def test_leader_sends_each_entry_once_per_follower(cluster_factory: Any) -> None:
+    """Under 24 clients spread over all replicas (forwarded entries, several in flight), the leader
+    sends each log entry to each follower once (haco/replication_flow.py: pysyncobj alone re-sent
+    ~30% of them, every ack rewinding the follower's nextIndex)."""
+    import asyncio
+
+    from haco import bench_measure as bm
+    c: Cluster = cluster_factory(3)
+    leader = c.nodes[c.leader()].url
+    urls = [n.url for n in c.nodes]
+    before = http("GET", leader + "/api/cluster")[1]
+    load = asyncio.run(bm.submit_rate([urls[i:] + urls[:i] for i in range(3)], batch=1, clients=24, duration_s=1.5))
+    after = http("GET", leader + "/api/cluster")[1]
+    assert after["role"] == "leader" and after["term"] == before["term"] and load["errors"] == 0, (after, load)
+    appended = after["commit_index"] - before["commit_index"]
+    sent = after["append_sent"]["entries"] - before["append_sent"]["entries"]
+    messages = after["append_sent"]["messages"] - before["append_sent"]["messages"]
+    print(f"entries appended {appended}, sent {sent}, messages {messages}, jobs {load['acked_total']}")
+    assert appended > 50 and 2 * appended - 4 <= sent <= 2 * appended + 4, (appended, sent, messages)
+
+
 def test_pysyncobj_internals_the_replica_relies_on() -> None:
     """No processes: the pysyncobj 0.3.17 internals haco/replication*.py reach into."""
     import hashlib
@@ -291,5 +312,16 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     # a deferred compaction moves the time the next one is due
     assert "currTime - self.__lastSerializedTime <= self.__conf.logCompactionMinTime" in inspect.getsource(
         SyncObj._SyncObj__tryLogCompaction)
+    # replication_flow: the message callback set once at init, the ack that rewinds nextIndex, and
+    # the per-command send in the queue drain (looked up on the instance every tick)
+    assert "self.__transport.setOnMessageReceivedCallback(self.__onMessageReceived)" in inspect.getsource(
+        SyncObj.__init__)
+    from pysyncobj.transport import Transport
+    assert "self._onMessageReceivedCallback(node, message)" in inspect.getsource(Transport._onMessageReceived)
+    assert ("if self.__raftMatchIndex[node] < currentNodeIdx:\n                        self.__raftMatchIndex[node] = "
+            "currentNodeIdx\n                        self.__raftNextIndex[node] = nextNodeIdx") in recv
+    drain = inspect.getsource(SyncObj._checkCommandsToApply)
+    assert "if not self.__conf.appendEntriesUseBatch:\n                        self.__sendAppendEntries()" in drain
+    assert "self._checkCommandsToApply()" in tick
     # followers' forwarded commands go through the same queue as local ones
     assert "self._applyCommand(message['command']" in inspect.getsource(SyncObj._SyncObj__onMessageReceived)
