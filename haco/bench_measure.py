@@ -50,9 +50,10 @@ async def submit_rate(targets: Sequence[Sequence[str]], *, batch: int, clients: 
     Submitter i talks to `targets[i % len(targets)]` first (its own URL order). `batch == 1` uses
     POST /api/jobs, otherwise POST /api/jobs/batch with `batch` jobs. The first fifth of the run
     (at most 1 s) is warm-up and not counted. `lean` sends them through bench_http's load
-    generator (~5x less CPU per request on the shared cores than HacoClient, which retries).
+    generator (~5x less CPU per request on the shared cores than HacoClient, which retries),
+    unless a URL is not plain http.
     """
-    if lean:
+    if lean and all(u.startswith("http://") for t in targets for u in t):  # plain HTTP only
         return await _lean_submit_rate(targets, batch=batch, clients=clients, duration_s=duration_s,
                                        job=job or PARKED_JOB)
     loop = asyncio.get_running_loop()
