@@ -72,13 +72,6 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
         return await self.waiter
 
-    def _acknowledges(self, answer: bytes) -> bool:
-        try:
-            value = json.loads(answer)
-            return bool(value["job_id"]) if self.batch == 1 else len(value["job_ids"]) == self.batch
-        except (ValueError, KeyError, TypeError):
-            return False
-
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
