@@ -117,7 +117,7 @@ class SubmitLoad:
             url = urls[turn % len(urls)]
             if conn is None or conn.closed:
                 try:
-                    _, conn = await loop.create_connection(_Connection, url.hostname, url.port)
+                    _, conn = await loop.create_connection(_Connection, url.hostname or "", url.port or 80)
                 except OSError as exc:
                     self._error(type(exc).__name__)
                     turn += 1

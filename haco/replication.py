@@ -45,7 +45,7 @@ from .errors import NotApplied, OutcomeUnknown, Overloaded
 from .replication_io import (_FaultTransport, _FsyncJournal, build_syncobj, cancel_transmissions,
                              defer_compaction_while_streaming, append_sent, file_identity, fsync_info, fsync_path, hold_commands,
                              patch_append_entries, publish_streamed_dumps_under, raft_clock, watch_tick_stalls)
-from .replication_flow import keep_next_index_on_ack, send_once_per_drain
+from .replication_flow import commit_only_checked_entries, keep_next_index_on_ack, send_once_per_drain
 from .runtime import settle_heap
 
 __all__ = ["Applied", "Replica", "_FaultTransport", "_FsyncJournal"]  # the last two: pinned by tests
@@ -74,7 +74,7 @@ class _Shim(SyncObjConsumer):  # type: ignore[misc]
         super().__init__()
         self.owner = owner
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def apply_entry(self, entry: bytes) -> bytes:
         return self.owner._apply_on_tick(entry)
 
@@ -176,6 +176,7 @@ class Replica:
         watch_tick_stalls(self._syncobj, r.election_timeout_s_min / 2, self._on_tick_stall)
         patch_append_entries(self._syncobj)
         keep_next_index_on_ack(self._syncobj)
+        commit_only_checked_entries(self._syncobj)
         send_once_per_drain(self._syncobj)
         publish_streamed_dumps_under(self._syncobj, self._dump_lock)
         # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
@@ -255,7 +256,8 @@ class Replica:
         # index) committed them: a long replay must not end in an election
         self._postpone_election(self.cfg.raft.election_timeout_s_min)
         self._emit(Applied(index, tuple(ended), False))
-        return msgpack.packb([index, [outcome_to_wire(o) for o in outcomes]], use_bin_type=True)
+        packed: bytes = msgpack.packb([index, [outcome_to_wire(o) for o in outcomes]], use_bin_type=True)
+        return packed
 
     def _emit(self, event: Applied) -> None:
         self._events.append(event)
@@ -322,7 +324,7 @@ class Replica:
             self._snap_state = SERIALIZER_STATE.FAILED
 
     def _check_serialize_tick(self) -> int:
-        state = self._snap_state
+        state: int = self._snap_state
         if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
             self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
         return state

@@ -62,3 +62,27 @@ def send_once_per_drain(so: Any) -> None:
             send()
 
     so._checkCommandsToApply = drain_then_send
+
+
+def commit_only_checked_entries(so: Any) -> None:
+    """Stop a follower from committing log entries it never checked against the leader's log.
+
+    pysyncobj 0.3.17 raises a follower's commit index to min(leader's commit index, its own last
+    index) on every append_entries, also on those that carry no log position: the messages that
+    stream a snapshot. A replica that led before (partitioned, or killed and restarted) can hold
+    entries of its old term that were never committed; while the new leader streamed it a snapshot
+    it applied them as committed and answered their proposers with success, though no other replica
+    had them (chaos, seed 23: one acknowledged submit lost after its leader was partitioned away).
+    A follower's log is known to match the leader's only up to the last entry of a message whose
+    position it checked, so a message without a position now carries no commit index above the
+    follower's own. Wraps the transport's message callback, like keep_next_index_on_ack (pinned)."""
+    transport = so._SyncObj__transport
+    deliver = transport._onMessageReceivedCallback
+
+    def on_message(node: Any, message: Any) -> None:  # tick thread
+        if (type(message) is dict and message.get("type") == "append_entries" and "prevLogIdx" not in message
+                and "commit_index" in message):
+            message["commit_index"] = min(message["commit_index"], so._SyncObj__raftCommitIndex)
+        deliver(node, message)
+
+    transport.setOnMessageReceivedCallback(on_message)

@@ -16,11 +16,14 @@ from typing import Any
 import pysyncobj.pickle as _pso_pickle
 import pysyncobj.syncobj as _pso_syncobj
 from pysyncobj import SyncObj
-from pysyncobj.monotonic import monotonic as raft_clock  # CLOCK_MONOTONIC_RAW: not time.monotonic's clock
 from pysyncobj.journal import FileJournal
+from pysyncobj.monotonic import monotonic
 from pysyncobj.transport import TCPTransport
 
 log = logging.getLogger("haco.replication")
+
+#: pysyncobj's clock (CLOCK_MONOTONIC_RAW, not time.monotonic's): election deadlines are in it
+raft_clock: Callable[[], float] = monotonic
 
 
 class _FaultTransport(TCPTransport):  # type: ignore[misc]

@@ -106,7 +106,6 @@ class Scheduler:
                                                  now - int(self.cfg.key_retention_s * 1000)))
 
     async def _assign(self) -> None:
-        replica = self.replica
         connected = self.hub.connected()
         if not connected:
             return

@@ -61,4 +61,5 @@ def worker_json(w: Worker, *, connected: bool = False, load: dict[str, Any] | No
 
 
 def frame(kind: str, **fields: Any) -> bytes:
-    return msgpack.packb({"v": PROTOCOL_VERSION, "t": kind, **fields}, use_bin_type=True)
+    packed: bytes = msgpack.packb({"v": PROTOCOL_VERSION, "t": kind, **fields}, use_bin_type=True)
+    return packed

@@ -84,7 +84,7 @@ def _dec_record(cls: type, names: Sequence[str], hints: Sequence[Any], decoders:
     count = len(names)
     env: dict[str, Any] = {"_cls": cls, "DecodeError": DecodeError, "_isfinite": math.isfinite, "_MIN": INT64_MIN,
                            "_MAX": INT64_MAX, "_dec_float": _dec_float}
-    lines = [f"def dec(v):",
+    lines = ["def dec(v):",
              f"    if type(v) is not list or len(v) != {count}:",
              f"        raise DecodeError('{cls.__name__}: expected {count} fields')",
              f"    {', '.join(f'x{i}' for i in range(count))}{',' if count == 1 else ''} = v"]

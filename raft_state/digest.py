@@ -41,7 +41,8 @@ def _packer() -> Callable[[Any], bytes]:
     buffer and reset it, so both calls returned wrong bytes. That was the snapshot digest
     mismatch: a replica's incremental digest took one wrong key hash while the event loop read
     `state.digest()` (tests/state/test_digest_threads.py)."""
-    return msgpack.Packer(use_bin_type=True, autoreset=True).pack
+    pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+    return pack
 
 
 class _PerThread(threading.local):

@@ -103,7 +103,7 @@ class _Record(tuple):  # type: ignore[type-arg]
 
     def __eq__(self, other: object) -> bool:
         # False, not NotImplemented: Python would then ask the plain tuple, which says True
-        return type(other) is type(self) and tuple.__eq__(self, other)  # type: ignore[operator]
+        return type(other) is type(self) and tuple.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)

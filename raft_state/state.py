@@ -16,9 +16,9 @@ from typing import Any
 from . import commands as c
 from .codec import DecodeError, decode_command, split_entry
 from .digest import job_hash, key_hash, records_digest, scalars_hash, token_hash, worker_hash
-from .outcomes import Accepted, Outcome, Rejected, RejectCode
+from .outcomes import Outcome, Rejected, RejectCode
 from .ready import ReadyQueue
-from .records import (Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker, WorkerStatus, fits)
+from .records import Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker
 
 
 class State:

@@ -102,7 +102,7 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
 
     from ..replication import Replica
     from ..runtime import settle_heap, tune_gc
-    from .app import RESULTS, build_app
+    from .app import build_app
     from .results_feed import RESULTS_FEED, ResultsFeed
     tune_gc()
     replica = Replica(cfg)

@@ -320,6 +320,11 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     assert "self._onMessageReceivedCallback(node, message)" in inspect.getsource(Transport._onMessageReceived)
     assert ("if self.__raftMatchIndex[node] < currentNodeIdx:\n                        self.__raftMatchIndex[node] = "
             "currentNodeIdx\n                        self.__raftNextIndex[node] = nextNodeIdx") in recv
+    # commit_only_checked_entries: the follower's commit rule that a snapshot-stream message (no
+    # prevLogIdx) reaches with the message's commit index
+    assert ("if leaderCommitIndex > self.__raftCommitIndex:\n                self.__raftCommitIndex = "
+            "min(leaderCommitIndex, self.__getCurrentLogIndex())") in recv
+    assert "self.__leaderCommitIndex = leaderCommitIndex = message['commit_index']" in recv
     drain = inspect.getsource(SyncObj._checkCommandsToApply)
     assert "if not self.__conf.appendEntriesUseBatch:\n                        self.__sendAppendEntries()" in drain
     assert "self._checkCommandsToApply()" in tick
