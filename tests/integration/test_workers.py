@@ -4,7 +4,6 @@ once on every replica, failover while jobs run, a paused worker's late report re
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 from .cluster import Cluster, eventually, http

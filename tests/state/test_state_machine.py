@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from raft_state import (Accepted, AssignJobs, Assignment, AttemptOutcome, CancelJob, Command, DeregisterWorker, DrainWorker, JobStatus,
                         MarkWorkerLost, NewJob, PruneJobs, Rejected, RevokeToken, SetClusterVersion, SetPaused,
-                        StartAttempt, State, SubmitJobs, Tick, TimeoutAttempt, canonical, encode, queries, snapshot)
+                        StartAttempt, State, SubmitJobs, Tick, TimeoutAttempt, encode, queries, snapshot)
 from raft_state.commands import MAX_CLOCK_STEP_MS
 from state_helpers import assign, complete, fail, register, spec
 
