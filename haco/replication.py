@@ -45,8 +45,7 @@ from .errors import NotApplied, OutcomeUnknown, Overloaded
 from .replication_io import (_FaultTransport, _FsyncJournal, build_syncobj, cancel_transmissions,
                              defer_compaction_while_streaming, append_sent, file_identity, fsync_info, fsync_path, hold_commands,
                              patch_append_entries, publish_streamed_dumps_under, raft_clock, watch_tick_stalls)
-from .replication_flow import commit_only_checked_entries, keep_next_index_on_ack, send_once_per_drain
-from .runtime import settle_heap
+from .replication_flow import check_messages, send_once_per_drain
 
 __all__ = ["Applied", "Replica", "_FaultTransport", "_FsyncJournal"]  # the last two: pinned by tests
 
@@ -98,7 +97,6 @@ class Replica:
         self.journal_path = self.data_dir / "raft.journal"
         self.state = State()
         self.state_lock = threading.Lock()  #: held by the tick thread while it applies one entry
-        self.applied_index = 0
         #: (applied index, digest of exactly that state), replaced as one tuple by the tick thread after
         #: each entry: other threads read both from it (the live state may be mid-entry when they look)
         self.applied: tuple[int, int] = (0, self.state.digest())
@@ -143,7 +141,6 @@ class Replica:
         started = time.monotonic()
         loaded = snapshot.load(self.dump_path)
         self.state = loaded.state
-        self.applied_index = loaded.raft_index
         self.applied = (loaded.raft_index, loaded.digest)
         self._remember_dump(loaded.raft_index, pickle.loads(loaded.raft_data))
         self.snapshot_at = self.dump_path.stat().st_mtime
@@ -175,8 +172,7 @@ class Replica:
                                        transportClass=transport)
         watch_tick_stalls(self._syncobj, r.election_timeout_s_min / 2, self._on_tick_stall)
         patch_append_entries(self._syncobj)
-        keep_next_index_on_ack(self._syncobj)
-        commit_only_checked_entries(self._syncobj)
+        check_messages(self._syncobj)
         send_once_per_drain(self._syncobj)
         publish_streamed_dumps_under(self._syncobj, self._dump_lock)
         # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
@@ -248,7 +244,6 @@ class Replica:
                 outcomes = [Rejected(RejectCode.INTERNAL, "apply failed")]
             ended = self.state.ended
             self.state.ended = []
-            self.applied_index = index
             self.applied = (index, self.state.digest())
             if index % DIGEST_EVERY == 0:
                 self.digests.append(self.applied)
@@ -350,10 +345,8 @@ class Replica:
             os._exit(70)
         with self.state_lock:
             self.state = loaded.state
-            self.applied_index = loaded.raft_index
             self.applied = (loaded.raft_index, loaded.digest)
         del loaded
-        settle_heap()  # as after the load at start: the collector never re-walks the new records
         if self.cfg.raft.fsync:  # pysyncobj renamed the streamed file into place without a sync
             fsync_path(path)
             fsync_path(Path(path).parent)
@@ -560,6 +553,10 @@ class Replica:
                 fut.set_exception(exc)
 
     # ---- what the API reports --------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        return self.applied[0]
 
     def is_leader(self) -> bool:
         so = self._syncobj

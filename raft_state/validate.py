@@ -57,11 +57,8 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
         raise SpecError(sorted(set(obj) - JOB_FIELDS)[0], "unknown field")
     get = obj.get
     kind = get("type")
-    if type(kind) is not str or kind not in _GOOD_TYPES:  # a name TYPE_RE matched before skips it
-        if not isinstance(kind, str) or not TYPE_RE.match(kind):
-            raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")
-        if len(_GOOD_TYPES) < 4096:
-            _GOOD_TYPES.add(kind)
+    if not _executor_name(kind):
+        raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")
     payload = _payload(get("payload"))
     reqs = get("requirements") or {}
     if not isinstance(reqs, dict):
@@ -99,14 +96,21 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
 _GOOD_TYPES: set[str] = set()  # executor names already matched by TYPE_RE: a pure cache, bounded
 
 
+def _executor_name(kind: Any) -> bool:
+    """Whether `kind` is a name TYPE_RE accepts; a name matched before skips the regex."""
+    if type(kind) is str and kind in _GOOD_TYPES:
+        return True
+    if not isinstance(kind, str) or not TYPE_RE.match(kind):
+        return False
+    if len(_GOOD_TYPES) < 4096:
+        _GOOD_TYPES.add(kind)
+    return True
+
+
 def spec_problem(spec: JobSpec) -> str | None:
     """Why a decoded spec breaks a bound, or None. Runs inside apply: cheap, never raises."""
-    kind = spec.type
-    if kind not in _GOOD_TYPES:
-        if not TYPE_RE.match(kind):
-            return "type is not an executor name"
-        if len(_GOOD_TYPES) < 4096:
-            _GOOD_TYPES.add(kind)
+    if not _executor_name(spec.type):
+        return "type is not an executor name"
     if len(spec.payload) > PAYLOAD_BYTES_MAX or len(spec.labels) > LABELS_BYTES_MAX:
         return "payload or labels too large"
     if not (-PRIORITY_ABS_MAX <= spec.priority <= PRIORITY_ABS_MAX and 1 <= spec.timeout_ms <= TIMEOUT_MS_MAX

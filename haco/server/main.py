@@ -89,11 +89,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (OSError, ssl.SSLError, ValueError) as exc:
         print(f"haco: error: cannot set up TLS: {exc}", file=sys.stderr)
         return 64
-    from ..runtime import release_heap
-    try:
-        return asyncio.run(serve(cfg, ssl_context))
-    finally:
-        release_heap()
+    return asyncio.run(serve(cfg, ssl_context))
 
 
 async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> int:

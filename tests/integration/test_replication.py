@@ -320,7 +320,7 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     assert "self._onMessageReceivedCallback(node, message)" in inspect.getsource(Transport._onMessageReceived)
     assert ("if self.__raftMatchIndex[node] < currentNodeIdx:\n                        self.__raftMatchIndex[node] = "
             "currentNodeIdx\n                        self.__raftNextIndex[node] = nextNodeIdx") in recv
-    # commit_only_checked_entries: the follower's commit rule that a snapshot-stream message (no
+    # check_messages: the follower's commit rule that a snapshot-stream message (no
     # prevLogIdx) reaches with the message's commit index
     assert ("if leaderCommitIndex > self.__raftCommitIndex:\n                self.__raftCommitIndex = "
             "min(leaderCommitIndex, self.__getCurrentLogIndex())") in recv
