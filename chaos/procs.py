@@ -2,7 +2,7 @@
 
 The same ideas as tests/integration/cluster.py (free ports, one process group per process, logs
 in files), plus what faults need: SIGSTOP/SIGCONT, wiping a data dir, and the blocklist file the
-replicas' fault transport reads (`HACO_FAULT_FILE`, see haco/replication.py `_FaultTransport`).
+replicas' fault transport reads (`HACO_FAULT_FILE`, see haco/replica/node.py `_FaultTransport`).
 
 Nothing is left behind: every process started here is tracked; `stop_all()` (called from the
 runner's `finally`, an atexit hook and the SIGTERM/SIGINT/SIGHUP handlers) SIGCONTs and SIGKILLs

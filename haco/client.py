@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .security.tls import client_context
-from .errors import (
+from haco.security.tls import client_context
+from haco.errors import (
     REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, NotApplied, NotFound,
     OutcomeUnknown, Overloaded, PayloadTooLarge, Rejected, RejectedBadRequest, RejectedConflict,
     RejectedNotFound, Unauthorized, Unreachable,

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import k8s_env
-from .errors import ConfigError
+from haco import k8s_env
+from haco.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

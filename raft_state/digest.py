@@ -7,7 +7,7 @@ A record hash is XXH3-64 of the record's msgpack bytes, seeded by the record kin
 detects divergence between replicas and between a state and its snapshot; it is not a defence
 against an adversary (nobody can write records but the log). XXH3 costs ~40 ns on a job's ~100
 bytes where BLAKE2b cost ~700 ns: at 1M jobs plus 0.5M keys that is a second of every snapshot
-load and dump check (`tests/bench/bench_state.py`).
+load and dump check (`bench/bench_state.py`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _packer() -> Callable[[Any], bytes]:
     the GIL can pass to another thread; a second thread packing meanwhile appended to the same
     buffer and reset it, so both calls returned wrong bytes. That was the snapshot digest
     mismatch: a replica's incremental digest took one wrong key hash while the event loop read
-    `state.digest()` (tests/state/test_digest_threads.py)."""
+    `state.digest()` (tests/raft_state/test_digest_threads.py)."""
     pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, autoreset=True).pack
     return pack
 

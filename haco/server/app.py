@@ -11,12 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import NodeConfig
-from ..errors import HacoError, NotApplied, PayloadTooLarge, Rejected, Unauthorized
-from ..replication import Replica
-from ..scheduler import Scheduler
-from .hub import Hub
-from .waiters import JobWaiters
+from haco.config import NodeConfig
+from haco.errors import HacoError, NotApplied, PayloadTooLarge, Rejected, Unauthorized
+from haco.replica.node import Replica
+from haco.scheduler.core import Scheduler
+from haco.server.hub import Hub
+from haco.server.waiters import JobWaiters
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,12 @@ def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize:
               ) -> web.Application:
     """The replica's app. `authorize` defaults to tokens checked with `cfg.token_secret` (the open
     API when it is None, which config validation allows only with --insecure-open-api)."""
-    from . import routes_cluster, routes_jobs, routes_tokens, routes_workers
-    from .auth import make_authorizer
-    from .metrics import install as install_metrics
+    from haco.server.routes import cluster as routes_cluster
+    from haco.server.routes import jobs as routes_jobs
+    from haco.server.routes import tokens as routes_tokens
+    from haco.server.routes import workers as routes_workers
+    from haco.server.auth import make_authorizer
+    from haco.server.metrics import install as install_metrics
     if authorize is None:
         secret = cfg.token_secret.encode() if cfg.token_secret else None
         authorize = make_authorizer(replica, secret, cfg.require_client_cert)

@@ -17,9 +17,9 @@ from typing import Final
 
 from aiohttp import web
 
-from ..errors import Forbidden, Unauthorized
-from ..replication import Replica
-from ..security.tokens import Claims, TokenError, verify
+from haco.errors import Forbidden, Unauthorized
+from haco.replica.node import Replica
+from haco.security.tokens import Claims, TokenError, verify
 
 OPEN: Final = "open"
 READ: Final = "read"

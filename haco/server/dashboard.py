@@ -19,11 +19,11 @@ from aiohttp import web
 from raft_state import queries
 from raft_state.records import Job, JobStatus
 
-from ..config import NodeConfig
-from ..replication import Replica
-from ..security.tls import client_context
-from ..wire import job_json, worker_json
-from .app import CONFIG, HUB, REPLICA
+from haco.config import NodeConfig
+from haco.replica.node import Replica
+from haco.security.tls import client_context
+from haco.wire import job_json, worker_json
+from haco.server.app import CONFIG, HUB, REPLICA
 
 PEER_TIMEOUT_S = 1.0
 RECENT_JOBS = 25

@@ -23,11 +23,11 @@ from raft_state import (Accepted, Assignment, CompleteAttempt, DeregisterWorker,
 from raft_state.records import JobStatus
 from raft_state.validate import worker_problem
 
-from ..errors import ReplicationError
-from ..replication import Replica
-from ..scheduler import now_ms
-from ..wire import FRAME_BYTES_MAX, frame, unpack
-from .hub_guards import RESULT_BYTES_MAX, STATS_BYTES_MAX, FrameBudget, bounded, report_verdict
+from haco.errors import ReplicationError
+from haco.replica.node import Replica
+from haco.scheduler.core import now_ms
+from haco.wire import FRAME_BYTES_MAX, frame, unpack
+from haco.server.hub_guards import RESULT_BYTES_MAX, STATS_BYTES_MAX, FrameBudget, bounded, report_verdict
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import NodeConfig, Peer, read_password, read_secret_file
-from ..errors import ConfigError
+from haco.config import NodeConfig, Peer, read_password, read_secret_file
+from haco.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> NodeConfi
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from ..logs import configure
+    from haco.logs import configure
     configure(args.log_level)
     try:
         cfg = config_from_args(args, dict(os.environ))
@@ -96,10 +96,10 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     """Run a replica until SIGTERM/SIGINT. A snapshot that does not load stops it (exit 70)."""
     from raft_state.snapshot import SnapshotError
 
-    from ..replication import Replica
-    from ..runtime import settle_heap, tune_gc
-    from .app import build_app
-    from .results_feed import RESULTS_FEED, ResultsFeed
+    from haco.replica.node import Replica
+    from haco.replica.runtime import settle_heap, tune_gc
+    from haco.server.app import build_app
+    from haco.results.feed import RESULTS_FEED, ResultsFeed
     tune_gc()
     replica = Replica(cfg)
     try:
@@ -111,7 +111,7 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     settle_heap()
     results = None
     try:
-        from ..results import ResultsStore
+        from haco.results.store import ResultsStore
         results = await asyncio.to_thread(ResultsStore.open, cfg.data_dir / "results.duckdb")
     except ImportError:
         log.warning("results store unavailable")
@@ -165,7 +165,7 @@ def _one_line_for_bad_http(record: logging.LogRecord) -> bool:
 def _server_ssl(cfg: NodeConfig) -> ssl.SSLContext | None:
     if not (cfg.tls_cert and cfg.tls_key):
         return None
-    from ..security.tls import server_context
+    from haco.security.tls import server_context
     return server_context(cfg.tls_cert, cfg.tls_key, client_ca=cfg.tls_client_ca, require=cfg.require_client_cert)
 
 

@@ -28,9 +28,9 @@ from raft_state import Assignment, State
 from raft_state.records import JobStatus, WorkerStatus
 
 if TYPE_CHECKING:
-    from ..replication import Replica
-    from ..scheduler import Scheduler
-    from .hub import Hub
+    from haco.replica.node import Replica
+    from haco.scheduler.core import Scheduler
+    from haco.server.hub import Hub
 
 SUBMIT_PATHS = frozenset({"/api/jobs", "/api/jobs/batch"})
 SUBMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

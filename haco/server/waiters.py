@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..replication import Applied, Replica
+from haco.replica.node import Applied, Replica
 
 
 class JobWaiters:

@@ -30,9 +30,9 @@ from typing import Any
 import aiohttp
 import psutil
 
-from .executors import ExecContext, ExecResult, Executor, get_executor
-from .hardware import Capabilities, detect
-from .protocol import Attempt, Backoff, Link, LinkSettings, Outbox, encode
+from haco.worker.executors import ExecContext, ExecResult, Executor, get_executor
+from haco.worker.hardware import Capabilities, detect
+from haco.worker.protocol import Attempt, Backoff, Link, LinkSettings, Outbox, encode
 
 log = logging.getLogger("haco.worker.agent")  # not __name__: under `python -m` that is "__main__"
 
@@ -129,7 +129,7 @@ class Agent:
         log.info("capabilities worker=%s %s", self.config.worker_id,
                  " ".join(f"{k}={v}" for k, v in {**self._caps, **self._info}.items()))
         psutil.cpu_percent(interval=None)  # primes the counter: the first reading is meaningless
-        from ..security.tls import client_context
+        from haco.security.tls import client_context
         ctx = client_context(self.config.ca_file, self.config.client_cert, self.config.client_key)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx else True)) as http:
             conn = asyncio.create_task(self._connect_loop(http), name="haco-worker-connect")
@@ -415,13 +415,13 @@ def _token(args: argparse.Namespace, env: dict[str, str]) -> str | None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from ..logs import configure
+    from haco.logs import configure
 
     configure(args.log_level)
     try:
         cfg = config_from_args(args, dict(os.environ))
         cfg.validate()
-        from ..security.tls import client_context
+        from haco.security.tls import client_context
         client_context(cfg.ca_file, cfg.client_cert, cfg.client_key)  # unreadable files: a usage error now
     except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
         print(f"haco: error: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from haco import bench_measure as bm
+from haco.bench import measure as bm
 
 from .cluster import http
 

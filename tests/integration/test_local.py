@@ -23,7 +23,7 @@ import pytest
 
 from haco import cli
 from haco.client import HacoClient
-from haco.local import ClusterSpec, LocalCluster, free_base_port
+from haco.cluster.local import ClusterSpec, LocalCluster, free_base_port
 
 
 @pytest.fixture(autouse=True)

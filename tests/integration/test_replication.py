@@ -234,7 +234,7 @@ def test_five_replicas_survive_two_kills(cluster_factory: Any) -> None:
 def test_fsync_journal_cluster_syncs_and_keeps_every_ack(cluster_factory: Any) -> None:
     """HACO_FSYNC=1 (`--fsync`): every replica syncs its journal per record; a full SIGKILL and
     restart keeps every acknowledged write. (A power loss cannot be staged here; the internals
-    the sync relies on are pinned in tests/haco/test_fsync.py.)"""
+    the sync relies on are pinned in tests/replica/test_fsync.py.)"""
     c: Cluster = cluster_factory(3, start=False)
     c.extra_env = {"HACO_FSYNC": "1"}
     c.start_all()
@@ -255,11 +255,11 @@ def test_fsync_journal_cluster_syncs_and_keeps_every_ack(cluster_factory: Any) -
 
 def test_leader_sends_each_entry_once_per_follower(cluster_factory: Any) -> None:
     """Under 24 clients spread over all replicas (forwarded entries, several in flight), the leader
-    sends each log entry to each follower once (haco/replication_flow.py: pysyncobj alone re-sent
+    sends each log entry to each follower once (haco/replica/flow.py: pysyncobj alone re-sent
     ~30% of them, every ack rewinding the follower's nextIndex)."""
     import asyncio
 
-    from haco import bench_measure as bm
+    from haco.bench import measure as bm
     c: Cluster = cluster_factory(3)
     leader = c.nodes[c.leader()].url
     urls = [n.url for n in c.nodes]
@@ -275,7 +275,7 @@ def test_leader_sends_each_entry_once_per_follower(cluster_factory: Any) -> None
 
 
 def test_pysyncobj_internals_the_replica_relies_on() -> None:
-    """No processes: the pysyncobj 0.3.17 internals haco/replication*.py reach into."""
+    """No processes: the pysyncobj 0.3.17 internals haco/replica/ reach into."""
     import hashlib
     import inspect
 
@@ -294,7 +294,7 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     assert tick.index(check) < tick.index("self._poller.poll(")
     assert inspect.getsource(SyncObj).count("self.__connectedToAnyone()") == 1
     assert "self.__raftElectionDeadline = monotonicTime()" in inspect.getsource(SyncObj.__init__)
-    # replication_io.send_append_entries is this method with three changes: re-read it on an upgrade
+    # plumbing.send_append_entries is this method with three changes: re-read it on an upgrade
     send = inspect.getsource(SyncObj._SyncObj__sendAppendEntries)
     pinned = "9cb9073128c392fa9e5efc4691420ba435bfafb4c74e83a34f931fa16aa760c6"
     assert hashlib.sha256(send.encode()).hexdigest() == pinned, send
@@ -312,7 +312,7 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     # a deferred compaction moves the time the next one is due
     assert "currTime - self.__lastSerializedTime <= self.__conf.logCompactionMinTime" in inspect.getsource(
         SyncObj._SyncObj__tryLogCompaction)
-    # replication_flow: the message callback set once at init, the ack that rewinds nextIndex, and
+    # flow.py: the message callback set once at init, the ack that rewinds nextIndex, and
     # the per-command send in the queue drain (looked up on the instance every tick)
     assert "self.__transport.setOnMessageReceivedCallback(self.__onMessageReceived)" in inspect.getsource(
         SyncObj.__init__)

@@ -1,0 +1,1 @@
+"""`haco bench`: measurements of a cluster."""

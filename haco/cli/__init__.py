@@ -1,0 +1,384 @@
+"""The `haco` command: argument parsing, one handler per subcommand, errors as exit codes.
+
+`main(argv) -> int` never lets a traceback out: an error is one `haco: error: ...` line on stderr
+and an exit code (EPILOG). Tables go to stdout for people, `--json` prints the API's JSON for
+scripts. `coordinator` and `worker` come from their own modules' `register_cli(subparsers)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
+
+from haco.cli import format as fmt
+from haco.client import FINAL_STATUSES, HacoClient
+from haco.errors import HacoError, NotApplied, OutcomeUnknown, Unreachable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COORDINATORS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+EXIT_OK, EXIT_FAILED, EXIT_UNHEALTHY, EXIT_UNREACHABLE, EXIT_USAGE = 0, 1, 2, 3, 64
+PLUGINS = ("haco.server.main", "haco.worker.agent")
+EPILOG = """\
+coordinators: --coordinators URL,... or $HACO_COORDINATORS, else the `haco up` defaults
+  (http://127.0.0.1:7001..7003). Any replica will do; the client fails over by itself.
+
+exit codes:
+  0   ok (for `submit --wait`: the job completed)
+  1   the job failed, was cancelled or expired; or the cluster refused the operation
+  2   cluster unhealthy: no leader, no majority, digest divergence, or writes not committing
+  3   no replica reachable
+  64  usage error
+"""
+
+_PLUGIN_ERRORS: list[str] = []
+ClientCommand = Callable[[argparse.Namespace, HacoClient], Awaitable[int]]
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing: exit 64."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        if "invalid choice" in message and _PLUGIN_ERRORS:  # say why `haco worker` may be missing
+            message += "; subcommands that failed to load: " + "; ".join(_PLUGIN_ERRORS)
+        self.exit(EXIT_USAGE, f"haco: error: {message}\n")
+
+
+def _common() -> _Parser:
+    """Options accepted before or after the subcommand (SUPPRESS keeps a later one from resetting)."""
+    p = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
+    p.add_argument("--coordinators", metavar="URL,...", help="replica URLs (default: $HACO_COORDINATORS)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning (default), error")
+    p.add_argument("--token", metavar="TOKEN", help="API token (default: $HACO_TOKEN)")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the API token (default: $HACO_TOKEN_FILE)")
+    p.add_argument("--ca-file", metavar="FILE", help="CA bundle for https replicas (default: $HACO_CA_FILE)")
+    p.add_argument("--client-cert", metavar="FILE", help="client certificate for mTLS ($HACO_CLIENT_CERT)")
+    p.add_argument("--client-key", metavar="FILE", help="key of --client-cert ($HACO_CLIENT_KEY)")
+    p.add_argument("--deadline", type=float, metavar="S", help="give up on a call after S seconds (30)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _PLUGIN_ERRORS.clear()
+    common = _common()  # a second instance for the top: set_defaults would change the shared actions
+    parser = _Parser(prog="haco", description="haco: a highly available job coordinator", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_common()])
+    parser.set_defaults(coordinators=None, json=False, log_level="warning", token=None, token_file=None, ca_file=None,
+                        client_cert=None, client_key=None, deadline=30.0)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_: str, func: ClientCommand | Callable[[argparse.Namespace], Any]) -> _Parser:
+        p: _Parser = sub.add_parser(name, help=help_, description=help_, parents=[common], epilog=EPILOG,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    s = add("submit", "submit a job (`-- argv...` for shell), --wait for its result", _submit)
+    s.add_argument("--type", default="shell", help="executor: shell (default), python, noop, ...")
+    s.add_argument("--payload", metavar="JSON", help="the executor's input, for types other than shell")
+    s.add_argument("--priority", type=int, help="higher runs first")
+    s.add_argument("--tag", action="append", default=[], dest="tags", help="required worker tag (repeatable)")
+    s.add_argument("--key", help="idempotency key (default: a fresh one)")
+    s.add_argument("--timeout", type=float, dest="timeout_s", metavar="S", help="per-attempt timeout")
+    s.add_argument("--retries", type=int, dest="max_retries", metavar="N", help="retries after a failure")
+    s.add_argument("--backoff", type=float, dest="backoff_s", metavar="S", help="first retry delay")
+    s.add_argument("--depends-on", action="append", default=[], metavar="ID", help="run after job ID (repeatable)")
+    s.add_argument("--deadline-at", dest="deadline_at", metavar="ISO8601", help="expire if not started by then")
+    s.add_argument("--requirements", metavar="JSON", help='e.g. {"min_memory_gb": 8, "hardware": ["cuda"]}')
+    s.add_argument("--label", action="append", default=[], metavar="K=V", help="label (repeatable)")
+    s.add_argument("--wait", action="store_true", help="wait for the result; exit 1 unless it completed")
+    s.add_argument("argv", nargs="*", help="the command, after --")
+    add("status", "replicas, leader, digests, workers and queue; exit 2 when unhealthy", _status)
+    j = add("jobs", "list jobs", _jobs)
+    j.add_argument("--status", choices=["pending", "running", *sorted(FINAL_STATUSES)])
+    j.add_argument("--limit", type=int, default=50)
+    add("job", "one job: attempts, result, and why it is pending", _job).add_argument("job_id")
+    add("cancel", "cancel a job", _cancel).add_argument("job_id")
+    add("workers", "list workers", _workers)
+    add("drain", "drain a worker: it finishes its jobs and takes no more", _drain).add_argument("worker_id")
+    r = add("results", "read-only SQL over the results history", _results)
+    r.add_argument("--sql", required=True)
+    add("pause", "pause scheduling (running jobs go on)", _pause)
+    add("resume", "resume scheduling", _resume)
+    from haco.bench import command as bench
+    from haco.cli import security as cli_security
+    from haco.cli import up
+    bench.register_cli(add)
+    up.register_cli(add)
+    cli_security.register_cli(add, _client_command, common)
+    for name in PLUGINS:
+        try:
+            importlib.import_module(name).register_cli(sub)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and name.startswith(exc.name)):  # else: not written yet
+                _PLUGIN_ERRORS.append(f"{name}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a broken plugin must not take `haco submit` down with it
+            _PLUGIN_ERRORS.append(f"{name}: {type(exc).__name__}: {exc}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `haco` console script and `python -m haco`; returns the exit code."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        configure_logging(args.log_level)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    for problem in _PLUGIN_ERRORS:
+        log.debug("subcommand unavailable module=%s", problem)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = args.func(args)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+        return int(result or 0)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the boundary: one line, never a traceback
+        log.debug("command failed", exc_info=True)
+        return _fail(_describe(exc), exit_code(exc))
+
+
+async def _awaited(result: Awaitable[Any]) -> Any:
+    return await result
+
+
+def configure_logging(level: str) -> None:
+    """Once per process: key=value lines on stderr, WARNING unless asked (haco.logs)."""
+    from haco.logs import configure
+    configure(level)
+
+
+def exit_code(exc: BaseException) -> int:
+    if isinstance(exc, Unreachable):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, (NotApplied, OutcomeUnknown)):
+        return EXIT_UNHEALTHY
+    return EXIT_FAILED
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, Unreachable):
+        return exc.message
+    if isinstance(exc, HacoError):
+        code = getattr(exc, "reject_code", exc.code)
+        return f"{exc.message} [{code}]" if code and code not in exc.message else exc.message
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"haco: error: {message}", file=sys.stderr)
+    return code
+
+
+def _client_command(fn: ClientCommand) -> Callable[[argparse.Namespace], Awaitable[int]]:
+    async def run(args: argparse.Namespace) -> int:
+        async with make_client(args) as client:
+            return await fn(args, client)
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def make_client(args: argparse.Namespace, urls: Sequence[str] | str | None = None) -> HacoClient:
+    urls = urls or args.coordinators or os.environ.get("HACO_COORDINATORS") or DEFAULT_COORDINATORS
+    env = os.environ
+    return HacoClient(urls, token=_token(args), deadline_s=args.deadline,
+                      ca_file=args.ca_file or env.get("HACO_CA_FILE") or None,
+                      client_cert=args.client_cert or env.get("HACO_CLIENT_CERT") or None,
+                      client_key=args.client_key or env.get("HACO_CLIENT_KEY") or None)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token, $HACO_TOKEN, --token-file, $HACO_TOKEN_FILE, in that order."""
+    token = args.token or os.environ.get("HACO_TOKEN")
+    path = args.token_file or os.environ.get("HACO_TOKEN_FILE")
+    if not token and path:
+        try:
+            token = open(path).read().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    return token or None
+
+
+def emit(args: argparse.Namespace, human: str, data: Any) -> None:
+    print(fmt.dumps(data) if args.json else human)
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+def build_job(args: argparse.Namespace) -> dict[str, Any]:
+    """The job object for `haco submit`, with only the fields given (the server fills defaults)."""
+    job: dict[str, Any] = {"type": args.type}
+    if args.payload is not None:
+        job["payload"] = _json_arg("--payload", args.payload)
+    elif args.argv:
+        job["payload"] = {"argv": list(args.argv)}
+    elif args.type == "shell":
+        raise UsageError("a shell job needs its command after --, e.g. haco submit -- echo hi")
+    else:
+        job["payload"] = {}
+    if args.payload is not None and args.argv:
+        raise UsageError("give either --payload or a command after --, not both")
+    for field, value in (("priority", args.priority), ("timeout_s", args.timeout_s),
+                         ("max_retries", args.max_retries), ("backoff_s", args.backoff_s),
+                         ("deadline", args.deadline_at)):
+        if value is not None:
+            job[field] = value
+    if args.tags:
+        job["required_tags"] = list(args.tags)
+    if args.depends_on:
+        job["depends_on"] = list(args.depends_on)
+    if args.requirements is not None:
+        job["requirements"] = _json_arg("--requirements", args.requirements)
+    if args.label:
+        if any("=" not in kv for kv in args.label):
+            raise UsageError("--label takes KEY=VALUE")
+        job["labels"] = dict(kv.split("=", 1) for kv in args.label)
+    return job
+
+
+def _json_arg(flag: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
+
+
+async def _submit_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    job = build_job(args)
+    res = await client.submit(job, key=args.key)
+    if not args.wait:
+        emit(args, res.job_id + (" (already submitted with this key)" if res.already else ""),
+             {"job_id": res.job_id, "index": res.index, "already": res.already})
+        return EXIT_OK
+    print(f"haco: submitted {res.job_id}", file=sys.stderr)
+    final = await client.wait(res.job_id, poll_s=2.0, min_index=res.index,
+                              on_change=lambda j: print(f"haco: {_progress(j)}", file=sys.stderr))
+    if args.json:
+        print(fmt.dumps(final))
+    else:
+        _print_result(final.get("result"))
+    if final.get("status") != "completed":
+        print(f"haco: job {res.job_id} {final.get('status')}: {fmt._cell(final.get('error'))}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _progress(job: dict[str, Any]) -> str:
+    text = f"job {job.get('job_id')} {job.get('status')}"
+    if job.get("status") == "running":
+        text += f" (attempt {job.get('attempt')} on {job.get('worker_id')})"
+    elif job.get("status") == "pending" and job.get("pending_reason"):
+        text += ": " + "; ".join(fmt.pending_reasons(job["pending_reason"]))
+    return text
+
+
+def _print_result(result: Any) -> None:
+    """A command's output as it printed it (shell results carry stdout/stderr, or their tails);
+    anything else as JSON."""
+    if not isinstance(result, dict):
+        if result is not None:
+            print(fmt.dumps(result))
+        return
+    out = result.get("stdout", result.get("stdout_tail"))
+    err = result.get("stderr", result.get("stderr_tail"))
+    if isinstance(out, str):
+        sys.stdout.write(out)
+        if isinstance(err, str):
+            sys.stderr.write(err)
+    else:
+        print(fmt.dumps(result))
+
+
+async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    replicas = await client.status()
+    known = {r.url for r in replicas}
+    extra = list(dict.fromkeys(str(p["api_url"]).rstrip("/") for r in replicas for p in (r.info or {}).get("peers")
+                               or [] if p.get("api_url") and str(p["api_url"]).rstrip("/") not in known))
+    if extra:
+        async with make_client(args, extra) as more:
+            replicas += await more.status()
+    workers = queue = None
+    if any(r.reachable for r in replicas):
+        try:
+            workers = await client.workers()
+            queue = await client.queue_stats()
+        except HacoError as exc:
+            log.info("workers or queue unavailable error=%s", exc.message)
+    report = fmt.cluster_report(replicas, workers, queue)
+    emit(args, fmt.status_text(report), report)
+    if not report["reachable"]:
+        return EXIT_UNREACHABLE
+    return EXIT_OK if report["healthy"] else EXIT_UNHEALTHY
+
+
+async def _jobs_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    jobs = await client.jobs(args.status, args.limit)
+    emit(args, fmt.jobs_table(jobs), jobs)
+    return EXIT_OK
+
+
+async def _job_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    job = await client.get(args.job_id)
+    emit(args, fmt.job_report(job), job)
+    return EXIT_OK
+
+
+async def _cancel_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    answer = await client.cancel(args.job_id)
+    emit(args, f"{args.job_id} {'was already cancelled' if answer.get('already') else 'cancelled'}", answer)
+    return EXIT_OK
+
+
+async def _workers_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    workers = await client.workers()
+    emit(args, fmt.workers_table(workers), workers)
+    return EXIT_OK
+
+
+async def _drain_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    emit(args, f"{args.worker_id} draining", await client.drain(args.worker_id))
+    return EXIT_OK
+
+
+async def _results_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    answer = await client.query(args.sql)
+    emit(args, fmt.results_table(answer), answer)
+    return EXIT_OK
+
+
+async def _pause_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    emit(args, "queue paused", await client.pause())
+    return EXIT_OK
+
+
+async def _resume_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    emit(args, "queue resumed", await client.resume())
+    return EXIT_OK
+
+
+_submit, _status, _jobs, _job, _cancel, _workers, _drain, _results, _pause, _resume = map(
+    _client_command, (_submit_impl, _status_impl, _jobs_impl, _job_impl, _cancel_impl, _workers_impl,
+                      _drain_impl, _results_impl, _pause_impl, _resume_impl))

@@ -1,0 +1,246 @@
+"""What the `haco` command shows: plain aligned tables, job and cluster reports, health verdicts.
+
+Pure functions from API answers (dicts) to strings or report dicts; no I/O, so tests call them
+directly. `cluster_report` decides `haco status`'s verdict (leader, majority, digest divergence).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from haco.client import ReplicaStatus
+
+FINAL = ("completed", "failed", "cancelled", "expired")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces; None shows as '-'."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def ago(ms: int | None, now_ms: int | None = None) -> str | None:
+    """'3s ago' style age of an epoch-ms time; None when unknown."""
+    if not ms:
+        return None
+    return duration((now_ms if now_ms is not None else int(time.time() * 1000)) - ms, suffix=" ago")
+
+
+def duration(ms: float, suffix: str = "") -> str:
+    s = max(0.0, ms / 1000)
+    if s < 60:
+        return f"{s:.1f}s{suffix}" if s < 10 else f"{s:.0f}s{suffix}"
+    if s < 3600:
+        return f"{s // 60:.0f}m{s % 60:02.0f}s{suffix}"
+    return f"{s // 3600:.0f}h{s % 3600 // 60:02.0f}m{suffix}"
+
+
+# --- jobs and workers ---------------------------------------------------------------------------
+
+def jobs_table(jobs: Sequence[dict[str, Any]]) -> str:
+    return table(["JOB", "STATUS", "TYPE", "PRIORITY", "ATTEMPT", "WORKER", "CREATED"],
+                 [(j.get("job_id"), j.get("status"), j.get("type"), j.get("priority"), j.get("attempt"),
+                   j.get("worker_id"), ago(j.get("created_at_ms"))) for j in jobs])
+
+
+def job_report(job: dict[str, Any]) -> str:
+    """`haco job ID`: fields, why it is pending, attempts, result or error."""
+    fields = [("job", job.get("job_id")), ("status", job.get("status")), ("type", job.get("type")),
+              ("key", job.get("key")), ("priority", job.get("priority")), ("attempt", job.get("attempt")),
+              ("worker", job.get("worker_id")), ("created", ago(job.get("created_at_ms"))),
+              ("finished", ago(job.get("finished_at_ms"))), ("payload", job.get("payload")),
+              ("depends on", job.get("depends_on") or None), ("tags", job.get("required_tags") or None),
+              ("requirements", job.get("requirements") or None), ("labels", job.get("labels") or None),
+              ("deadline", job.get("deadline") or job.get("deadline_ms"))]
+    width = max(len(k) for k, _ in fields) + 1
+    lines = [f"{(k + ':').ljust(width)} {_cell(v)}" for k, v in fields if v is not None]
+    if job.get("status") == "pending":
+        lines += ["", "pending because:"] + [f"  {line}" for line in pending_reasons(job.get("pending_reason"))]
+    attempts = job.get("attempts") or []
+    if attempts:
+        lines += ["", table(["ATTEMPT", "WORKER", "OUTCOME", "STARTED", "DURATION", "ERROR"],
+                            [(a.get("attempt"), a.get("worker_id"), a.get("outcome") or "running",
+                              ago(a.get("started_at_ms") or a.get("assigned_at_ms")), _took(a),
+                              _short(a.get("error"))) for a in attempts])]
+    if job.get("result") is not None:
+        lines += ["", "result:", _indent(dumps(job["result"]))]
+    if job.get("error"):
+        lines += ["", f"error: {_cell(job['error'])}"]
+    return "\n".join(lines)
+
+
+def pending_reasons(reason: Any) -> list[str]:
+    """Human lines for a job's `pending_reason` object (raft_state.queries.why_pending)."""
+    if not reason:
+        return ["unknown (the replica gave no reason)"]
+    if not isinstance(reason, dict):
+        return [str(reason)]
+    lines: list[str] = []
+    for key, value in reason.items():
+        if key == "paused":
+            lines.append("the queue is paused (haco resume)")
+        elif key == "waiting_on":
+            lines.append(f"waiting for dependencies: {_cell(value)}")
+        elif key == "backoff_until_ms":
+            lines.append(f"backing off before a retry, for {duration(value - time.time() * 1000)}")
+        elif key in ("no_worker_fits", "unfit_workers") and isinstance(value, dict):
+            lines.append("no worker fits:" if key == "no_worker_fits" else "workers that do not fit:")
+            lines += [f"  {w}: {_cell(why)}" for w, why in value.items()]
+        else:
+            lines.append(f"{key.replace('_', ' ')}: {_cell(value)}")
+    return lines
+
+
+def workers_table(workers: Sequence[dict[str, Any]]) -> str:
+    return table(["WORKER", "STATUS", "USED", "TAGS", "HARDWARE", "MEM_GB", "CPUS", "CONNECTED", "LOAD"],
+                 [(w.get("worker_id"), w.get("status"), f"{len(w.get('running') or [])}/{w.get('capacity', '?')}",
+                   w.get("tags"), w.get("hardware"), w.get("memory_gb"), w.get("cpus"), w.get("connected"),
+                   w.get("load")) for w in workers])
+
+
+def results_table(answer: dict[str, Any]) -> str:
+    text = table([str(c) for c in answer.get("columns", [])], answer.get("rows", []))
+    return text + ("\n(truncated)" if answer.get("truncated") else "")
+
+
+def _took(attempt: dict[str, Any]) -> str | None:
+    start, end = attempt.get("started_at_ms") or attempt.get("assigned_at_ms"), attempt.get("ended_at_ms")
+    return duration(end - start) if start and end else None
+
+
+def _short(value: Any, limit: int = 60) -> str | None:
+    if value is None:
+        return None
+    text = _cell(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+# --- haco status --------------------------------------------------------------------------------
+
+def cluster_report(replicas: Sequence[ReplicaStatus], workers: Sequence[dict[str, Any]] | None,
+                   queue: dict[str, Any] | None) -> dict[str, Any]:
+    """The `haco status` verdict as a JSON-able dict; `healthy` is False, with `problems`, when no
+    leader is known, no majority of replicas answers, or two replicas hold different digests at
+    the same index."""
+    up = [r for r in replicas if r.info is not None]
+    size = max([len(replicas)] + [len(r.info.get("peers") or []) + 1 for r in up if r.info])
+    leaders = sorted((r for r in up if r.info and r.info.get("role") == "leader"),
+                     key=lambda r: -int((r.info or {}).get("term") or 0))
+    digest = digest_check([r.info for r in up if r.info])
+    problems: list[str] = []
+    if not up:
+        problems.append("no replica reachable")
+    elif len(up) <= size // 2:
+        problems.append(f"no majority: {len(up)} of {size} replicas reachable")
+    if not leaders:
+        problems.append("no leader")
+    if digest["diverged"]:
+        problems.append(f"digest divergence at index {digest['index']}")
+    leader = leaders[0].info if leaders and leaders[0].info else None
+    return {
+        "healthy": not problems, "problems": problems, "size": size, "reachable": len(up),
+        "leader": None if leader is None else {"id": leader.get("id"), "url": leader.get("api_url") or leaders[0].url,
+                                               "term": leader.get("term")},
+        "replicas": [_replica_row(r, digest["index"]) for r in replicas],
+        "digest": digest, "workers": worker_summary(workers), "queue": queue,
+    }
+
+
+def digest_check(infos: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Compare the replicas' recent (index, digest) pairs: report the highest index they all hold
+    (or, failing that, the highest held by two or more) and whether any shared index differs."""
+    held = [_held(info) for info in infos]
+    diverged_at = [i for i in sorted(set().union(*held)) if len({h[i] for h in held if i in h}) > 1] if held else []
+    common = set.intersection(*(set(h) for h in held)) if held else set()
+    shared = [i for i in (set().union(*held) if held else set()) if sum(i in h for h in held) >= 2]
+    index = max(diverged_at) if diverged_at else max(common) if common else max(shared) if shared else None
+    values = sorted({h[index] for h in held if index in h}) if index is not None else []
+    return {"index": index, "diverged": bool(diverged_at), "diverged_at": diverged_at[-5:],
+            "digests": values, "replicas_compared": sum(index in h for h in held) if index is not None else 0}
+
+
+def _held(info: dict[str, Any]) -> dict[int, str]:
+    """A replica's recent (index, digest) pairs, plus its current digest at its applied index."""
+    held = {int(i): str(d) for i, d in (info.get("digests") or [])}
+    if info.get("digest") and info.get("applied_index") is not None:
+        held[int(info["applied_index"])] = str(info["digest"])
+    return held
+
+
+def worker_summary(workers: Sequence[dict[str, Any]] | None) -> dict[str, Any] | None:
+    if workers is None:
+        return None
+    by_state: dict[str, int] = {}
+    for w in workers:
+        by_state[str(w.get("status"))] = by_state.get(str(w.get("status")), 0) + 1
+    live = [w for w in workers if w.get("status") != "lost"]
+    return {"by_state": by_state, "capacity": sum(int(w.get("capacity") or 0) for w in live),
+            "used": sum(len(w.get("running") or []) for w in live)}
+
+
+def _replica_row(r: ReplicaStatus, index: int | None) -> dict[str, Any]:
+    info = r.info or {}
+    digests = _held(info)
+    return {"id": info.get("id"), "url": r.url, "reachable": r.info is not None, "error": r.error,
+            "role": info.get("role"), "term": info.get("term"), "leader": info.get("leader"),
+            "commit_index": info.get("commit_index"), "applied_index": info.get("applied_index"),
+            "log_entries": info.get("log_entries"), "snapshot_index": info.get("snapshot_index"),
+            "snapshot_age_s": info.get("snapshot_age_s"), "version": info.get("code_version") or info.get("version"),
+            "digest": digests.get(index) if index is not None else None}
+
+
+def status_text(report: dict[str, Any]) -> str:
+    idx = report["digest"]["index"]
+    rows = [(r["id"], r["url"], r["role"], r["term"], r["commit_index"], r["applied_index"], r["log_entries"],
+             None if r["snapshot_age_s"] is None else duration(1000 * float(r["snapshot_age_s"])),
+             r["reachable"], (r["digest"] or "")[:12] or None) for r in report["replicas"]]
+    lines = [table(["REPLICA", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LOG", "SNAPSHOT_AGE", "REACHABLE",
+                    f"DIGEST@{idx if idx is not None else '?'}"], rows)]
+    lines += [f"  {r['error']}" for r in report["replicas"] if r["error"]]
+    leader = report["leader"]
+    lines.append("")
+    lines.append(f"leader:   {leader['id']} ({leader['url']}), term {leader['term']}" if leader else "leader:   none")
+    d = report["digest"]
+    lines.append("digest:   " + ("n/a (no common index yet)" if idx is None else
+                                 f"DIVERGED at index {d['diverged_at']}" if d["diverged"] else
+                                 f"consistent at index {idx} across {d['replicas_compared']} replicas"))
+    w = report["workers"]
+    if w is not None:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(w["by_state"].items())) or "none"
+        lines.append(f"workers:  {states}; {w['used']}/{w['capacity']} slots used")
+    q = report["queue"]
+    if q is not None:
+        counts = ", ".join(f"{s} {n}" for s, n in sorted((q.get("counts") or {}).items())) or "empty"
+        lines.append(f"queue:    {counts}; ready {q.get('ready', '?')}{'; PAUSED' if q.get('paused') else ''}")
+    lines.append("health:   " + ("ok" if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"])))
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""A local cluster of child processes: the launcher behind `haco up`, `haco demo`, `haco bench`, chaos and tests.
+
+`ClusterSpec` says where replicas and workers listen and keep data; `LocalCluster` starts them
+as `sys.executable -m haco coordinator|worker ...` children (each its own session, output in
+`<data_dir>/logs/*.log`), finds the leader and stops exactly the PIDs it started: SIGTERM,
+a deadline, then SIGKILL. Blocking process waits run in threads when called from the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from haco.client import HacoClient
+from haco.errors import HacoError
+
+HOST = "127.0.0.1"
+RAFT_PORT_OFFSET = 100  #: replica i's Raft port is its HTTP port + 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSpec:
+    data_dir: Path = Path("haco-data")
+    replicas: int = 3
+    workers: int = 2
+    base_port: int = 7001  #: replica i (1-based) serves HTTP on base_port + i - 1
+    worker_capacity: int = 4
+    log_level: str = "info"
+
+    def http_port(self, i: int) -> int:
+        return self.base_port + i - 1
+
+    def raft_addr(self, i: int) -> str:
+        return f"{HOST}:{self.http_port(i) + RAFT_PORT_OFFSET}"
+
+    def api_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.http_port(i)}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.api_url(i) for i in range(1, self.replicas + 1)]
+
+    @property
+    def ports(self) -> list[int]:
+        return [p for i in range(1, self.replicas + 1) for p in (self.http_port(i), self.http_port(i) + RAFT_PORT_OFFSET)]
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "raft-password"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def replica_argv(self, i: int) -> list[str]:
+        argv = [sys.executable, "-m", "haco", "coordinator", "--id", f"r{i}", "--raft", self.raft_addr(i),
+                "--http", f"{HOST}:{self.http_port(i)}"]
+        for j in range(1, self.replicas + 1):
+            if j != i:
+                argv += ["--peer", f"r{j}={self.raft_addr(j)}={self.api_url(j)}"]
+        return argv + ["--data-dir", str(self.data_dir / f"r{i}"), "--raft-password-file", str(self.password_file),
+                       "--log-level", self.log_level, "--insecure-open-api"]  # loopback only: see README, Security
+
+    def worker_argv(self, k: int) -> list[str]:
+        return [sys.executable, "-m", "haco", "worker", "--coordinators", ",".join(self.urls), "--id", f"w{k}",
+                "--capacity", str(self.worker_capacity), "--log-level", self.log_level]
+
+
+def ensure_password(path: Path) -> None:
+    """Create the Raft password file (mode 0600) once; later runs keep it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+
+
+def busy_ports(ports: Iterable[int]) -> list[int]:
+    """The ports among `ports` that something on 127.0.0.1 already holds."""
+    busy = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def free_base_port(first: int, *, replicas: int = 3, tries: int = 50) -> int:
+    """The first base port from `first` (in steps of 10) whose HTTP and Raft ports are all free."""
+    for n in range(tries):
+        base = first + 10 * n
+        if not busy_ports(ClusterSpec(base_port=base, replicas=replicas).ports):
+            return base
+    raise HacoError(f"no free ports for a local cluster from {first} on")
+
+
+def spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a child in its own session (a terminal's Ctrl+C reaches only us), output to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    """SIGTERM each still-running process, wait until `timeout_s` for all, then SIGKILL the rest.
+    Blocking: from a loop, use asyncio.to_thread."""
+    alive = [p for p in procs if p.poll() is None]
+    for p in alive:
+        _signal(p, signal.SIGTERM)
+    end = time.monotonic() + timeout_s
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal(p, signal.SIGKILL)
+            p.wait(timeout=5)
+
+
+def stop_process(p: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    stop_processes([p], timeout_s)
+
+
+def _signal(p: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+async def wait_for_leader(urls: list[str], timeout_s: float, *, exclude: Iterable[str] = ()
+                          ) -> tuple[str, str]:
+    """Poll GET /api/cluster on every URL until one replica (not named in `exclude`) says it
+    leads; returns (leader id, its API URL). Raises TimeoutError after `timeout_s`."""
+    skip = set(exclude)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    async with HacoClient(urls) as client:
+        while loop.time() < end:
+            for r in await client.status(timeout_s=1.0):
+                if r.info and r.info.get("role") == "leader" and r.info.get("id") not in skip:
+                    return str(r.info["id"]), str(r.info.get("api_url") or r.url)
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"no leader elected within {timeout_s:g}s")
+
+
+class LocalCluster:
+    """The replicas and workers of one ClusterSpec, as child processes of this one."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        self.replicas: dict[int, subprocess.Popen[bytes]] = {}
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def prepare(self) -> None:
+        """Create the data and log dirs and the password file; raise HacoError if a port is taken."""
+        self.spec.log_dir.mkdir(parents=True, exist_ok=True)
+        ensure_password(self.spec.password_file)
+        taken = busy_ports(self.spec.ports)
+        if taken:
+            raise HacoError(f"ports in use on {HOST}: {', '.join(map(str, taken))} (another haco up running?)")
+
+    def start_replica(self, i: int) -> subprocess.Popen[bytes]:
+        self.replicas[i] = spawn(self.spec.replica_argv(i), self.spec.log_dir / f"r{i}.log")
+        return self.replicas[i]
+
+    def start_worker(self, k: int) -> subprocess.Popen[bytes]:
+        self.workers[k] = spawn(self.spec.worker_argv(k), self.spec.log_dir / f"w{k}.log")
+        return self.workers[k]
+
+    def start_replicas(self) -> None:
+        for i in range(1, self.spec.replicas + 1):
+            self.start_replica(i)
+
+    def start_workers(self) -> None:
+        for k in range(1, self.spec.workers + 1):
+            self.start_worker(k)
+
+    def exited(self) -> list[tuple[str, int]]:
+        """(name, exit code) of every child that has exited."""
+        named = [(f"r{i}", p) for i, p in self.replicas.items()] + [(f"w{k}", p) for k, p in self.workers.items()]
+        return [(name, code) for name, p in named if (code := p.poll()) is not None]
+
+    def kill_replica(self, replica_id: str, sig: int = signal.SIGKILL) -> None:
+        _signal(self.replicas[int(replica_id.lstrip("r"))], sig)
+
+    async def wait_for_leader(self, timeout_s: float = 30.0, *, exclude: Iterable[str] = ()) -> tuple[str, str]:
+        """Like wait_for_leader, but fails fast (HacoError naming the log) if a replica exits."""
+        task = asyncio.ensure_future(wait_for_leader(self.spec.urls, timeout_s, exclude=exclude))
+        try:
+            while not task.done():
+                dead = [(n, c) for n, c in self.exited() if n.startswith("r") and n not in set(exclude)]
+                if dead:
+                    name, code = dead[0]
+                    raise HacoError(f"replica {name} exited with code {code}; see {self.spec.log_dir / name}.log:\n"
+                                    + tail(self.spec.log_dir / f"{name}.log"))
+                await asyncio.wait({task}, timeout=0.2)
+            return task.result()
+        finally:
+            task.cancel()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop workers first (they drain), then replicas; blocking."""
+        stop_processes(self.workers.values(), timeout_s)
+        stop_processes(self.replicas.values(), timeout_s)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+__all__ = ["ClusterSpec", "LocalCluster", "busy_ports", "ensure_password", "free_base_port", "spawn", "stop_process",
+           "stop_processes", "wait_for_leader"]

@@ -1,0 +1,1 @@
+"""The replica: everything that touches pysyncobj (node, Raft plumbing, apply and snapshot hooks)."""

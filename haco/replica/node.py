@@ -1,0 +1,629 @@
+"""The replication adapter: with its plumbing in plumbing.py, the only code that imports pysyncobj.
+
+Two contexts meet here. pysyncobj's tick thread (autoTick) does Raft I/O, applies entries
+(`_apply_on_tick`) and runs the snapshot hooks; the asyncio loop proposes commands and reads
+state. Every crossing happens in this file:
+
+- loop -> tick: `propose()` queues commands; one `call_soon` flush packs everything queued in
+  that loop iteration into one log entry (group commit) and hands it to pysyncobj, which never
+  blocks the caller. Outcomes come back through `call_soon_threadsafe`.
+- tick -> loop: after each applied entry the tick thread records (index, ended job ids) and
+  schedules at most one `_publish` on the loop; the tick thread never waits on the loop.
+- Readers on the loop see whole records (they are immutable); multi-structure queries take
+  `state_lock` from a worker thread, never on the loop (see haco/server/DESIGN.md).
+
+Snapshots: the serializer hook only captures (cheap) and starts a background writer that
+publishes the DuckDB file atomically itself; the deserializer verifies and swaps in a fully
+built state, or stops the process. See `notes/pysyncobj.md` for the contract relied on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.transport import TCPTransport
+
+from raft_state import CODE_VERSION, Command, Rejected, RejectCode, State, encode, outcome_from_wire, outcome_to_wire
+from raft_state import snapshot
+from raft_state.outcomes import Outcome
+
+from haco.config import NodeConfig
+from haco.errors import NotApplied, OutcomeUnknown, Overloaded
+from haco.replica.plumbing import (_FaultTransport, _FsyncJournal, build_syncobj, cancel_transmissions,
+                             defer_compaction_while_streaming, append_sent, file_identity, fsync_info, fsync_path, hold_commands,
+                             patch_append_entries, publish_streamed_dumps_under, raft_clock, watch_tick_stalls)
+from haco.replica.flow import check_messages, send_once_per_drain
+
+__all__ = ["Applied", "Replica", "_FaultTransport", "_FsyncJournal"]  # the last two: pinned by tests
+
+log = logging.getLogger(__name__)
+
+_NOT_APPLIED = {FAIL_REASON.QUEUE_FULL: "queue full", FAIL_REASON.MISSING_LEADER: "no leader",
+                FAIL_REASON.DISCARDED: "discarded by a new leader", FAIL_REASON.NOT_LEADER: "not leader",
+                FAIL_REASON.REQUEST_DENIED: "request denied"}
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+DIGEST_EVERY = 16  #: every replica records its digest at indexes that are multiples of this
+#: Log entries this replica has handed to pysyncobj and not yet seen settle. pysyncobj 0.3.17 rewinds
+#: a follower's nextIndex to the acknowledged index on every success response, so each further entry
+#: in flight got re-sent (and truncated and re-appended by the follower) again and again: with 64
+#: busy clients that quadratic traffic took batch submits down to ~200 jobs/s (flow.py now
+#: stops the rewind; 4 in flight measured no better than 2). Proposals made while the pipeline is
+#: full wait in the queue and go out together in the next entry (group commit).
+ENTRIES_IN_FLIGHT_MAX = 2
+ENTRY_WEIGHT_MAX = 1000  #: jobs (or assignments) per log entry, so one apply stays well under a heartbeat
+
+
+class _Shim(SyncObjConsumer):  # type: ignore[misc]
+    """All pysyncobj ever sees: one replicated method that takes bytes and never raises."""
+
+    def __init__(self, owner: Replica) -> None:
+        super().__init__()
+        self.owner = owner
+
+    @replicated  # type: ignore[untyped-decorator]
+    def apply_entry(self, entry: bytes) -> bytes:
+        return self.owner._apply_on_tick(entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one published batch of applied entries changed, for listeners on the loop."""
+
+    index: int
+    ended: tuple[str, ...]  #: job ids whose attempt ended or that became final
+    replaced: bool  #: the whole state was swapped (a snapshot was installed)
+
+
+class Replica:
+    """One coordinator replica: State + pysyncobj node + snapshot hooks + the asyncio bridge."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(cfg.data_dir)
+        self.dump_path = self.data_dir / "snapshot.duckdb"
+        self.journal_path = self.data_dir / "raft.journal"
+        self.state = State()
+        self.state_lock = threading.Lock()  #: held by the tick thread while it applies one entry
+        #: (applied index, digest of exactly that state), replaced as one tuple by the tick thread after
+        #: each entry: other threads read both from it (the live state may be mid-entry when they look)
+        self.applied: tuple[int, int] = (0, self.state.digest())
+        self.digests: deque[tuple[int, int]] = deque(maxlen=64)
+        self.snapshot_index = 0
+        self.snapshot_at = 0.0  #: wall time the current dump file was written or loaded
+        self.snapshot_seconds = 0.0  #: how long the last background write took
+        self.snapshot_installs = 0  #: snapshots received from a leader and loaded
+        self.elections = 0
+        self.stalls, self.stall_max_s = 0, 0.0  #: pysyncobj ticks over half an election timeout; longest
+        self.role = "follower"
+        self._addr_to_id = {p.raft_addr: p.id for p in cfg.peers} | {cfg.raft_addr: cfg.id}
+        self._dump_identity: tuple[int, int, int] | None = None  #: the dump file last written or loaded
+        self._dump_lock = threading.Lock()  #: publishing a dump: ours (background writer) or a streamed one
+        self._dump_raft_data: Any = None
+        self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
+        self._events: deque[Applied] = deque()
+        self._publish_pending = False
+        self._queue: list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]] = []
+        self._flush_pending = False
+        self._entries_out = 0  #: entries handed to pysyncobj, not yet settled (ENTRIES_IN_FLIGHT_MAX)
+        self.in_flight = 0
+        self.admission_refused = 0  #: proposals refused by admission control (503)
+        self.forwarded = 0  #: commands proposed while following: pysyncobj forwards them to the leader
+        self._listeners: list[Callable[[Applied], None]] = []
+        self._role_listeners: list[Callable[[str], None]] = []
+        self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shim = _Shim(self)
+        self._syncobj: Any = None
+        self._stopping = False
+
+    # ---- start and stop -------------------------------------------------------------------
+
+    def load_local_snapshot(self) -> None:
+        """Load this replica's dump file, if any, before Raft starts. Raises SnapshotError."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.data_dir.glob("snapshot.duckdb.*"):
+            leftover.unlink(missing_ok=True)  # half-written dumps from a crash; never published
+        if not self.dump_path.exists():
+            return
+        started = time.monotonic()
+        loaded = snapshot.load(self.dump_path)
+        self.state = loaded.state
+        self.applied = (loaded.raft_index, loaded.digest)
+        self._remember_dump(loaded.raft_index, pickle.loads(loaded.raft_data))
+        self.snapshot_at = self.dump_path.stat().st_mtime
+        log.info("loaded snapshot index=%d jobs=%d seconds=%.2f", loaded.raft_index, len(self.state.jobs),
+                 time.monotonic() - started)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        r = self.cfg.raft
+        conf = SyncObjConf(
+            password=self.cfg.raft_password, bindAddress=self.cfg.raft_bind or self.cfg.raft_addr, autoTick=True,
+            autoTickPeriod=r.tick_period_s, commandsQueueSize=100_000, raftMinTimeout=r.election_timeout_s_min,
+            raftMaxTimeout=r.election_timeout_s_max, appendEntriesPeriod=r.append_entries_period_s,
+            connectionTimeout=self._connection_timeout_s(), connectionRetryTime=r.connection_retry_s,
+            leaderFallbackTimeout=r.leader_fallback_timeout_s, appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=2**20, sendBufferSize=2**20, recvBufferSize=2**20,
+            dnsCacheTime=r.dns_cache_s, dnsFailCacheTime=min(1.0, r.dns_cache_s),
+            logCompactionMinEntries=r.compaction_min_entries, logCompactionMinTime=r.compaction_min_time_s,
+            logCompactionSplit=True, logCompactionBatchSize=2**18, commandsWaitLeader=False,
+            fullDumpFile=str(self.dump_path), journalFile=str(self.journal_path), bindRetryTime=0.5,
+            maxBindRetries=20, onReady=None, onStateChanged=self._on_state_changed_tick,
+            dynamicMembershipChange=False, pollerType="auto", useFork=False, serializer=self._serialize_tick,
+            serializeChecker=self._check_serialize_tick, deserializer=self._deserialize_tick,
+            onCodeVersionChanged=None, tcp_keepalive=(16, 3, 5),
+        )
+        others = [p.raft_addr for p in self.cfg.peers]
+        transport = _FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
+        self._syncobj = build_syncobj(r.fsync, self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
+                                       transportClass=transport)
+        watch_tick_stalls(self._syncobj, r.election_timeout_s_min / 2, self._on_tick_stall)
+        patch_append_entries(self._syncobj)
+        check_messages(self._syncobj)
+        send_once_per_drain(self._syncobj)
+        publish_streamed_dumps_under(self._syncobj, self._dump_lock)
+        # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
+        # before it may call an election: otherwise its higher term deposes the leader
+        self._postpone_election(r.connection_retry_s + r.election_timeout_s_max)
+        log.info("raft started replica=%s raft=%s peers=%s", self.cfg.id, self.cfg.raft_addr, ",".join(others))
+
+    async def stop(self, *, transfer: bool = True) -> None:
+        """Hand leadership over when leading, then stop Raft (off the loop)."""
+        so = self._syncobj
+        if so is None:
+            return
+        self._stopping = True  # local proposals are refused from now on: the log must stop growing
+        if transfer and self.is_leader():
+            sent = await self._transfer_leadership(so, timeout_s=3.0)
+            successor = self.leader_id()
+            log.info("leadership transfer %s (timeout_now sent %d times, leader now %s)",
+                     "done" if not self.is_leader() else "timed out", sent, successor)
+        await asyncio.to_thread(so.destroy_synchronous)
+        self._syncobj = None
+
+    async def _transfer_leadership(self, so: Any, timeout_s: float) -> int:
+        """Raft TimeoutNow, retried on the tick thread until a follower took over; returns how
+        many were sent. The log stops growing first (Raft's transfer rule): pysyncobj's command
+        queue, which also holds what followers forward, is no longer drained (those commands end
+        LEADER_CHANGED once the successor is known; clients retry with their keys). Else an entry
+        appended after the TimeoutNow reaches the third replica but not the target, both refuse
+        the target their votes and a second election follows (term +2/+3). pysyncobj denies a
+        transfer unless the target's match index is the leader's last index, so each tick retries
+        until one is sent (resent after 0.2 s if no election followed). This replica never stands
+        for election again and waits to hear from its successor, so its vote is there for the target.
+        """
+        sent: list[float] = []
+
+        def on_sent(_result: Any, err: int) -> None:  # tick thread
+            if err == FAIL_REASON.SUCCESS:
+                sent.append(time.monotonic())
+
+        def on_tick() -> None:  # tick thread: pysyncobj's transferLeadership is not thread-safe
+            self._postpone_election(timeout_s + 1.0)  # once deposed, its stale deadline would fire at once
+            if so._isLeader() and (not sent or time.monotonic() - sent[-1] > 0.2):
+                so.transferLeadership(callback=on_sent)
+
+        so._checkCommandsToApply = hold_commands  # the tick thread looks it up on every tick (pinned)
+        await asyncio.to_thread(so.addOnTickCallback, on_tick)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and (self.is_leader() or self.leader_id() in (None, self.cfg.id)):
+                await asyncio.sleep(0.01)
+        finally:
+            await asyncio.to_thread(so.removeOnTickCallback, on_tick)
+        return len(sent)
+
+    def force_snapshot(self) -> None:
+        if self._syncobj is not None:
+            self._syncobj.forceLogCompaction()
+
+    # ---- the tick thread ------------------------------------------------------------------
+
+    def _apply_on_tick(self, entry: bytes) -> bytes:
+        """Apply one entry (tick thread; every replica; also on replay). Never raises."""
+        so = self._shim._syncObj  # set before pysyncobj's tick thread starts; self._syncobj may not be yet
+        index = so.raftLastApplied + 1 if so is not None else self.applied_index + 1
+        with self.state_lock:
+            try:
+                outcomes = self.state.apply_entry(entry)
+            except Exception:  # a bug; left alone, pysyncobj would retry this entry forever and halt
+                log.critical("apply failed index=%d", index, exc_info=True)
+                outcomes = [Rejected(RejectCode.INTERNAL, "apply failed")]
+            ended = self.state.ended
+            self.state.ended = []
+            self.applied = (index, self.state.digest())
+            if index % DIGEST_EVERY == 0:
+                self.digests.append(self.applied)
+        # entries are applied only once a leader (or, replaying at restart, the persisted commit
+        # index) committed them: a long replay must not end in an election
+        self._postpone_election(self.cfg.raft.election_timeout_s_min)
+        self._emit(Applied(index, tuple(ended), False))
+        packed: bytes = msgpack.packb([index, [outcome_to_wire(o) for o in outcomes]], use_bin_type=True)
+        return packed
+
+    def _emit(self, event: Applied) -> None:
+        self._events.append(event)
+        if not self._publish_pending and self._loop is not None:
+            self._publish_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._publish)
+            except RuntimeError:  # the loop closed during shutdown
+                pass
+
+    def _on_state_changed_tick(self, old: int, new: int) -> None:
+        role = _ROLES.get(new, "follower")
+        so = self._shim._syncObj
+        if so is not None:
+            cancel_transmissions(so)  # a stream must never resume across terms
+        if role == "candidate":
+            self.elections += 1
+        term = int(so.raftCurrentTerm) if so is not None else 0  # tick thread: the term of this role
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._role_changed, role, term)
+            except RuntimeError:
+                pass
+
+    def _serialize_tick(self, tmp_name: str, raft_data: Any) -> None:
+        """pysyncobj's serializer hook: capture now (tick thread), write in the background.
+        pysyncobj renames `tmp_name` into place as soon as this returns; it must not exist then,
+        so that rename fails harmlessly and the writer publishes the real file itself."""
+        Path(tmp_name).unlink(missing_ok=True)
+        if defer_compaction_while_streaming(self._shim._syncObj):  # a writer would hog the stream's GIL
+            self._snap_state = SERIALIZER_STATE.FAILED
+            return
+        started = time.monotonic()
+        with self.state_lock:
+            cap = snapshot.capture(self.state)
+        self._postpone_election(self.cfg.raft.election_timeout_s_min)  # capture: ~70-300 ms at 1M jobs
+        index, term = int(raft_data[0][1]), int(raft_data[0][2])
+        self._snap_state = SERIALIZER_STATE.SERIALIZING
+        log.info("snapshot capture index=%d ms=%.1f", index, (time.monotonic() - started) * 1000)
+        threading.Thread(target=self._write_snapshot, args=(cap, index, term, raft_data),
+                         name="haco-snapshot", daemon=True).start()
+
+    def _write_snapshot(self, cap: snapshot.Capture, index: int, term: int, raft_data: Any) -> None:
+        started = time.monotonic()
+        writing = self.dump_path.with_name(self.dump_path.name + ".writing")
+        try:
+            snapshot.dump(cap, writing, raft_index=index, raft_term=term, raft_data=pickle.dumps(raft_data))
+            with self._dump_lock:  # pysyncobj renames a dump streamed from the leader into place under it
+                if file_identity(self.dump_path) != self._dump_identity:
+                    writing.unlink(missing_ok=True)  # a newer dump was streamed in meanwhile: keep that
+                    log.info("snapshot superseded index=%d by a dump from the leader", index)
+                    self._snap_state = SERIALIZER_STATE.FAILED
+                    return
+                os.replace(writing, self.dump_path)
+                fsync_path(self.data_dir)
+                self._remember_dump(index, raft_data)
+            self.snapshot_at = time.time()
+            self.snapshot_seconds = time.monotonic() - started
+            self._snap_state = SERIALIZER_STATE.SUCCESS
+            log.info("snapshot written index=%d jobs=%d seconds=%.2f", index, len(cap.jobs), self.snapshot_seconds)
+        except Exception:
+            log.exception("snapshot write failed index=%d", index)
+            writing.unlink(missing_ok=True)
+            self._snap_state = SERIALIZER_STATE.FAILED
+
+    def _check_serialize_tick(self) -> int:
+        state: int = self._snap_state
+        if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
+        return state
+
+    def _remember_dump(self, index: int, raft_data: Any) -> None:
+        self._dump_identity = file_identity(self.dump_path)
+        self._dump_raft_data = raft_data
+        self.snapshot_index = index
+
+    def _deserialize_tick(self, path: str) -> Any:
+        """pysyncobj's deserializer: at start (our own file, already loaded) or after a leader
+        streamed us its dump. Verifies and swaps in a fully built state, or stops the process."""
+        if self._dump_identity == file_identity(Path(path)):
+            return self._dump_raft_data
+        started = time.monotonic()
+        try:
+            loaded = snapshot.load(path)
+            raft_data = pickle.loads(loaded.raft_data)
+        except Exception:
+            log.critical("installed snapshot %s does not load; stopping rather than running on a broken state",
+                         path, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+        with self.state_lock:
+            self.state = loaded.state
+            self.applied = (loaded.raft_index, loaded.digest)
+        del loaded
+        if self.cfg.raft.fsync:  # pysyncobj renamed the streamed file into place without a sync
+            fsync_path(path)
+            fsync_path(Path(path).parent)
+        self._remember_dump(self.applied_index, raft_data)
+        self.snapshot_at = time.time()
+        self.snapshot_installs += 1
+        log.info("installed snapshot from leader index=%d jobs=%d seconds=%.2f", self.applied_index,
+                 len(self.state.jobs), time.monotonic() - started)
+        self._emit(Applied(self.applied_index, (), True))
+        return raft_data
+
+    def _connection_timeout_s(self) -> float:
+        return max(3.0, self.cfg.raft.election_timeout_s_max)
+
+    def _on_tick_stall(self, took_s: float) -> None:
+        """A tick took `took_s` (tick thread; plumbing.watch_tick_stalls). Past half the connection
+        timeout (a 1M-job dump from the leader: 20-30 s in the deserializer) both ends drop the connection
+        unread and re-dial; without PreVote an election meanwhile raises every term needlessly."""
+        self.stalls += 1
+        self.stall_max_s = max(self.stall_max_s, took_s)
+        r = self.cfg.raft
+        if took_s > self._connection_timeout_s() / 2:
+            grace_s = 2 * r.connection_retry_s + r.election_timeout_s_max
+            self._postpone_election(grace_s)
+            log.info("raft tick stalled ms=%.0f: election postponed %.1fs", took_s * 1000, grace_s)
+        elif took_s >= r.election_timeout_s_min:
+            log.info("raft tick stalled ms=%.0f", took_s * 1000)
+
+    def _postpone_election(self, seconds: float) -> None:
+        """Push this replica's election deadline at least `seconds` out (pysyncobj has no PreVote;
+        pinned internal; tick thread, or just after SyncObj starts)."""
+        so = self._shim._syncObj
+        if so is not None and hasattr(so, "_SyncObj__raftElectionDeadline"):
+            so._SyncObj__raftElectionDeadline = max(so._SyncObj__raftElectionDeadline, raft_clock() + seconds)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[Applied], None]) -> None:
+        self._listeners.append(fn)
+
+    def add_role_listener(self, fn: Callable[[str], None]) -> None:
+        self._role_listeners.append(fn)
+
+    def _publish(self) -> None:
+        self._publish_pending = False  # reset before draining: a later append schedules again
+        while self._events:
+            event = self._events.popleft()
+            for fn in self._listeners:
+                try:
+                    fn(event)
+                except Exception:
+                    log.exception("applied listener failed")
+        applied = self.applied_index
+        if self._index_waiters:
+            keep = []
+            for index, fut in self._index_waiters:
+                if index <= applied:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    keep.append((index, fut))
+            self._index_waiters = keep
+
+    def _role_changed(self, role: str, term: int) -> None:
+        if role != self.role:  # chaos's leader-per-term checker parses this line
+            log.info("role changed replica=%s role=%s term=%d", self.cfg.id, role, term)
+        self.role = role
+        for fn in self._role_listeners:
+            fn(role)
+
+    async def wait_applied(self, index: int, timeout_s: float) -> bool:
+        """Wait until this replica applied `index`; False on timeout."""
+        if self.applied_index >= index:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._index_waiters.append((index, fut))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+            return True
+        except TimeoutError:
+            return False
+
+    async def propose(self, cmd: Command, *, timeout_s: float | None = None) -> tuple[int, Outcome]:
+        """Replicate one command; returns (applied index, outcome).
+
+        Raises NotApplied (nothing happened, safe to retry), Overloaded (admission control), or
+        OutcomeUnknown (maybe applied: retry with the same idempotency key).
+        """
+        (fut,) = self.propose_batch([cmd])
+        # a plain timer on the future, not asyncio.timeout (a context manager, a timer and a task
+        # uncancel per write): the loop's cost per single submit
+        timer = asyncio.get_running_loop().call_later(timeout_s or self.cfg.raft.propose_timeout_s, _time_out, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    def propose_batch(self, cmds: list[Command]) -> list[asyncio.Future[tuple[int, Outcome]]]:
+        """Queue commands in order (group commit usually puts them in one entry) and return their
+        futures, which fail like propose(); the caller bounds the wait itself and cancels the
+        futures it stops waiting for (a queued one is then never proposed). Raises NotApplied or
+        Overloaded for all of them, before queueing any."""
+        if self._syncobj is None or self._stopping:
+            raise NotApplied("replica is not running")
+        if self.in_flight >= self.cfg.raft.in_flight_max:
+            self.admission_refused += len(cmds)
+            raise Overloaded(f"{self.in_flight} writes in flight; retry shortly", {"retry_after_s": 1})
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[tuple[int, Outcome]]] = []
+        for cmd in cmds:
+            fut: asyncio.Future[tuple[int, Outcome]] = loop.create_future()
+            self._queue.append((cmd, fut))
+            futures.append(fut)
+        self.in_flight += len(cmds)
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+        return futures
+
+    def _flush(self) -> None:
+        """Group commit: whatever was proposed while the pipeline was full goes out in few entries.
+
+        At most ENTRIES_IN_FLIGHT_MAX entries are out at once; each holds at most
+        `entry_commands_max` commands and ENTRY_WEIGHT_MAX jobs. Proposals whose caller already
+        gave up (timed out, cancelled) are dropped here: never proposed, so nothing to retry."""
+        self._flush_pending = False
+        loop = self._loop
+        assert loop is not None
+        while self._queue and self._entries_out < ENTRIES_IN_FLIGHT_MAX:
+            chunk = self._take_chunk()
+            if not chunk:
+                continue
+            so = self._syncobj
+            futures = [fut for _, fut in chunk]
+            if so is None:
+                self._settle(futures, None, FAIL_REASON.NOT_LEADER)
+                continue
+            if not so._isLeader():
+                self.forwarded += len(chunk)
+            self._entries_out += 1
+            release = _Once(self._entry_settled)
+            timer = loop.call_later(self.cfg.raft.propose_timeout_s + 1.0, release)  # a callback may never come
+
+            def on_result(result: Any, err: int, futures: list[Any] = futures, release: _Once = release,
+                          timer: asyncio.TimerHandle = timer) -> None:  # either thread
+                try:
+                    loop.call_soon_threadsafe(self._settle_entry, futures, result, err, release, timer)
+                except RuntimeError:
+                    pass
+            self._shim.apply_entry(encode(*(cmd for cmd, _ in chunk)), callback=on_result)
+
+    def _take_chunk(self) -> list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]]:
+        """Pop the next entry's worth of live proposals off the queue."""
+        chunk: list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]] = []
+        weight = 0
+        taken = 0
+        for cmd, fut in self._queue:
+            if len(chunk) >= self.cfg.raft.entry_commands_max:
+                break
+            w = len(getattr(cmd, "jobs", ())) or len(getattr(cmd, "items", ())) or 1
+            if chunk and weight + w > ENTRY_WEIGHT_MAX:
+                break
+            taken += 1
+            if fut.done():  # its caller gave up waiting
+                self.in_flight -= 1
+                continue
+            chunk.append((cmd, fut))
+            weight += w
+        del self._queue[:taken]
+        return chunk
+
+    def _entry_settled(self) -> None:
+        self._entries_out -= 1
+        if self._queue and not self._flush_pending:
+            self._flush_pending = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _settle_entry(self, futures: list[asyncio.Future[tuple[int, Outcome]]], result: Any, err: int,
+                      release: _Once, timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        self._settle(futures, result, err)
+        release()
+
+    def _settle(self, futures: list[asyncio.Future[tuple[int, Outcome]]], result: Any, err: int) -> None:
+        self.in_flight -= len(futures)
+        if err == FAIL_REASON.SUCCESS:
+            index, wires = msgpack.unpackb(result, raw=False)
+            outcomes = [outcome_from_wire(w) for w in wires]
+            if len(outcomes) != len(futures):  # the envelope itself was refused
+                outcomes = [outcomes[0]] * len(futures)
+            for fut, outcome in zip(futures, outcomes):
+                if not fut.done():
+                    fut.set_result((index, outcome))
+            return
+        exc: Exception
+        if err in _NOT_APPLIED:
+            exc = NotApplied(f"not applied: {_NOT_APPLIED[err]}", {"reason": _NOT_APPLIED[err], "retry_after_s": 1})
+        else:
+            exc = OutcomeUnknown("leader changed before the write was confirmed; retry with the same key")
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    # ---- what the API reports --------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        return self.applied[0]
+
+    def is_leader(self) -> bool:
+        so = self._syncobj
+        return bool(so is not None and so._isLeader())
+
+    def term(self) -> int:
+        so = self._syncobj
+        return int(so.raftCurrentTerm) if so is not None else 0
+
+    def leader_id(self) -> str | None:
+        so = self._syncobj
+        leader = so._getLeader() if so is not None else None
+        return None if leader is None else self._addr_to_id.get(str(leader), str(leader))
+
+    def leader_url(self) -> str | None:
+        leader = self.leader_id()
+        if leader == self.cfg.id:
+            return self.cfg.api_url
+        return next((p.api_url for p in self.cfg.peers if p.id == leader), None)
+
+    def info(self) -> dict[str, Any]:
+        """`GET /api/cluster` for this replica."""
+        so = self._syncobj
+        status = so.getStatus() if so is not None else {}
+        peers = []
+        for p in self.cfg.peers:
+            reachable = status.get(f"partner_node_status_server_{p.raft_addr}") == 2
+            peers.append({"id": p.id, "raft_addr": p.raft_addr, "api_url": p.api_url, "reachable": reachable})
+        digests = list(self.digests)
+        applied_index, digest = self.applied
+        return {
+            "id": self.cfg.id, "api_url": self.cfg.api_url, "raft_addr": self.cfg.raft_addr,
+            "role": _ROLES.get(status.get("state", 0), "follower") if so is not None else "stopped",
+            "leader": self.leader_id(), "leader_url": self.leader_url(), "term": self.term(),
+            "commit_index": int(status.get("commit_idx", 0)), "applied_index": applied_index,
+            "log_entries": int(status.get("log_len", 0)), "has_quorum": bool(status.get("has_quorum", False)),
+            "snapshot_index": self.snapshot_index,
+            "snapshot_age_s": round(time.time() - self.snapshot_at, 1) if self.snapshot_at else None,
+            "snapshot_seconds": round(self.snapshot_seconds, 3), "snapshot_installs": self.snapshot_installs,
+            "digest": f"{digest:016x}",
+            "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
+            "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
+            "peers": peers, "in_flight": self.in_flight, "append_sent": append_sent(so), "code_version": CODE_VERSION,
+            "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(so),
+        }
+
+
+def _time_out(fut: asyncio.Future[Any]) -> None:
+    """A proposal's caller stops waiting: its outcome is unknown (a queued one is never proposed)."""
+    if not fut.done():
+        fut.set_exception(OutcomeUnknown("the write was not confirmed in time; retry with the same key"))
+
+
+class _Once:
+    """Calls `fn` the first time it is called, never again (an entry settles or times out once)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
+
+
+def _version() -> str:
+    from haco import __version__
+    return __version__

@@ -1,0 +1,1 @@
+"""The leader's scheduler: placement planners and the loop that proposes their decisions."""
