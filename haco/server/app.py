@@ -1,9 +1,11 @@
-"""The aiohttp application on every replica: app keys, error middleware, authorization hook,
-background tasks owned by cleanup contexts."""
+"""The aiohttp application on every replica: the app factory, the error middleware every request
+passes (authorization first), and the background tasks owned by cleanup contexts. Typed keys live
+in keys.py and request helpers in requests.py, so routes import neither this module nor each other."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,21 +16,15 @@ from aiohttp import web
 from haco.config import NodeConfig
 from haco.errors import HacoError, NotApplied, PayloadTooLarge, Rejected, Unauthorized
 from haco.replica.node import Replica
+from haco.results.feed import RESULTS_FEED, ResultsFeed
+from haco.results.store import ResultsStore
 from haco.scheduler.core import Scheduler
 from haco.server.hub import Hub
+from haco.server.keys import AUTHORIZE, CONFIG, HUB, REPLICA, RESULTS, SCHEDULER, WAITERS, Authorize
 from haco.server.waiters import JobWaiters
 
 log = logging.getLogger(__name__)
 
-Authorize = Callable[[web.Request], Awaitable[None]]
-
-REPLICA = web.AppKey("replica", Replica)
-CONFIG = web.AppKey("config", NodeConfig)
-HUB = web.AppKey("hub", Hub)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
-WAITERS = web.AppKey("waiters", JobWaiters)
-AUTHORIZE = web.AppKey("authorize", object)
-RESULTS = web.AppKey("results", object)
 
 
 async def allow_all(request: web.Request) -> None:
@@ -45,7 +41,7 @@ def problem(status: int, code: str, message: str, detail: dict[str, Any] | None 
 async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                            ) -> web.StreamResponse:
     try:
-        await request.app[AUTHORIZE](request)  # type: ignore[operator]
+        await request.app[AUTHORIZE](request)
         return await handler(request)
     except Rejected as exc:
         retry = {"Retry-After": "1"} if exc.http_status == 503 else None  # NOT_READY: again, or elsewhere
@@ -74,7 +70,7 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return problem(500, "INTERNAL", "internal error; see the replica's log")
 
 
-def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize: Authorize | None = None
+def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = None, authorize: Authorize | None = None
               ) -> web.Application:
     """The replica's app. `authorize` defaults to tokens checked with `cfg.token_secret` (the open
     API when it is None, which config validation allows only with --insecure-open-api)."""
@@ -110,7 +106,24 @@ def build_app(cfg: NodeConfig, replica: Replica, results: Any = None, authorize:
     app.add_routes(routes_cluster.routes)
     app.add_routes(routes_tokens.routes)
     app.cleanup_ctx.append(_scheduler_ctx)
+    if results is not None:
+        feed = ResultsFeed(replica, results)
+        app[RESULTS_FEED] = feed
+        replica.add_listener(feed.on_applied)
+        app.cleanup_ctx.append(_results_feed_ctx)
     return app
+
+
+async def _results_feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    feed = app[RESULTS_FEED]
+    task = asyncio.get_running_loop().create_task(feed.run(), name="results-feed")
+    yield
+    # what ended before the stop goes into the store now, so the next start needs no rebuild
+    if not await feed.flushed(5.0):
+        log.warning("results not flushed at stop; the next start rebuilds them")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -121,74 +134,3 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
     except asyncio.CancelledError:
         pass
-
-
-JSON_DEPTH_MAX = 40  #: a job's payload may nest 32 deep inside the body's own two levels
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; a clear 400 when it is not, or nests deeper than JSON_DEPTH_MAX.
-    (Size is bounded by the app's client_max_size: 413.)"""
-    raw = await request.read()
-    if not raw:
-        raise_bad("BAD_JSON", "request body is empty; send a JSON object")
-    if len(raw) > 64 * 1024:  # a big body is parsed off the loop
-        return await asyncio.to_thread(_parse_json, raw)
-    return _parse_json(raw)
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise_bad("BAD_JSON", f"request body nests deeper than {JSON_DEPTH_MAX} levels")
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and ints past 4300 digits
-        raise_bad("BAD_JSON", f"request body is not JSON: {str(exc)[:200]}")
-    # fewer brackets than the limit (counted over strings too: an overestimate) cannot nest deeper
-    if raw.count(b"{") + raw.count(b"[") > JSON_DEPTH_MAX and _too_deep(value, JSON_DEPTH_MAX):
-        raise_bad("BAD_JSON", f"request body nests deeper than {JSON_DEPTH_MAX} levels")
-    return value
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """True when containers nest more than `limit` deep; iterative, stops at the first too-deep one."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def raise_bad(code: str, message: str, detail: dict[str, Any] | None = None) -> Any:
-    raise Rejected(code, message, detail)
-
-
-def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise_bad("BAD_QUERY", f"?{name} must be an integer", {"field": name})
-    if not lo <= value <= hi:
-        raise_bad("BAD_QUERY", f"?{name} must be between {lo} and {hi}", {"field": name})
-    return value
-
-
-def query_float(request: web.Request, name: str, lo: float, hi: float) -> float | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise_bad("BAD_QUERY", f"?{name} must be a number", {"field": name})
-    if not lo <= value <= hi:
-        raise_bad("BAD_QUERY", f"?{name} must be between {lo:g} and {hi:g}", {"field": name})
-    return value

@@ -23,7 +23,7 @@ from haco.config import NodeConfig
 from haco.replica.node import Replica
 from haco.security.tls import client_context
 from haco.wire import job_json, worker_json
-from haco.server.app import CONFIG, HUB, REPLICA
+from haco.server.keys import CONFIG, HUB, REPLICA
 
 PEER_TIMEOUT_S = 1.0
 RECENT_JOBS = 25

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -99,7 +98,6 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     from haco.replica.node import Replica
     from haco.replica.runtime import settle_heap, tune_gc
     from haco.server.app import build_app
-    from haco.results.feed import RESULTS_FEED, ResultsFeed
     tune_gc()
     replica = Replica(cfg)
     try:
@@ -117,12 +115,6 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
         log.warning("results store unavailable")
     loop = asyncio.get_running_loop()
     app = build_app(cfg, replica, results)
-    feed_task = None
-    if results is not None:
-        feed = ResultsFeed(replica, results)
-        app[RESULTS_FEED] = feed
-        replica.add_listener(feed.on_applied)
-        feed_task = loop.create_task(feed.run(), name="results-feed")
     replica.start(loop)
     logging.getLogger("aiohttp.server").addFilter(_one_line_for_bad_http)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -136,14 +128,7 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     await stop.wait()
     log.info("stopping replica=%s", cfg.id)
     await replica.stop(transfer=True)
-    await runner.cleanup()
-    if feed_task is not None:
-        # what ended before the stop goes into the store now, so the next start needs no rebuild
-        if not await app[RESULTS_FEED].flushed(5.0):
-            log.warning("results not flushed at stop; the next start rebuilds them")
-        feed_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feed_task
+    await runner.cleanup()  # after the replica stopped: the results feed flushes what ended before the stop
     if results is not None:
         await asyncio.to_thread(results.close)
     return 0

@@ -7,13 +7,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from raft_state import Accepted, SetPaused
+from raft_state import SetPaused
 
-from haco.errors import Rejected
 from haco.scheduler.core import now_ms
-from haco.server.app import HUB, REPLICA, RESULTS, SCHEDULER, raise_bad, read_json
+from haco.server.keys import HUB, REPLICA, RESULTS, SCHEDULER
+from haco.server.requests import fresh_enough, raise_bad, read_json, require_accepted
 from haco.results.feed import RESULTS_FEED
-from haco.server.routes.jobs import fresh_enough
 
 routes = web.RouteTableDef()
 STATIC = Path(__file__).parent.parent / "static"
@@ -66,8 +65,7 @@ async def queue_stats(request: web.Request) -> web.Response:
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     index, outcome = await request.app[REPLICA].propose(SetPaused(now_ms(), paused))
-    if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    outcome = require_accepted(outcome)
     return web.json_response({"paused": paused, "index": index, "already": outcome.already})
 
 

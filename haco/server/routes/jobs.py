@@ -9,15 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
-from raft_state import Accepted, CancelJob, NewJob, SetClusterVersion, SpecError, SubmitJobs, parse_job, queries
+from raft_state import Accepted, CancelJob, NewJob, SpecError, SubmitJobs, parse_job, queries
 from raft_state.commands import SUBMIT_BATCH_MAX
 from raft_state.records import JobStatus
 
-from haco.errors import NotFound, Rejected
+from haco.errors import NotFound
 from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.wire import job_json
-from haco.server.app import REPLICA, SCHEDULER, WAITERS, query_float, query_int, raise_bad, read_json
+from haco.server.keys import REPLICA, SCHEDULER, WAITERS
+from haco.server.requests import fresh_enough, query_float, query_int, raise_bad, read_json, require_accepted
 
 routes = web.RouteTableDef()
 _JSON = "application/json"
@@ -57,8 +58,7 @@ async def _submit(request: web.Request, items: tuple[NewJob, ...]) -> tuple[int,
     replica = request.app[REPLICA]
     request.app[SCHEDULER].assign_submitted(items)  # proposes first attempts right behind this submit
     index, outcome = await replica.propose(SubmitJobs(now_ms(), items))
-    if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    outcome = require_accepted(outcome)
     return index, outcome
 
 
@@ -84,22 +84,6 @@ async def submit_batch(request: web.Request) -> web.Response:
     index, outcome = await _submit(request, _new_jobs(body["jobs"]))
     return web.json_response({"job_ids": outcome.value, "index": index, "already": outcome.already},
                              status=200 if outcome.already else 201)
-
-
-async def fresh_enough(request: web.Request) -> int:
-    """Honour `?min_index=` and `?consistency=leader`; returns the applied index the read reflects."""
-    replica = request.app[REPLICA]
-    min_index = query_int(request, "min_index", None, 0, 2**62)
-    consistency = request.query.get("consistency", "local")
-    if consistency not in ("local", "leader"):
-        raise_bad("BAD_QUERY", "?consistency must be local or leader", {"field": "consistency"})
-    if consistency == "leader":  # a no-op barrier through the log: everything committed before it is visible
-        index, _ = await replica.propose(SetClusterVersion(now_ms(), replica.state.cluster_version))
-        min_index = max(min_index or 0, index)
-    if min_index is not None and not await replica.wait_applied(min_index, 10.0):
-        raise_bad("NOT_READY", f"replica has not applied index {min_index} yet (at {replica.applied_index})",
-                  {"applied_index": replica.applied_index})
-    return replica.applied_index
 
 
 @routes.get("/api/jobs")
@@ -158,6 +142,5 @@ async def cancel_job(request: web.Request) -> web.Response:
             raise_bad("INVALID", 'body, when given, is {"reason": "..."}', {"field": "reason"})
         reason = body.get("reason") or reason
     index, outcome = await replica.propose(CancelJob(now_ms(), job_id, reason[:1024]))
-    if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    outcome = require_accepted(outcome)
     return web.json_response({"job_id": job_id, "index": index, "already": outcome.already})

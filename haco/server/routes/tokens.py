@@ -24,7 +24,8 @@ from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.security.tls import client_context
 from haco.security.tokens import TTL_S_MAX, TokenError, issue, unverified_claims, valid_token_id
-from haco.server.app import CONFIG, REPLICA, raise_bad, read_json
+from haco.server.keys import CONFIG, REPLICA
+from haco.server.requests import raise_bad, read_json, require_accepted
 
 routes = web.RouteTableDef()
 PEER_TIMEOUT_S = 3.0
@@ -52,8 +53,7 @@ async def revoke(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
     await ensure_cluster_version(replica, request.app[CONFIG], RevokeToken.SINCE_VERSION)
     index, outcome = await replica.propose(RevokeToken(now_ms(), token_id, expires_at_ms))
-    if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    outcome = require_accepted(outcome)
     return web.json_response({"token_id": token_id, "expires_at_ms": expires_at_ms, "index": index,
                               "already": outcome.already})
 

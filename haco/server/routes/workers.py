@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from raft_state import Accepted, DeregisterWorker, DrainWorker
+from raft_state import DeregisterWorker, DrainWorker
 
-from haco.errors import NotFound, Rejected
+from haco.errors import NotFound
 from haco.scheduler.core import now_ms
 from haco.wire import worker_json
-from haco.server.app import HUB, REPLICA
+from haco.server.keys import HUB, REPLICA
+from haco.server.requests import fresh_enough, require_accepted
 from haco.server.auth import worker_identity
 from haco.server.hub import Hub
-from haco.server.routes.jobs import fresh_enough
 
 routes = web.RouteTableDef()
 
@@ -50,8 +50,7 @@ async def get_worker(request: web.Request) -> web.Response:
 
 async def _worker_command(request: web.Request, cmd: object) -> web.Response:
     index, outcome = await request.app[REPLICA].propose(cmd)  # type: ignore[arg-type]
-    if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+    outcome = require_accepted(outcome)
     return web.json_response({"worker_id": request.match_info["worker_id"], "index": index,
                               "already": outcome.already})
 
