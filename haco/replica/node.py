@@ -42,12 +42,14 @@ from raft_state.outcomes import Outcome
 
 from haco.config import NodeConfig
 from haco.errors import NotApplied, OutcomeUnknown, Overloaded
-from haco.replica.plumbing import (_FaultTransport, _FsyncJournal, build_syncobj, cancel_transmissions,
-                             defer_compaction_while_streaming, append_sent, file_identity, fsync_info, fsync_path, hold_commands,
-                             patch_append_entries, publish_streamed_dumps_under, raft_clock, watch_tick_stalls)
+from haco.replica.journal import ApplyGuard, RaftJournal
+from haco.replica.plumbing import (_FaultTransport, build_syncobj, cancel_transmissions, defer_compaction_while_streaming,
+                                   append_sent, file_identity, fsync_info, fsync_path, hold_commands, patch_append_entries,
+                                   publish_streamed_dumps_under, raft_clock, stop_on_repeated_apply_failure,
+                                   watch_tick_stalls)
 from haco.replica.flow import check_messages, send_once_per_drain
 
-__all__ = ["Applied", "Replica", "_FaultTransport", "_FsyncJournal"]  # the last two: pinned by tests
+__all__ = ["Applied", "Replica", "_FaultTransport"]  # the last: pinned by tests
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shim = _Shim(self)
         self._syncobj: Any = None
+        self._journal: RaftJournal | None = None
         self._stopping = False
 
     # ---- start and stop -------------------------------------------------------------------
@@ -147,8 +150,15 @@ class Replica:
         log.info("loaded snapshot index=%d jobs=%d seconds=%.2f", loaded.raft_index, len(self.state.jobs),
                  time.monotonic() - started)
 
+    def open_journal(self) -> None:
+        """Open and check raft.journal before Raft starts (a damaged tail is cut off with a warning).
+        Raises haco.replica.journal.JournalCorrupt for damage before its last good record."""
+        if self._journal is None:
+            self._journal = RaftJournal(self.journal_path, fsync=self.cfg.raft.fsync)
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self.open_journal()
         r = self.cfg.raft
         conf = SyncObjConf(
             password=self.cfg.raft_password, bindAddress=self.cfg.raft_bind or self.cfg.raft_addr, autoTick=True,
@@ -168,8 +178,9 @@ class Replica:
         )
         others = [p.raft_addr for p in self.cfg.peers]
         transport = _FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
-        self._syncobj = build_syncobj(r.fsync, self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
+        self._syncobj = build_syncobj(self._journal, self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
                                        transportClass=transport)
+        stop_on_repeated_apply_failure(self._syncobj, ApplyGuard(self.journal_path))
         watch_tick_stalls(self._syncobj, r.election_timeout_s_min / 2, self._on_tick_stall)
         patch_append_entries(self._syncobj)
         check_messages(self._syncobj)
@@ -193,6 +204,7 @@ class Replica:
                      "done" if not self.is_leader() else "timed out", sent, successor)
         await asyncio.to_thread(so.destroy_synchronous)
         self._syncobj = None
+        self._journal = None  # closed by pysyncobj
 
     async def _transfer_leadership(self, so: Any, timeout_s: float) -> int:
         """Raft TimeoutNow, retried on the tick thread until a follower took over; returns how
@@ -600,7 +612,8 @@ class Replica:
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
             "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
             "peers": peers, "in_flight": self.in_flight, "append_sent": append_sent(so), "code_version": CODE_VERSION,
-            "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(so),
+            "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(self._journal),
+            "journal": self._journal.stats() if self._journal is not None else None,
         }
 
 

@@ -1,5 +1,6 @@
 """pysyncobj plumbing under `Replica` (haco/replica/node.py): the fault-injecting transport the
-chaos harness drives, the fsync journal, SyncObj construction, and fsync of files and directories.
+chaos harness drives, SyncObj construction on haco's journal, the stop on an entry that keeps failing
+to apply, and fsync of files and directories.
 With replication.py, the only code that imports pysyncobj; nothing here knows about jobs.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import pysyncobj.pickle as _pso_pickle
 import pysyncobj.syncobj as _pso_syncobj
 from pysyncobj import SyncObj
-from pysyncobj.journal import FileJournal
 from pysyncobj.monotonic import monotonic
 from pysyncobj.transport import TCPTransport
 
@@ -91,79 +90,41 @@ class _FaultTransport(TCPTransport):  # type: ignore[misc]
         return bool(super().send(node, message))
 
 
-class _FsyncJournal(FileJournal):  # type: ignore[misc]
-    """`--fsync`: pysyncobj's FileJournal, made durable before pysyncobj acts on a change.
-
-    pysyncobj 0.3.17 has no flush option (its journal is an mmap, never synced). Every path that
-    writes a record goes through add/clear/deleteEntriesFrom/deleteEntriesTo, and pysyncobj sends
-    nothing about a record (a follower's ack, the leader's append_entries, hence the commit and
-    the client's answer) before that call returns, so msync there makes an acknowledged write
-    survive a power loss on a majority. The term and vote are fsynced before pysyncobj sends a
-    vote. A compaction rewrites the kept records with one msync at the end. Installed by
-    swapping `pysyncobj.syncobj.createJournal` while SyncObj is built (tests/replica/test_fsync.py
-    pins the internals this relies on).
-    """
-
-    def __init__(self, path: str) -> None:
-        self._bulk = False
-        self.syncs = 0
-        self.sync_seconds = 0.0
-        super().__init__(path)
-        self._meta_path = path + ".meta"
-        self._sync()
-
-    def _sync(self) -> None:
-        started = time.monotonic()
-        self.flush()  # mmap.flush: msync(MS_SYNC) of the journal's dirty pages
-        self.syncs += 1
-        self.sync_seconds += time.monotonic() - started
-
-    def add(self, command: Any, idx: int, term: int) -> None:
-        super().add(command, idx, term)
-        if not self._bulk:
-            self._sync()
-
-    def clear(self) -> None:
-        super().clear()
-        if not self._bulk:
-            self._sync()
-
-    def deleteEntriesFrom(self, entryFrom: int) -> None:
-        super().deleteEntriesFrom(entryFrom)
-        self._sync()
-
-    def deleteEntriesTo(self, entryTo: int) -> None:
-        self._bulk = True
-        try:
-            super().deleteEntriesTo(entryTo)
-        finally:
-            self._bulk = False
-        self._sync()
-
-    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
-        super().setCurrentTerm(term, votedForNodeId)  # writes <journal>.meta.tmp, renames it into place
-        fsync_path(self._meta_path)
-        fsync_path(Path(self._meta_path).parent)
-
-
-def build_syncobj(fsync: bool, *args: Any, **kwargs: Any) -> Any:
-    """SyncObj(*args, **kwargs), with the fsync journal when asked (one SyncObj per process)."""
-    if not fsync:
-        return SyncObj(*args, **kwargs)
+def build_syncobj(journal: Any, *args: Any, **kwargs: Any) -> Any:
+    """SyncObj(*args, **kwargs) on `journal` (haco/replica/journal.py, opened and checked by the
+    caller): pysyncobj builds its journal through the module-level `createJournal`, swapped while
+    SyncObj is built (one SyncObj per process; pinned in tests/replica/test_fsync.py)."""
     original = _pso_syncobj.createJournal
-    _pso_syncobj.createJournal = lambda path=None: _FsyncJournal(path) if path else original(path)
+    _pso_syncobj.createJournal = lambda path=None: journal if path else original(path)
     try:
         return SyncObj(*args, **kwargs)
     finally:
         _pso_syncobj.createJournal = original
 
 
-def fsync_info(so: Any) -> dict[str, Any]:
-    """The fsync journal's counters for `GET /api/cluster`."""
-    journal = getattr(so, "_SyncObj__raftLog", None)
-    if not isinstance(journal, _FsyncJournal):
+def fsync_info(journal: Any) -> dict[str, Any]:
+    """The journal's sync counters for `GET /api/cluster`."""
+    if journal is None or not journal.fsync:
         return {"enabled": False}
     return {"enabled": True, "syncs": journal.syncs, "seconds": round(journal.sync_seconds, 3)}
+
+
+def stop_on_repeated_apply_failure(so: Any, guard: Any) -> None:
+    """Report every entry that raises out of pysyncobj's apply loop to `guard`
+    (haco/replica/journal.py ApplyGuard), which stops the process once the same index failed a
+    few times running; pysyncobj alone retries it on every tick forever. Wraps
+    SyncObj.__applyLogEntries, looked up on the instance by _onTick (pinned in
+    tests/integration/test_replication.py)."""
+    apply = so._SyncObj__applyLogEntries
+
+    def guarded() -> Any:  # tick thread
+        try:
+            return apply()
+        except Exception as exc:  # noqa: BLE001 - counted by the guard, then fatal
+            guard.failed(so._SyncObj__raftLastApplied + 1, exc)
+            return False
+
+    so._SyncObj__applyLogEntries = guarded
 
 
 def hold_commands() -> None:

@@ -92,9 +92,11 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> int:
-    """Run a replica until SIGTERM/SIGINT. A snapshot that does not load stops it (exit 70)."""
+    """Run a replica until SIGTERM/SIGINT. A snapshot that does not load, or a journal damaged
+    before its last good record, stops it (exit 70)."""
     from raft_state.snapshot import SnapshotError
 
+    from haco.replica.journal import JournalCorrupt
     from haco.replica.node import Replica
     from haco.replica.runtime import settle_heap, tune_gc
     from haco.server.app import build_app
@@ -105,6 +107,12 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     except SnapshotError as exc:
         log.critical("cannot start: %s", exc)
         print(f"haco: error: {exc}; move the file away to rebuild this replica from its peers", file=sys.stderr)
+        return 70
+    try:
+        await asyncio.to_thread(replica.open_journal)
+    except JournalCorrupt as exc:
+        log.critical("cannot start: %s", exc)
+        print(f"haco: error: {exc}", file=sys.stderr)
         return 70
     settle_heap()
     results = None

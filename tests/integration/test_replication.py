@@ -288,6 +288,9 @@ def test_pysyncobj_internals_the_replica_relies_on() -> None:
     assert "self._onTick(self.__conf.autoTickPeriod)" in inspect.getsource(SyncObj._autoTickThread)
     tick = inspect.getsource(SyncObj._onTick)
     assert "self._checkCommandsToApply()" in tick
+    # stop_on_repeated_apply_failure replaces __applyLogEntries, which the tick looks up on the instance
+    assert "self.__applyLogEntries()" in tick and "self.__raftLastApplied += 1" in inspect.getsource(
+        SyncObj._SyncObj__applyLogEntries)
     # the election deadline is checked at the start of a tick, before the poll reads messages, and
     # __connectedToAnyone is asked only once it passed (watch_tick_stalls replaces it)
     check = "if self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone():"
