@@ -78,6 +78,8 @@ async def test_shell_reports_exit_code_tails_and_job_env(tmp_path: Path) -> None
         "exit_code": 0,
         "stdout_tail": f"job-1/2 ctx payload ctx\n{ctx.workdir}\n",
         "stderr_tail": "oops\n",
+        "stdout_cut_bytes": 0,
+        "stderr_cut_bytes": 0,
     }
 
 
@@ -97,6 +99,7 @@ async def test_shell_keeps_only_the_tail_of_large_output(tmp_path: Path) -> None
     tail = out.result["stdout_tail"]
     assert len(tail.encode()) == 4096
     assert tail.endswith("line-2999\n")
+    assert out.result["stdout_cut_bytes"] == sum(len(f"line-{i}\n") for i in range(3000)) - 4096
 
 
 async def test_shell_measures_cpu_and_peak_rss_of_the_job(tmp_path: Path) -> None:

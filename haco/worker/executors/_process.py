@@ -3,7 +3,10 @@
 `run_process` is what every subprocess-based executor builds on. Its contract:
 
 - The process starts with `start_new_session=True`, stdin from /dev/null, stdout and stderr piped;
-  the pipes are drained as they fill and only the last `tail_bytes` of each are kept.
+  the pipes are drained as they fill. With a `log` writer every byte goes to the attempt's log
+  files (appends to the page cache, cheaper than a thread hop per chunk) and the tails come from
+  it; without one only the last `tail_bytes` of each are kept. A pipe is read only after the last
+  chunk was written, so a job that writes faster than the disk takes it waits on its pipe.
 - When the session leader exits, any process it left behind in its session is killed: a job owns
   no processes beyond its attempt (systemd's KillMode=control-group, in spirit).
 - At the deadline the whole session is killed and the outcome says `timed_out`.
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from haco.worker.executors._monitor import SessionMonitor
+from haco.worker.joblog import AttemptLogWriter
 
 Process = asyncio.subprocess.Process
 
@@ -40,6 +44,7 @@ TERM_GRACE_S: Final = 2.0
 KILL_WAIT_S: Final = 5.0
 _DRAIN_AFTER_EXIT_S: Final = 2.0  # a pipe held open by a process that escaped the session
 _POLL_S: Final = 0.02
+PROGRESS_POLL_S: Final = 0.2  #: how often HACO_PROGRESS_FILE is looked at
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,8 @@ class ProcessOutcome:
     cpu_ms: float
     peak_rss_bytes: int
     pid: int
+    stdout_cut: int = 0  #: bytes of stdout before its tail (not in stdout_tail)
+    stderr_cut: int = 0
 
     def stats(self) -> dict[str, float | int]:
         """The figures every attempt reports."""
@@ -73,17 +80,21 @@ async def run_process(
     cwd: os.PathLike[str] | str,
     timeout_s: float,
     tail_bytes: int = TAIL_BYTES,
+    log: AttemptLogWriter | None = None,
 ) -> ProcessOutcome:
-    """Run `argv` to completion or until `timeout_s` (inf: no deadline; <= 0: times out at once)."""
+    """Run `argv` to completion or until `timeout_s` (inf: no deadline; <= 0: times out at once).
+
+    With `log`, the output goes to it (the caller closes it) and progress files are polled."""
     started = time.monotonic()
     proc = await _spawn(argv, env=env, cwd=cwd)
     monitor = SessionMonitor(sid=proc.pid)
     _safe_sample(monitor)  # now, while the freshly exec'd leader surely exists: short jobs get figures too
     assert proc.stdout is not None and proc.stderr is not None
-    out, err = _Tail(tail_bytes, bytearray()), _Tail(tail_bytes, bytearray())
+    out = _Tail(tail_bytes, bytearray(), log, "stdout")
+    err = _Tail(tail_bytes, bytearray(), log, "stderr")
     out_task = asyncio.create_task(out.drain(proc.stdout))
     err_task = asyncio.create_task(err.drain(proc.stderr))
-    sampler = asyncio.create_task(_sample_until_exit(proc, monitor))
+    sampler = asyncio.create_task(_sample_until_exit(proc, monitor, log))
     try:
         done, _ = await asyncio.wait([sampler], timeout=None if math.isinf(timeout_s) else max(0.0, timeout_s))
         timed_out = not done
@@ -105,6 +116,8 @@ async def run_process(
         cpu_ms=monitor.cpu_ms(),
         peak_rss_bytes=monitor.peak_rss_bytes,
         pid=proc.pid,
+        stdout_cut=out.cut(),
+        stderr_cut=err.cut(),
     )
 
 
@@ -184,7 +197,7 @@ async def _wait_gone(proc: Process, monitor: SessionMonitor, within_s: float) ->
         await asyncio.sleep(_POLL_S)
 
 
-async def _sample_until_exit(proc: Process, monitor: SessionMonitor) -> None:
+async def _sample_until_exit(proc: Process, monitor: SessionMonitor, log: AttemptLogWriter | None = None) -> None:
     """Sample every SAMPLE_INTERVAL_S and once more at exit; returns when the leader exits.
 
     On Python 3.11 `proc.wait()` resolves only once the stdout/stderr pipes are closed too, which a
@@ -193,12 +206,18 @@ async def _sample_until_exit(proc: Process, monitor: SessionMonitor) -> None:
     once in the usual case where the pipes close with the leader.
     """
     wait = asyncio.ensure_future(proc.wait())
+    polled = time.monotonic()
     try:
         while proc.returncode is None:
             await asyncio.wait([wait], timeout=SAMPLE_INTERVAL_S)
             _safe_sample(monitor)
+            if log is not None and time.monotonic() - polled >= PROGRESS_POLL_S:
+                polled = time.monotonic()
+                log.poll_progress_file()  # one stat(); the file is read only when it changed
     finally:
         wait.cancel()
+        if log is not None:
+            log.poll_progress_file()
 
 
 def _safe_sample(monitor: SessionMonitor) -> None:
@@ -210,19 +229,34 @@ def _safe_sample(monitor: SessionMonitor) -> None:
 
 @dataclass(slots=True)
 class _Tail:
-    """Drains one pipe, keeping its last `keep` bytes; what it has is readable at any time."""
+    """Drains one pipe into the attempt's log, or keeps its last `keep` bytes when there is none."""
 
     keep: int
     buf: bytearray
+    log: AttemptLogWriter | None = None
+    stream: str = "stdout"
+    total: int = 0
 
     async def drain(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(65536):
+            if self.log is not None:
+                self.log.write(self.stream, chunk)
+                continue
+            self.total += len(chunk)
             self.buf += chunk
             if len(self.buf) > 2 * self.keep:
                 del self.buf[: -self.keep]
 
     def value(self) -> bytes:
+        if self.log is not None:
+            return self.log.tail(self.stream)[-self.keep:] if self.keep else b""
         return bytes(self.buf[-self.keep :]) if self.keep else b""
+
+    def cut(self) -> int:
+        """Bytes of this stream's output before `value()`."""
+        if self.log is not None:
+            return self.log.written(self.stream) - len(self.value())
+        return self.total - len(self.value())
 
 
 async def _drain(tasks: Sequence[asyncio.Task[None]]) -> None:

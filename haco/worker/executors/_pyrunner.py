@@ -91,14 +91,43 @@ def _call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> An
 
 def _bench(fn: Callable[..., Any], request: dict[str, Any]) -> list[float]:
     args, kwargs = request["args"], request["kwargs"]
+    runs = request["warmup"] + request["repeat"]
+    progress = _Progress(runs)
     for _ in range(request["warmup"]):
         _call(fn, args, kwargs)
+        progress.step()
     times = []
     for _ in range(request["repeat"]):
         start = time.perf_counter()
         _call(fn, args, kwargs)
         times.append(time.perf_counter() - start)
+        progress.step()
+    progress.write(force=True)
     return times
+
+
+class _Progress:
+    """Runs done of `runs`, written to HACO_PROGRESS_FILE at most five times a second (outside the timed calls)."""
+
+    def __init__(self, runs: int) -> None:
+        self.path = os.environ.get("HACO_PROGRESS_FILE")
+        self.runs, self.done, self.at = runs, 0, 0.0
+
+    def step(self) -> None:
+        self.done += 1
+        self.write(force=False)
+
+    def write(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not self.path or (not force and now - self.at < 0.2):
+            return
+        self.at = now
+        try:
+            with open(self.path + ".tmp", "w", encoding="utf-8") as fh:
+                json.dump({"fraction": self.done / self.runs, "message": f"run {self.done} of {self.runs}"}, fh)
+            os.replace(self.path + ".tmp", self.path)
+        except OSError:
+            pass
 
 
 def _encode(value: Any) -> bytes:

@@ -22,7 +22,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from haco.worker.joblog import AttemptLogWriter
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class ExecContext:
     workdir: Path  # scratch dir for this attempt, created by the caller
     env: Mapping[str, str]  # extra env; HACO_JOB_ID and HACO_ATTEMPT are added by the executor
     result_bytes_max: int = RESULT_BYTES_MAX_DEFAULT
+    log: AttemptLogWriter | None = None  # the attempt's output files; the agent opens and closes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +74,17 @@ def job_env(ctx: ExecContext, payload_env: Mapping[str, str] | None = None) -> d
     """The environment of a job's processes.
 
     Precedence, lowest first: the worker's own environment, the payload's `env`, the agent's
-    `ctx.env` (e.g. an assigned CUDA_VISIBLE_DEVICES), then HACO_JOB_ID and HACO_ATTEMPT.
+    `ctx.env` (e.g. an assigned CUDA_VISIBLE_DEVICES), then HACO_JOB_ID, HACO_ATTEMPT and, with a
+    log, HACO_PROGRESS_FILE.
     """
     env = dict(os.environ)
+    env.pop("HACO_PROGRESS_FILE", None)  # a worker started from a job must not pass its own on
     env.update(payload_env or {})
     env.update(ctx.env)
     env["HACO_JOB_ID"] = ctx.job_id
     env["HACO_ATTEMPT"] = str(ctx.attempt)
+    if ctx.log is not None:
+        env.update(ctx.log.env())
     return env
 
 

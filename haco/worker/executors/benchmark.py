@@ -2,7 +2,7 @@
 
 Payload: either `{"argv": [str, ...]}` or `{"function": "module:function", "args"?, "kwargs"?,
 "pythonpath"?}`, plus `"repeat": N` (default 5, 1..10000), `"warmup": W` (default 1, 0..1000),
-`"env"?`, `"cwd"?`.
+`"env"?`, `"cwd"?`. Progress (HACO_PROGRESS_FILE): runs done of warm-up plus timed runs.
 
 - argv: each run is a fresh process in its own session (spawn cost included, like hyperfine);
   every run must exit 0. The attempt's timeout covers all runs together.
@@ -72,7 +72,9 @@ async def _bench_argv(
     times: list[float] = []
     cpu_ms, peak = 0.0, 0
     for run in range(warmup + repeat):
-        outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=deadline - time.monotonic())
+        outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=deadline - time.monotonic(), log=ctx.log)
+        if ctx.log is not None:
+            ctx.log.report_progress((run + 1) / (warmup + repeat), f"run {run + 1} of {warmup + repeat}")
         cpu_ms += outcome.cpu_ms
         peak = max(peak, outcome.peak_rss_bytes)
         stats: dict[str, float | int] = {

@@ -5,7 +5,8 @@ Payload: `{"path": str, "args": [str]?, "env": {...}?, "cwd": str?}`. Runs
 -o junit_family=xunit1 ARGS...` in `cwd` (default: the attempt's workdir). Result:
 `{"passed", "failed", "skipped", "errors", "failing": [node ids], "exit_code"}` from the JUnit
 report (zeros when pytest wrote none, e.g. a usage error). ok iff exit code 0; exit code 5 (no
-tests collected) is not ok.
+tests collected) is not ok. With a log, a small plugin reports tests run of tests collected as
+progress.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from haco.worker.executors.junit import JunitSummary, parse_junit
 log = logging.getLogger(__name__)
 
 _FIELDS: Final = {"path", "args", "env", "cwd"}
+PROGRESS_PLUGIN: Final = "haco.worker.executors._pytest_progress"  #: tests run of tests collected
 _IDS_IN_ERROR: Final = 5
 _EXIT_MEANING: Final = {
     1: "tests failed",
@@ -58,7 +60,9 @@ class PytestExecutor:
             junit.unlink(missing_ok=True)
             argv = [sys.executable, "-m", "pytest", path, f"--junitxml={junit}", "-q", "-p", "no:cacheprovider",
                     "-o", "junit_family=xunit1", *args]  # fmt: skip
-            outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s)
+            if "HACO_PROGRESS_FILE" in env:
+                argv[3:3] = ["-p", PROGRESS_PLUGIN]
+            outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log)
         except (PayloadError, SpawnError) as exc:
             return finish(ctx, ok=False, result=None, error=str(exc), stats=empty_stats())
         summary = _read_summary(junit) if not outcome.timed_out else JunitSummary()

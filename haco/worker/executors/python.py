@@ -73,6 +73,8 @@ class RunnerOutcome:
             "traceback": (self.status or {}).get("traceback"),
             "stdout_tail": self.process.stdout_tail.decode(errors="replace"),
             "stderr_tail": self.process.stderr_tail.decode(errors="replace"),
+            "stdout_cut_bytes": self.process.stdout_cut,
+            "stderr_cut_bytes": self.process.stderr_cut,
         }
 
 
@@ -132,7 +134,7 @@ async def run_runner(
     status_path.unlink(missing_ok=True)
     result_path.unlink(missing_ok=True)
     argv = [sys.executable, "-m", RUNNER_MODULE, str(request_path), str(status_path), str(result_path)]
-    process = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s)
+    process = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log)
     status: dict[str, Any] | None = None
     if not process.timed_out:
         try:

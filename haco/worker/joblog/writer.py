@@ -9,6 +9,7 @@ Reopening an existing attempt directory continues after its last whole record (a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -123,6 +124,14 @@ class AttemptLogWriter:
 
     def written(self, stream: str) -> int:
         return self._streams[stream].total
+
+    def report_progress(self, fraction: float, message: str = "") -> None:
+        """Progress known to the caller (an executor counting runs), as if the job had printed it."""
+        progress = parse_progress(f"{min(1.0, max(0.0, fraction))!r} {json.dumps(message)}", self._clock())
+        if progress is not None:
+            with self._lock:
+                self._set_progress(progress)
+                self._flush_progress(force=False)
 
     def poll_progress_file(self) -> None:
         """Read HACO_PROGRESS_FILE if it changed since the last call; also writes a pending
