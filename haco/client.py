@@ -22,21 +22,22 @@ import threading
 import logging
 import random
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 
+from haco.client_logs import LogChunk, LogCursor, iter_logs
 from haco.security.tls import client_context
 from haco.errors import (
-    REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, NotApplied, NotFound,
-    OutcomeUnknown, Overloaded, PayloadTooLarge, Rejected, RejectedBadRequest, RejectedConflict,
-    RejectedNotFound, Unauthorized, Unreachable,
+    REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, LogUnavailable, NotApplied, NotFound,
+    NotStarted, OutcomeUnknown, Overloaded, PayloadTooLarge, Rejected, RejectedBadRequest, RejectedConflict,
+    RejectedNotFound, Unauthorized, Unreachable, WorkerOffline,
 )
 
-__all__ = ["ClientConfig", "HacoClient", "ReplicaStatus", "SubmitResult", "SyncClient", "error_from_body",
-           "FINAL_STATUSES", "BATCH_MAX"]
+__all__ = ["ClientConfig", "HacoClient", "LogChunk", "LogCursor", "ReplicaStatus", "SubmitResult", "SyncClient",
+           "error_from_body", "FINAL_STATUSES", "BATCH_MAX"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +48,8 @@ _RETRYABLE_CONNECTION = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadErr
 _RETRY_ELSEWHERE = frozenset({"NOT_READY"})  #: a read's ?min_index not reached on that replica yet
 _BY_CODE: dict[str, type[HacoError]] = {
     cls.code: cls for cls in (BadRequest, ConfigError, Unauthorized, Forbidden, NotFound, Conflict,
-                              PayloadTooLarge, NotApplied, Overloaded, OutcomeUnknown)
+                              PayloadTooLarge, NotApplied, Overloaded, OutcomeUnknown, WorkerOffline,
+                              LogUnavailable, NotStarted)
 }
 _REJECTED_BY_STATUS: dict[int, type[Rejected]] = {400: RejectedBadRequest, 404: RejectedNotFound,
                                                    409: RejectedConflict}
@@ -291,6 +293,17 @@ class HacoClient:
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(await self.request("POST", f"/api/jobs/{job_id}/cancel"))
+
+    def logs(self, job_id: str, *, attempt: int | None = None, stream: str = "both", offset: int = 0,
+             tail: int | None = None, follow: bool = False, resume_s: float = 60.0,
+             cursor: LogCursor | None = None) -> AsyncIterator[LogChunk]:
+        """The output of one attempt (default: the latest) as LogChunks, in order: `stream` is
+        stdout, stderr or both; `offset` resumes (a LogChunk's `end`); `tail` starts at the last N
+        lines. `follow` streams new output until the attempt ends, surviving failovers (client_logs.py).
+        `cursor` (optional) shows the attempt, offset and end as they become known. Raises
+        WorkerOffline (detail: worker_id, tail) when the worker that has the log is offline."""
+        return iter_logs(self, job_id, attempt=attempt, stream=stream, offset=offset, tail=tail, follow=follow,
+                         resume_s=resume_s, cursor=cursor)
 
     async def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Up to `limit` jobs, following the server's `next` cursor."""

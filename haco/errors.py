@@ -52,6 +52,26 @@ class Conflict(HacoError):
     status = 409
 
 
+class WorkerOffline(Conflict):
+    """The worker holding an attempt's log is not connected; `detail` names it and carries the
+    replicated tail (`worker_id`, `tail`). Asking again once it is back gives the full log."""
+
+    code = "WORKER_OFFLINE"
+
+
+class LogUnavailable(Conflict):
+    """The worker is connected but has no log of that attempt (removed by retention, or the
+    worker predates logs); `detail` carries the replicated tail."""
+
+    code = "LOG_UNAVAILABLE"
+
+
+class NotStarted(Conflict):
+    """The job has no attempt yet (pending), so there is no output to read."""
+
+    code = "NOT_STARTED"
+
+
 class PayloadTooLarge(HacoError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413

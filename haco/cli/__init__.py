@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--requirements", metavar="JSON", help='e.g. {"min_memory_gb": 8, "hardware": ["cuda"]}')
     s.add_argument("--label", action="append", default=[], metavar="K=V", help="label (repeatable)")
     s.add_argument("--wait", action="store_true", help="wait for the result; exit 1 unless it completed")
+    s.add_argument("--follow", "-f", action="store_true", help="with --wait: print the job's output live")
     s.add_argument("argv", nargs="*", help="the command, after --")
     add("status", "replicas, leader, digests, workers and queue; exit 2 when unhealthy", _status)
     j = add("jobs", "list jobs", _jobs)
@@ -113,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("pause", "pause scheduling (running jobs go on)", _pause)
     add("resume", "resume scheduling", _resume)
     from haco.bench import command as bench
+    from haco.cli import logs as cli_logs
     from haco.cli import security as cli_security
     from haco.cli import up
+    cli_logs.register_cli(add, _client_command)
     bench.register_cli(add)
     up.register_cli(add)
     cli_security.register_cli(add, _client_command, common)
@@ -268,17 +271,23 @@ def _json_arg(flag: str, text: str) -> Any:
 
 async def _submit_impl(args: argparse.Namespace, client: HacoClient) -> int:
     job = build_job(args)
+    if args.follow and not args.wait:
+        raise UsageError("--follow goes with --wait")
     res = await client.submit(job, key=args.key)
     if not args.wait:
         emit(args, res.job_id + (" (already submitted with this key)" if res.already else ""),
              {"job_id": res.job_id, "index": res.index, "already": res.already})
         return EXIT_OK
     print(f"haco: submitted {res.job_id}", file=sys.stderr)
-    final = await client.wait(res.job_id, poll_s=2.0, min_index=res.index,
-                              on_change=lambda j: print(f"haco: {_progress(j)}", file=sys.stderr))
+    if args.follow:
+        from haco.cli.logs import follow_job
+        final = await follow_job(client, res.job_id, res.index)
+    else:
+        final = await client.wait(res.job_id, poll_s=2.0, min_index=res.index,
+                                  on_change=lambda j: print(f"haco: {_progress(j)}", file=sys.stderr))
     if args.json:
         print(fmt.dumps(final))
-    else:
+    elif not args.follow:  # followed: the output was printed as it came
         _print_result(final.get("result"))
     if final.get("status") != "completed":
         print(f"haco: job {res.job_id} {final.get('status')}: {fmt._cell(final.get('error'))}", file=sys.stderr)

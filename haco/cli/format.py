@@ -73,7 +73,8 @@ def job_report(job: dict[str, Any]) -> str:
     """`haco job ID`: fields, why it is pending, attempts, result or error."""
     fields = [("job", job.get("job_id")), ("status", job.get("status")), ("type", job.get("type")),
               ("key", job.get("key")), ("priority", job.get("priority")), ("attempt", job.get("attempt")),
-              ("worker", job.get("worker_id")), ("created", ago(job.get("created_at_ms"))),
+              ("worker", job.get("worker_id")), ("progress", progress_text(job.get("progress"))),
+              ("created", ago(job.get("created_at_ms"))),
               ("finished", ago(job.get("finished_at_ms"))), ("payload", job.get("payload")),
               ("depends on", job.get("depends_on") or None), ("tags", job.get("required_tags") or None),
               ("requirements", job.get("requirements") or None), ("labels", job.get("labels") or None),
@@ -93,6 +94,14 @@ def job_report(job: dict[str, Any]) -> str:
     if job.get("error"):
         lines += ["", f"error: {_cell(job['error'])}"]
     return "\n".join(lines)
+
+
+def progress_text(progress: Any) -> str | None:
+    """`42% compiling` for a running job's progress (GET /api/jobs/{id}: `progress`), else None."""
+    if not isinstance(progress, dict) or not isinstance(progress.get("fraction"), (int, float)):
+        return None
+    message = progress.get("message") or ""
+    return f"{progress['fraction'] * 100:.0f}% {message}".rstrip()
 
 
 def pending_reasons(reason: Any) -> list[str]:

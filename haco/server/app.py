@@ -76,6 +76,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     API when it is None, which config validation allows only with --insecure-open-api)."""
     from haco.server.routes import cluster as routes_cluster
     from haco.server.routes import jobs as routes_jobs
+    from haco.server.routes import logs as routes_logs
     from haco.server.routes import tokens as routes_tokens
     from haco.server.routes import workers as routes_workers
     from haco.server.auth import make_authorizer
@@ -105,6 +106,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     app.add_routes(routes_workers.routes)
     app.add_routes(routes_cluster.routes)
     app.add_routes(routes_tokens.routes)
+    routes_logs.install(app)
     app.cleanup_ctx.append(_scheduler_ctx)
     if results is not None:
         feed = ResultsFeed(replica, results)

@@ -43,6 +43,8 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/dashboard"): READ,
     ("GET", "/api/jobs"): READ,
     ("GET", "/api/jobs/{job_id}"): READ,
+    ("GET", "/api/jobs/{job_id}/logs"): READ,
+    ("GET", "/api/jobs/{job_id}/progress"): READ,
     ("GET", "/api/workers"): READ,
     ("GET", "/api/workers/{worker_id}"): READ,
     ("GET", "/api/queue/stats"): READ,

@@ -28,6 +28,7 @@ from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.wire import FRAME_BYTES_MAX, frame, unpack
 from haco.server.hub_guards import RESULT_BYTES_MAX, STATS_BYTES_MAX, FrameBudget, bounded, report_verdict
+from haco.server.hub_logs import LogAsks, ProgressBoard
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,14 @@ REPORT_KINDS = frozenset({"started", "completed", "failed"})
 
 
 class _Conn:
-    __slots__ = ("ws", "worker_id", "load", "batch")
+    __slots__ = ("ws", "worker_id", "load", "batch", "logs")
 
-    def __init__(self, ws: web.WebSocketResponse, worker_id: str, batch: bool = False) -> None:
+    def __init__(self, ws: web.WebSocketResponse, worker_id: str, batch: bool = False, logs: bool = False) -> None:
         self.ws = ws
         self.worker_id = worker_id
         self.load: dict[str, Any] | None = None
         self.batch = batch  #: the worker's hello said it takes `assigns` and sends `reports` frames
+        self.logs = logs  #: and that it answers `log_read` frames
 
 
 class Hub:
@@ -55,6 +57,8 @@ class Hub:
         self._seen: dict[str, float] = {}
         self.stale_reports = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.log_asks = LogAsks()
+        self.progress = ProgressBoard()
         #: called with (worker id, slots its final reports free) while they are proposed (Scheduler.assign_behind)
         self.assign_behind: Callable[[str, int], None] | None = None
 
@@ -119,6 +123,8 @@ class Hub:
 
     def on_applied(self, state: State, ended: tuple[str, ...]) -> None:
         """Tell workers to stop attempts that ended without them (cancelled, timed out)."""
+        if ended:
+            self.progress.forget(state, ended)
         if not self.conns:  # a follower (or a leader without workers): nobody to tell
             return
         for job_id in ended:
@@ -175,6 +181,8 @@ class Hub:
                 self._seen[conn.worker_id] = time.monotonic()
                 await self._on_frame(conn, body)
         finally:
+            if conn is not None:
+                self.log_asks.on_closed(conn)
             if conn is not None and self.conns.get(conn.worker_id) is conn:
                 del self.conns[conn.worker_id]
                 self._seen[conn.worker_id] = time.monotonic()
@@ -218,7 +226,7 @@ class Hub:
         old = self.conns.get(worker_id)
         if old is not None:
             await old.ws.close(code=1000, message=b"replaced by a new connection")
-        conn = _Conn(ws, worker_id, batch=body.get("batch") is True)
+        conn = _Conn(ws, worker_id, batch=body.get("batch") is True, logs=body.get("logs") == 1)
         self.conns[worker_id] = conn
         self._seen[worker_id] = time.monotonic()
         log.info("worker connected worker=%s capacity=%d", worker_id, cmd.capacity)
@@ -263,6 +271,12 @@ class Hub:
                 await conn.ws.close(code=1008, message=b"reports: items must be a list of at most 1000")
                 return
             self._spawn(self._reports(conn, items))
+            return
+        if kind == "log_data":
+            self.log_asks.on_data(conn, body)
+            return
+        if kind == "progress":
+            self.progress.update(self.replica.state, conn.worker_id, body.get("items"), now_ms())
             return
         if kind == "draining":
             await self._propose_quietly(DrainWorker(now_ms(), conn.worker_id))

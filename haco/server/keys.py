@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import aiohttp
 from aiohttp import web
 
 from raft_state import Command, State
@@ -70,3 +71,4 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 WAITERS = web.AppKey("waiters", JobWaiters)
 AUTHORIZE: web.AppKey[Authorize] = web.AppKey("authorize")
 RESULTS: web.AppKey[ResultsStore | None] = web.AppKey("results")
+PEER_HTTP = web.AppKey("peer_http", aiohttp.ClientSession)  #: forwards reads to the leader (log_forward.py)

@@ -32,6 +32,8 @@ import psutil
 
 from haco.worker.executors import ExecContext, ExecResult, Executor, get_executor
 from haco.worker.hardware import Capabilities, detect
+from haco.worker.joblog import BUDGET_BYTES_DEFAULT, BYTES_MAX_DEFAULT, KEEP_S_DEFAULT, AttemptLogWriter
+from haco.worker.log_service import PROGRESS_EVERY_S, LogService
 from haco.worker.protocol import Attempt, Backoff, Link, LinkSettings, Outbox, encode
 
 log = logging.getLogger("haco.worker.agent")  # not __name__: under `python -m` that is "__main__"
@@ -68,6 +70,15 @@ class WorkerConfig:
     flush_timeout_s: float = 10.0  #: how long a drain waits for the last acks and the replica's goodbye
     backoff_s_min: float = 0.1
     backoff_s_max: float = 5.0
+    log_dir: Path | None = None  #: attempts' output files (joblog); default <workdir>/logs
+    log_bytes_max: int = BYTES_MAX_DEFAULT  #: per attempt; past it the oldest output is dropped
+    log_keep_s: float = KEEP_S_DEFAULT  #: logs of attempts that ended longer ago are removed
+    log_budget_bytes: int = BUDGET_BYTES_DEFAULT  #: and the oldest ones while all logs exceed this
+    log_sweep_s: float = 600.0  #: how often retention runs
+
+    @property
+    def logs_root(self) -> Path:
+        return self.log_dir if self.log_dir is not None else self.workdir / "logs"
 
     def validate(self) -> None:
         if not self.coordinators:
@@ -78,6 +89,8 @@ class WorkerConfig:
             raise ValueError(f"capacity must be at least 1, not {self.capacity}")
         if self.drain_timeout_s < 0:
             raise ValueError("drain_timeout_s must not be negative")
+        if self.log_bytes_max < 1 or self.log_budget_bytes < 1 or self.log_keep_s < 0:
+            raise ValueError("log_bytes_max and log_budget_bytes must be positive, log_keep_s not negative")
 
 
 @dataclass(slots=True)
@@ -110,6 +123,9 @@ class Agent:
         self._said_bye = asyncio.Event()
         self._caps: dict[str, Any] = {}  # hello's top-level capability fields
         self._info: dict[str, Any] = {}  # and what goes in its `info`
+        self.logs: dict[Attempt, AttemptLogWriter] = {}  #: open writers of running attempts
+        self.log_service = LogService(config.logs_root, lambda key: key in self.jobs)
+        self._progress: bytes | None = None  #: a `progress` frame waiting for the writer
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -134,6 +150,7 @@ class Agent:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx else True)) as http:
             conn = asyncio.create_task(self._connect_loop(http), name="haco-worker-connect")
             drain = asyncio.create_task(self._drain(), name="haco-worker-drain")
+            housekeeping = asyncio.create_task(self._housekeeping(), name="haco-worker-logs")
             try:
                 done, _ = await asyncio.wait({conn, drain}, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -143,7 +160,7 @@ class Agent:
             finally:
                 self.flags.stopping = True
                 self._stopped.set()
-                tasks = [conn, drain, *self.jobs.values()]
+                tasks = [conn, drain, housekeeping, *self.jobs.values()]
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -203,6 +220,22 @@ class Agent:
             log.warning("left without a goodbye worker=%s unacked=%d", cfg.worker_id, len(self.outbox))
         log.info("drained worker=%s", cfg.worker_id)
 
+    async def _housekeeping(self) -> None:
+        """Progress to forward, every PROGRESS_EVERY_S; log retention, every log_sweep_s."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
+        while True:
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + cfg.log_sweep_s
+                await self.log_service.sweep(keep_s=cfg.log_keep_s, budget_bytes=cfg.log_budget_bytes,
+                                             active=set(self.jobs) | self.outbox.attempts())
+            frame = self.log_service.progress_frame(self.logs)
+            if frame is not None:
+                self._progress = frame
+                self.kick.set()
+            await asyncio.sleep(PROGRESS_EVERY_S)
+
     @staticmethod
     async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
         """True when `event` was set within `timeout_s`."""
@@ -216,7 +249,7 @@ class Agent:
 
     def hello(self) -> bytes:
         running = sorted(set(self.jobs) | self.outbox.attempts())
-        return encode("hello", worker_id=self.config.worker_id, capacity=self.config.capacity, batch=True,
+        return encode("hello", worker_id=self.config.worker_id, capacity=self.config.capacity, batch=True, logs=1,
                       tags=list(self.config.tags), **self._caps, running=[[j, a] for j, a in running],
                       info={**self._info, "hostname": socket.gethostname(), "pid": os.getpid(),
                             "version": _VERSION})
@@ -260,6 +293,13 @@ class Agent:
     def wants_draining(self) -> bool:
         return self.flags.draining
 
+    def take_progress(self) -> bytes | None:
+        frame, self._progress = self._progress, None
+        return frame
+
+    async def answer_log(self, body: dict[str, Any]) -> bytes:
+        return await self.log_service.answer(body)
+
     def wants_bye(self) -> bool:
         return self.flags.bye_wanted
 
@@ -302,18 +342,27 @@ class Agent:
             executor = self._lookup(kind)
         except KeyError as exc:
             return ExecResult(False, None, f"unknown executor {kind!r}: {exc}", _no_stats())
-        scratch = getattr(executor, "uses_workdir", True)  # noop runs in-process: no dir, no thread hops
+        scratch = getattr(executor, "uses_workdir", True)  # noop runs in-process: no dir, no log, no thread hops
+        writer: AttemptLogWriter | None = None
         if scratch:
             await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max)
+            writer = await asyncio.to_thread(AttemptLogWriter, self.config.logs_root, key[0], key[1],
+                                             bytes_max=self.config.log_bytes_max)
+            self.logs[key] = writer
+        ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max, writer)
+        res: ExecResult | None = None
         try:
-            return await executor.run(payload, ctx)
+            res = await executor.run(payload, ctx)
+            return res
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the job runner is a boundary: a broken executor must not take us down
             log.exception("executor crashed job=%s attempt=%d type=%s", key[0], key[1], kind)
             return ExecResult(False, None, f"executor {kind} crashed: {exc!r}"[:4096], _no_stats())
         finally:
+            if writer is not None:
+                self.logs.pop(key, None)
+                await asyncio.to_thread(writer.close, _exit_code(res))
             if scratch:
                 await asyncio.to_thread(shutil.rmtree, workdir, True)
 
@@ -325,6 +374,11 @@ def _encodable(res: ExecResult) -> ExecResult:
     except (TypeError, ValueError, OverflowError) as exc:
         return ExecResult(False, None, f"result is not serializable: {exc}"[:4096], _no_stats(), res.timed_out)
     return res
+
+
+def _exit_code(res: ExecResult | None) -> int | None:
+    code = res.result.get("exit_code") if res is not None and isinstance(res.result, dict) else None
+    return code if type(code) is int else None
 
 
 def _no_stats() -> dict[str, float | int]:
@@ -388,6 +442,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-timeout", type=float, default=60.0, metavar="S",
                    help="running jobs get this long to finish on SIGTERM (60)")
     p.add_argument("--workdir", type=Path, help="scratch space for jobs (default: ./haco-work/ID)")
+    p.add_argument("--log-dir", type=Path, help="jobs' output files (default: WORKDIR/logs)")
+    p.add_argument("--log-max-bytes", type=int, default=BYTES_MAX_DEFAULT, metavar="N",
+                   help="per attempt; past it the oldest output is dropped (64 MiB)")
+    p.add_argument("--log-keep", type=float, default=KEEP_S_DEFAULT / 86400, metavar="DAYS",
+                   help="logs of attempts that ended longer ago are removed (7)")
+    p.add_argument("--log-budget-bytes", type=int, default=BUDGET_BYTES_DEFAULT, metavar="N",
+                   help="all logs together; past it the oldest attempts' logs go first (10 GiB)")
     p.add_argument("--log-level", default=os.environ.get("HACO_LOG_LEVEL", "info"))
 
 
@@ -400,7 +461,10 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> WorkerCon
         drain_timeout_s=args.drain_timeout, workdir=args.workdir or Path("haco-work") / worker_id,
         token=_token(args, env), ca_file=getattr(args, "ca_file", None) or env.get("HACO_CA_FILE") or None,
         client_cert=getattr(args, "client_cert", None) or env.get("HACO_CLIENT_CERT") or None,
-        client_key=getattr(args, "client_key", None) or env.get("HACO_CLIENT_KEY") or None)
+        client_key=getattr(args, "client_key", None) or env.get("HACO_CLIENT_KEY") or None,
+        log_dir=getattr(args, "log_dir", None), log_bytes_max=getattr(args, "log_max_bytes", BYTES_MAX_DEFAULT),
+        log_keep_s=getattr(args, "log_keep", KEEP_S_DEFAULT / 86400) * 86400,
+        log_budget_bytes=getattr(args, "log_budget_bytes", BUDGET_BYTES_DEFAULT))
 
 
 def _token(args: argparse.Namespace, env: dict[str, str]) -> str | None:

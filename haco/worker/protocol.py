@@ -196,6 +196,8 @@ class LinkOwner(Protocol):
     def on_drain(self) -> None: ...
     def on_settled(self) -> None: ...
     def on_bye_done(self) -> None: ...
+    def take_progress(self) -> bytes | None: ...
+    async def answer_log(self, body: dict[str, Any]) -> bytes: ...
 
 
 class Link:
@@ -211,6 +213,7 @@ class Link:
         self.sent_draining = self.bye_sent = False
         self.end = SessionEnd(welcomed=True)
         self.batch = False  #: the welcome said the replica takes `reports` frames
+        self._log_reads: set[asyncio.Task[None]] = set()  #: answers being prepared; they die with the session
 
     @classmethod
     async def session(cls, owner: LinkOwner, http: aiohttp.ClientSession, url: str) -> SessionEnd:
@@ -257,6 +260,7 @@ class Link:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            tasks += self._log_reads
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -291,6 +295,10 @@ class Link:
                 self._on_ack(body)
             case "drain":
                 self.owner.on_drain()
+            case "log_read":
+                task = asyncio.create_task(self._answer_log(body))
+                self._log_reads.add(task)
+                task.add_done_callback(self._log_reads.discard)
             case "redirect":  # leadership moved while we were connected
                 leader = body.get("leader_url")
                 self.end.leader_url = leader if isinstance(leader, str) and leader else None
@@ -299,6 +307,10 @@ class Link:
                 pass
             case other:
                 log.info("frame ignored url=%s type=%s body=%s", self.url, other, _summary(body))
+
+    async def _answer_log(self, body: dict[str, Any]) -> None:
+        data = await self.owner.answer_log(body)
+        await self._send(data)
 
     def _on_ack(self, body: dict[str, Any]) -> None:
         rid, outbox = body.get("rid"), self.owner.outbox
@@ -334,6 +346,9 @@ class Link:
                     return
                 self.sent_draining = True
             if not await self._send_reports(owner.outbox.due(now), now):
+                return
+            progress = owner.take_progress()
+            if progress is not None and not await self._send(progress):
                 return
             if owner.wants_bye() and not self.bye_sent:
                 self.bye_sent = await self._send(encode("bye"))

@@ -18,6 +18,7 @@ from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.wire import job_json
 from haco.server.keys import REPLICA, SCHEDULER, WAITERS
+from haco.server.log_forward import progress_of
 from haco.server.requests import fresh_enough, query_float, query_int, raise_bad, read_json, require_accepted
 
 routes = web.RouteTableDef()
@@ -123,7 +124,10 @@ async def get_job(request: web.Request) -> web.Response:
     reason = None
     if job.status is JobStatus.PENDING:
         reason = await asyncio.to_thread(_why, replica, job_id)
-    return web.json_response({"job": job_json(job, reason), "index": index})
+    out = job_json(job, reason)
+    if job.status is JobStatus.RUNNING:
+        out["progress"] = await progress_of(request, job)
+    return web.json_response({"job": out, "index": index})
 
 
 def _why(replica: Replica, job_id: str) -> dict[str, Any] | None:

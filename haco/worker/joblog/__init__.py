@@ -4,11 +4,11 @@ Stdlib only, so a per-attempt runner process can import it without the rest of h
 describes the files.
 """
 
-from .format import BOTH, BYTES_MAX_DEFAULT, STREAMS, attempt_dir
-from .progress import Progress, parse_progress
-from .reader import AttemptLogReader, Chunk, LogPage, LogState, read_progress
-from .retention import BUDGET_BYTES_DEFAULT, KEEP_S_DEFAULT, SweepResult, sweep
-from .writer import TAIL_BYTES_DEFAULT, AttemptLogWriter
+from haco.worker.joblog.format import BOTH, BYTES_MAX_DEFAULT, STREAMS, attempt_dir
+from haco.worker.joblog.progress import Progress, parse_progress
+from haco.worker.joblog.reader import AttemptLogReader, Chunk, LogPage, LogState, read_progress
+from haco.worker.joblog.retention import BUDGET_BYTES_DEFAULT, KEEP_S_DEFAULT, SweepResult, sweep
+from haco.worker.joblog.writer import TAIL_BYTES_DEFAULT, AttemptLogWriter
 
 __all__ = ["BOTH", "BUDGET_BYTES_DEFAULT", "BYTES_MAX_DEFAULT", "KEEP_S_DEFAULT", "STREAMS", "TAIL_BYTES_DEFAULT",
            "AttemptLogReader", "AttemptLogWriter", "Chunk", "LogPage", "LogState", "Progress", "SweepResult",

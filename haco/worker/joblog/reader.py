@@ -11,9 +11,9 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .format import (BOTH, END, PROGRESS, STREAM_CODE, STREAM_NAME, Record, attempt_dir, iter_records, read_json,
+from haco.worker.joblog.format import (BOTH, END, PROGRESS, STREAM_CODE, STREAM_NAME, Record, attempt_dir, iter_records, read_json,
                      segments, utf8_cut)
-from .progress import Progress, progress_from_json
+from haco.worker.joblog.progress import Progress, progress_from_json
 
 SCAN_BYTES_MAX = 8 * 1024 * 1024  #: bytes of other streams skipped in one call before it returns what it has
 

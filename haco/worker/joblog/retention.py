@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .format import END, META, job_dir_name, read_json
+from haco.worker.joblog.format import END, META, job_dir_name, read_json
 
 KEEP_S_DEFAULT: Final = 7 * 24 * 3600.0
 BUDGET_BYTES_DEFAULT: Final = 10 * 1024 * 1024 * 1024

@@ -18,10 +18,10 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from .format import (BYTES_MAX_DEFAULT, END, FORMAT_VERSION, HEADER, META, PROGRESS, PROGRESS_IN, RECORD_BYTES_MAX,
+from haco.worker.joblog.format import (BYTES_MAX_DEFAULT, END, FORMAT_VERSION, HEADER, META, PROGRESS, PROGRESS_IN, RECORD_BYTES_MAX,
                      STREAM_CODE, attempt_dir, encode_record, iter_records, read_json, segment_bytes_for,
                      segment_name, segments, utf8_cut, write_json)
-from .progress import MarkerFilter, Progress, parse_progress
+from haco.worker.joblog.progress import MarkerFilter, Progress, parse_progress
 
 log = logging.getLogger(__name__)
 
