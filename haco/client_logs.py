@@ -88,6 +88,8 @@ def _params(stream: str, cur: LogCursor, follow: bool) -> dict[str, Any]:
 async def _pages(client: HacoClient, job_id: str, stream: str, cur: LogCursor) -> AsyncIterator[LogChunk]:
     for _ in range(1_000_000):  # bounded: a 64 MiB log is 64 pages
         page = await client.request("GET", f"/api/jobs/{job_id}/logs", params=_params(stream, cur, False))
+        if page.get("attempt") is None:  # not started yet: nothing to read
+            return
         cur.attempt, cur.worker_id, cur.tail = int(page["attempt"]), page.get("worker_id"), None
         cur.dropped_bytes = int(page.get("dropped_bytes") or 0)
         for obj in page.get("chunks") or ():

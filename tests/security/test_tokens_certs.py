@@ -93,9 +93,11 @@ def test_every_route_of_the_app_has_a_rule() -> None:
 
     from haco.server.routes import cluster as routes_cluster
     from haco.server.routes import jobs as routes_jobs
+    from haco.server.routes import logs as routes_logs
     from haco.server.routes import tokens as routes_tokens
     from haco.server.routes import workers as routes_workers
     from haco.server.auth import ROUTE_RULES
-    declared = {(r.method, r.path) for m in (routes_cluster, routes_jobs, routes_tokens, routes_workers)
+    declared = {(r.method, r.path) for m in (routes_cluster, routes_jobs, routes_logs, routes_tokens,
+                                                             routes_workers)
                 for r in m.routes if isinstance(r, web.RouteDef)}
     assert declared == set(ROUTE_RULES), declared ^ set(ROUTE_RULES)

@@ -22,7 +22,9 @@ replica, with `offset` = the last `next_offset` (or the end of the last chunk): 
 repeated. The leader asks the worker for the next page only once the previous one was written to
 the caller, so a slow reader holds at most one page in the leader's memory and the worker's.
 
-Errors: 404 (no such job, or no such attempt), 409 NOT_STARTED (no attempt yet), 409 WORKER_OFFLINE
+A job with no attempt yet answers an empty page (`attempt` null, `at_end` true, `ended` false).
+
+Errors: 404 (no such job, or no such attempt), 409 NOT_STARTED (follow before any attempt), 409 WORKER_OFFLINE
 (`detail.worker_id`, `detail.tail`: the replicated stdout/stderr tails and their cut counts), 409
 LOG_UNAVAILABLE (connected worker without that log), 503 when there is no leader.
 """
@@ -85,7 +87,12 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     replica = request.app[REPLICA]
     if not replica.is_leader():
         return await forward(request, stream=query.follow)
-    job, attempt = _attempt(request, query.attempt)
+    try:
+        job, attempt = _attempt(request, query.attempt)
+    except NotStarted as exc:
+        if query.follow:
+            raise
+        return web.json_response(_not_started(exc, query))  # nothing yet: an empty page
     conn = _worker_conn(request, job, attempt)
     fields = {"job_id": job.job_id, "attempt": attempt.number, "streams": _STREAMS[query.stream]}
     if not query.follow:
@@ -167,6 +174,12 @@ async def _ask(request: web.Request, conn: Any, job: Job, attempt: Attempt, fiel
     raise LogUnavailable(str(body.get("message") or "no log"),
                          {"job_id": job.job_id, "attempt": attempt.number, "worker_id": attempt.worker_id,
                           "code": body.get("code"), "tail": _tail(attempt)})
+
+
+def _not_started(exc: NotStarted, query: LogQuery) -> dict[str, Any]:
+    return {"job_id": exc.detail["job_id"], "attempt": None, "worker_id": None, "stream": query.stream,
+            "status": exc.detail["status"], "next_offset": query.offset, "start": 0, "dropped_bytes": 0, "skipped": 0,
+            "at_end": True, "ended": False, "exit_code": None, "chunks": []}
 
 
 def _page_meta(job: Job, attempt: Attempt, stream: str, body: dict[str, Any]) -> dict[str, Any]:
