@@ -1,8 +1,9 @@
 """Cluster control for chaos runs: real replica and worker processes on 127.0.0.1.
 
-The same ideas as tests/integration/cluster.py (free ports, one process group per process, logs
-in files), plus what faults need: SIGSTOP/SIGCONT, wiping a data dir, and the blocklist file the
-replicas' fault transport reads (`HACO_FAULT_FILE`, see haco/replica/node.py `_FaultTransport`).
+Processes start, get signalled and stop through haco.cluster.procs (the launcher haco up and the
+tests use: one process group per process, logs in files); this module adds what faults need:
+SIGSTOP/SIGCONT bookkeeping, wiping a data dir, and the blocklist file the replicas' fault
+transport reads (`HACO_FAULT_FILE`, see haco/replica/plumbing.py `_FaultTransport`).
 
 Nothing is left behind: every process started here is tracked; `stop_all()` (called from the
 runner's `finally`, an atexit hook and the SIGTERM/SIGINT/SIGHUP handlers) SIGCONTs and SIGKILLs
@@ -18,12 +19,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from haco.cluster.procs import PeerAddr, free_ports, kill_groups, replica_argv, signal_group, spawn, worker_argv
 
 __all__ = ["ChaosCluster", "ReplicaProc", "become_subreaper", "kill_descendants"]
 
@@ -76,16 +77,6 @@ def kill_descendants() -> int:
     return len(pids)
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @dataclass
 class ReplicaProc:
     id: str
@@ -115,7 +106,7 @@ class ChaosCluster:
         self.fault_file = root / "faults.json"
         self.password_file = root / "raft-password"
         self.password_file.write_text("chaos-" + os.urandom(8).hex())
-        self.env = {**os.environ, **env, "HACO_FAULT_FILE": str(self.fault_file)}
+        self.env = {**env, "HACO_FAULT_FILE": str(self.fault_file)}
         ports = free_ports(2 * replicas)
         self.replicas = [ReplicaProc(f"r{i + 1}", ports[2 * i], ports[2 * i + 1], root / f"r{i + 1}",
                                      root / f"r{i + 1}.log") for i in range(replicas)]
@@ -128,23 +119,13 @@ class ChaosCluster:
     def urls(self) -> list[str]:
         return [r.url for r in self.replicas]
 
-    def _spawn(self, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-        with open(log_path, "ab") as log:  # the child keeps its own descriptor
-            return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env=self.env)
-
     def start_replica(self, i: int) -> None:
         r = self.replicas[i]
         if r.alive():
             return
-        args = [sys.executable, "-m", "haco.server.main", "--id", r.id, "--raft", r.raft_addr,
-                "--http", f"127.0.0.1:{r.http_port}", "--data-dir", str(r.data_dir),
-                "--raft-password-file", str(self.password_file), "--log-level", "info",
-                "--insecure-open-api"]  # loopback only; auth is on by default (README, Security)
-        for m in self.replicas:
-            if m is not r:
-                args += ["--peer", f"{m.id}={m.raft_addr}={m.url}"]
-        r.proc = self._spawn(args, r.log_path)
+        peers = [PeerAddr(m.id, m.raft_addr, m.url) for m in self.replicas]
+        r.proc = spawn(replica_argv(peers[i], f"127.0.0.1:{r.http_port}", r.data_dir, peers, self.password_file),
+                       r.log_path, self.env)
 
     def signal_replica(self, i: int, sig: int) -> None:
         r = self.replicas[i]
@@ -174,9 +155,8 @@ class ChaosCluster:
         p = self.workers.get(wid)
         if p is not None and p.poll() is None:
             return
-        args = [sys.executable, "-m", "haco.worker.agent", "--coordinators", ",".join(self.urls), "--id", wid,
-                "--capacity", str(capacity), "--log-level", "info", "--workdir", str(self.root / f"work-{wid}")]
-        self.workers[wid] = self._spawn(args, self.root / f"worker-{wid}.log")
+        argv = worker_argv(wid, self.urls, capacity=capacity, workdir=self.root / f"work-{wid}")
+        self.workers[wid] = spawn(argv, self.root / f"worker-{wid}.log", self.env)
 
     def signal_worker(self, wid: str, sig: int, *, group: bool = True) -> None:
         """Signal a worker's process group, or with group=False the agent alone (its jobs run on)."""
@@ -188,9 +168,7 @@ class ChaosCluster:
             p.wait(timeout=15)
 
     def _signal(self, p: subprocess.Popen[bytes], sig: int, *, group: bool) -> None:
-        try:
-            (os.killpg if group else os.kill)(p.pid, sig)
-        except ProcessLookupError:
+        if not signal_group(p, sig, group=group):
             return
         if sig == signal.SIGSTOP:
             self.paused.add(p.pid)
@@ -212,17 +190,5 @@ class ChaosCluster:
 
     def stop_all(self) -> None:
         """SIGCONT then SIGKILL every group started here, and wait for each (idempotent)."""
-        procs = self.processes()
-        for p in procs:
-            if p.poll() is None:
-                for sig in (signal.SIGCONT, signal.SIGKILL):
-                    try:
-                        os.killpg(p.pid, sig)
-                    except ProcessLookupError:
-                        pass
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_groups(self.processes())
         self.paused.clear()

@@ -14,16 +14,15 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from haco.client import HacoClient
+from haco.cluster.procs import (HOST, PeerAddr, replica_argv, signal_group, spawn, stop_process, stop_processes,
+                                worker_argv)
 from haco.errors import HacoError
 
-HOST = "127.0.0.1"
 RAFT_PORT_OFFSET = 100  #: replica i's Raft port is its HTTP port + 100
 
 
@@ -61,18 +60,16 @@ class ClusterSpec:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    def peer(self, i: int) -> PeerAddr:
+        return PeerAddr(f"r{i}", self.raft_addr(i), self.api_url(i))
+
     def replica_argv(self, i: int) -> list[str]:
-        argv = [sys.executable, "-m", "haco", "coordinator", "--id", f"r{i}", "--raft", self.raft_addr(i),
-                "--http", f"{HOST}:{self.http_port(i)}"]
-        for j in range(1, self.replicas + 1):
-            if j != i:
-                argv += ["--peer", f"r{j}={self.raft_addr(j)}={self.api_url(j)}"]
-        return argv + ["--data-dir", str(self.data_dir / f"r{i}"), "--raft-password-file", str(self.password_file),
-                       "--log-level", self.log_level, "--insecure-open-api"]  # loopback only: see README, Security
+        peers = [self.peer(j) for j in range(1, self.replicas + 1)]
+        return replica_argv(self.peer(i), f"{HOST}:{self.http_port(i)}", self.data_dir / f"r{i}", peers,
+                            self.password_file, log_level=self.log_level)
 
     def worker_argv(self, k: int) -> list[str]:
-        return [sys.executable, "-m", "haco", "worker", "--coordinators", ",".join(self.urls), "--id", f"w{k}",
-                "--capacity", str(self.worker_capacity), "--log-level", self.log_level]
+        return worker_argv(f"w{k}", self.urls, capacity=self.worker_capacity, log_level=self.log_level)
 
 
 def ensure_password(path: Path) -> None:
@@ -106,40 +103,6 @@ def free_base_port(first: int, *, replicas: int = 3, tries: int = 50) -> int:
         if not busy_ports(ClusterSpec(base_port=base, replicas=replicas).ports):
             return base
     raise HacoError(f"no free ports for a local cluster from {first} on")
-
-
-def spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a child in its own session (a terminal's Ctrl+C reaches only us), output to log_path."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
-    """SIGTERM each still-running process, wait until `timeout_s` for all, then SIGKILL the rest.
-    Blocking: from a loop, use asyncio.to_thread."""
-    alive = [p for p in procs if p.poll() is None]
-    for p in alive:
-        _signal(p, signal.SIGTERM)
-    end = time.monotonic() + timeout_s
-    for p in alive:
-        try:
-            p.wait(timeout=max(0.0, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal(p, signal.SIGKILL)
-            p.wait(timeout=5)
-
-
-def stop_process(p: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    stop_processes([p], timeout_s)
-
-
-def _signal(p: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        p.send_signal(sig)
-    except ProcessLookupError:
-        pass
 
 
 async def wait_for_leader(urls: list[str], timeout_s: float, *, exclude: Iterable[str] = ()
@@ -196,7 +159,7 @@ class LocalCluster:
         return [(name, code) for name, p in named if (code := p.poll()) is not None]
 
     def kill_replica(self, replica_id: str, sig: int = signal.SIGKILL) -> None:
-        _signal(self.replicas[int(replica_id.lstrip("r"))], sig)
+        signal_group(self.replicas[int(replica_id.lstrip("r"))], sig, group=False)
 
     async def wait_for_leader(self, timeout_s: float = 30.0, *, exclude: Iterable[str] = ()) -> tuple[str, str]:
         """Like wait_for_leader, but fails fast (HacoError naming the log) if a replica exits."""

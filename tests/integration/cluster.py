@@ -1,7 +1,8 @@
 """Real replica and worker processes on 127.0.0.1 for integration tests.
 
-Every process is tracked and stopped by PID (process group) on teardown, also on failure.
-Logs go to files under the cluster's directory and are printed when a test fails.
+Processes start and stop through haco.cluster.procs, the launcher haco up, chaos and bench use:
+every one is tracked and stopped by its process group on teardown, also on failure. Logs go to
+files under the cluster's directory and are printed when a test fails.
 """
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,17 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+from haco.cluster.procs import PeerAddr, free_ports, kill_groups, replica_argv, signal_group, spawn, worker_argv
 
 
 def eventually(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
@@ -145,15 +134,10 @@ class Cluster:
 
     def start(self, i: int) -> None:
         n = self.nodes[i]
-        args = [sys.executable, "-m", "haco.server.main", "--id", n.id, "--raft", f"127.0.0.1:{n.raft_port}",
-                "--http", f"127.0.0.1:{n.http_port}", "--data-dir", str(n.data_dir),
-                "--raft-password-file", str(self.password_file), "--log-level", "info", *self._security_args()]
-        for m in self.nodes:
-            if m is not n:
-                args += ["--peer", f"{m.id}=127.0.0.1:{m.raft_port}={m.url}"]
-        with open(n.log_path, "ab") as log:  # the child keeps its own descriptor
-            n.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                      env={**os.environ, **self.extra_env})
+        peers = [PeerAddr(m.id, f"127.0.0.1:{m.raft_port}", m.url) for m in self.nodes]
+        argv = replica_argv(peers[i], f"127.0.0.1:{n.http_port}", n.data_dir, peers, self.password_file,
+                            extra=self._security_args())
+        n.proc = spawn(argv, n.log_path, self.extra_env)
 
     def start_all(self) -> None:
         for i in range(self.size):
@@ -161,17 +145,13 @@ class Cluster:
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
         n = self.nodes[i]
-        if n.proc is not None and n.proc.poll() is None:
-            os.killpg(n.proc.pid, sig)
-            if sig in (signal.SIGKILL, signal.SIGTERM):
-                n.proc.wait(timeout=15)
+        if n.proc is not None and signal_group(n.proc, sig) and sig in (signal.SIGKILL, signal.SIGTERM):
+            n.proc.wait(timeout=15)
 
     def start_worker(self, wid: str, capacity: int = 2, tags: str = "", urls: list[str] | None = None, *,
                      token: str | None = "own", client_cert: bool = True) -> None:
         """token "own": a worker token for `wid` when auth is on; client_cert: present client.crt (TLS)."""
-        args = [sys.executable, "-m", "haco.worker.agent", "--coordinators", ",".join(urls or self.urls),
-                "--id", wid, "--capacity", str(capacity), "--log-level", "info",
-                "--workdir", str(self.root / f"work-{wid}")]
+        args: list[str] = []
         if tags:
             args += ["--tags", tags]
         if token == "own":
@@ -183,30 +163,15 @@ class Cluster:
             if client_cert:
                 args += ["--client-cert", str(self.tls_dir / "client.crt"), "--client-key",
                          str(self.tls_dir / "client.key")]
-        with open(self.root / f"worker-{wid}.log", "ab") as log:
-            self.workers[wid] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                                 env={**os.environ, **self.extra_env})
+        argv = worker_argv(wid, urls or self.urls, capacity=capacity, workdir=self.root / f"work-{wid}", extra=args)
+        self.workers[wid] = spawn(argv, self.root / f"worker-{wid}.log", self.extra_env)
 
     def kill_worker(self, wid: str, sig: int = signal.SIGKILL, *, group: bool = True) -> None:
         """Signal a worker's process group, or with group=False the agent alone (its jobs run on)."""
-        p = self.workers[wid]
-        if p.poll() is None:
-            (os.killpg if group else os.kill)(p.pid, sig)
+        signal_group(self.workers[wid], sig, group=group)
 
     def stop(self) -> None:
-        procs = [n.proc for n in self.nodes if n.proc is not None] + list(self.workers.values())
-        for p in procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGCONT)
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_groups([n.proc for n in self.nodes if n.proc is not None] + list(self.workers.values()))
 
     def info(self, i: int) -> dict[str, Any]:
         status, body = self.api(i, "GET", "/api/cluster", timeout=2)
