@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,10 @@ class Agent:
 
     def __init__(self, config: WorkerConfig, *, executors: Callable[[str], Executor] = get_executor) -> None:
         config.validate()
-        self.config = config
+        # absolute once, here: executors run jobs with cwd inside the workdir and hand its paths to
+        # subprocesses, where a relative path would resolve against the job's cwd, not ours
+        self.config = config = replace(config, workdir=config.workdir.absolute(),
+                                       log_dir=None if config.log_dir is None else config.log_dir.absolute())
         self.flags = _Flags()
         self.jobs: dict[Attempt, asyncio.Task[None]] = {}
         self.outbox = Outbox(resend_s=config.resend_s)
@@ -349,7 +352,8 @@ class Agent:
             writer = await asyncio.to_thread(AttemptLogWriter, self.config.logs_root, key[0], key[1],
                                              bytes_max=self.config.log_bytes_max)
             self.logs[key] = writer
-        ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max, writer)
+        ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max, writer,
+                          worker_id=self.config.worker_id)
         res: ExecResult | None = None
         try:
             res = await executor.run(payload, ctx)

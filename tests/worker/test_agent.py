@@ -213,6 +213,26 @@ async def test_failed_job_and_unknown_executor_report_failed(replicas: Any, star
     assert "no-such-executor" in unknown["error"]
 
 
+async def test_default_relative_workdir_runs_python_pytest_and_benchmark_jobs(
+    replicas: Any, start_agent: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `haco worker` with no --workdir: ./haco-work/ID, relative
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_two.py").write_text("def test_ok():\n    pass\n\ndef test_bad():\n    assert 0\n")
+    replica = await replicas()
+    agent, _ = start_agent(replica.url, workdir=Path("haco-work") / "w1")
+    assert agent.config.workdir == tmp_path / "haco-work" / "w1"
+    await replica.send("assign", **assign("j1", "python", {"function": "math:sqrt", "args": [16]}))
+    await replica.send("assign", **assign("j2", "pytest", {"path": str(suite), "args": ["-p", "no:asyncio"]}))
+    await replica.send("assign", **assign("j3", "benchmark", {"function": "math:sqrt", "args": [2], "repeat": 3}))
+    assert (await replica.next("completed", job_id="j1"))["result"] == 4.0
+    tests = await replica.next("failed", job_id="j2")
+    assert (tests["result"]["passed"], tests["result"]["failed"]) == (1, 1)
+    assert [f.rsplit("/", 1)[-1] for f in tests["result"]["failing"]] == ["test_two.py::test_bad"]
+    assert (await replica.next("completed", job_id="j3"))["result"]["runs"] == 3
+
+
 class _SetReturning:
     """A plugin that breaks the contract: its result is not JSON-able."""
 

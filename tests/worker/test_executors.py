@@ -16,7 +16,7 @@ import pytest
 
 from haco.worker.executors import ExecContext, ExecResult, executor_names, get_executor
 from haco.worker.executors.base import bound_result
-from haco.worker.executors.junit import parse_junit
+from haco.worker.executors.junit import parse_junit, parse_summary_line
 
 STATS = {"wall_ms", "cpu_ms", "peak_rss_bytes"}
 
@@ -308,7 +308,7 @@ async def test_pytest_counts_and_names_the_failing_test(tmp_path: Path) -> None:
     )
     out = await _run("pytest", {"path": "suite", "args": ["-p", "no:asyncio"]}, ctx)
     assert not out.ok
-    assert out.result == {
+    assert {k: out.result[k] for k in ("passed", "failed", "skipped", "errors", "failing", "exit_code")} == {
         "passed": 1,
         "failed": 1,
         "skipped": 1,
@@ -316,6 +316,7 @@ async def test_pytest_counts_and_names_the_failing_test(tmp_path: Path) -> None:
         "failing": ["suite/test_sample.py::test_fails"],
         "exit_code": 1,
     }
+    assert "1 failed, 1 passed, 1 skipped" in out.result["stdout_tail"]
     assert out.error == "tests failed: suite/test_sample.py::test_fails"
     assert out.stats["tests"] == 3
 
@@ -327,6 +328,35 @@ async def test_pytest_with_no_tests_collected_is_not_ok(tmp_path: Path) -> None:
     assert not out.ok
     assert out.result["exit_code"] == 5
     assert out.error is not None and "no tests collected" in out.error
+
+
+async def test_pytest_counts_from_the_summary_line_without_a_junit_report(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    (ctx.workdir / "test_two.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    assert 0\n")
+    # a user's own --junitxml wins over ours (pytest keeps the last one), so ours is never written
+    out = await _run("pytest", {"path": ".", "args": ["-p", "no:asyncio", "--junitxml=elsewhere.xml"]}, ctx)
+    assert (ctx.workdir / "elsewhere.xml").exists() and not (ctx.workdir / "junit.xml").exists()
+    assert (out.result["passed"], out.result["failed"]) == (1, 1)
+
+
+def test_summary_line_forms() -> None:
+    line = parse_summary_line("..F\n=== 2 failed, 10 passed, 1 skipped, 3 errors, 2 warnings in 1.23s ===\n")
+    assert line is not None and (line.passed, line.failed, line.skipped, line.errors) == (10, 2, 1, 3)
+    quiet = parse_summary_line("F.\nFAILED t.py::test_b - assert 0\n1 failed, 1 passed in 0.05s\n")
+    assert quiet is not None and (quiet.passed, quiet.failed) == (1, 1)
+    assert parse_summary_line("ERROR: usage: pytest [options]\n") is None
+
+
+async def test_pytest_missing_is_executor_unavailable_naming_worker_and_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hide = tmp_path / "hide"  # the job's interpreter starts without site-packages: no pytest there
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.path[:] = [p for p in sys.path if 'site-packages' not in p]\n")
+    ctx = _ctx(tmp_path, worker_id="w2")
+    out = await _run("pytest", {"path": ".", "env": {"PYTHONPATH": str(hide)}}, ctx)
+    assert not out.ok and out.error is not None
+    assert out.error.startswith("EXECUTOR_UNAVAILABLE: worker w2 cannot run pytest jobs: module 'pytest'"), out.error
 
 
 def test_junit_ids_follow_pytest_node_ids(tmp_path: Path) -> None:

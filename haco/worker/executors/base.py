@@ -40,10 +40,11 @@ class ExecContext:
     job_id: str
     attempt: int
     timeout_s: float  # per attempt; the executor enforces it and kills the whole process group
-    workdir: Path  # scratch dir for this attempt, created by the caller
+    workdir: Path  # scratch dir for this attempt, absolute, created by the caller
     env: Mapping[str, str]  # extra env; HACO_JOB_ID and HACO_ATTEMPT are added by the executor
     result_bytes_max: int = RESULT_BYTES_MAX_DEFAULT
     log: AttemptLogWriter | None = None  # the attempt's output files; the agent opens and closes it
+    worker_id: str = ""  # the worker running the attempt, for error messages
 
 
 @dataclass(frozen=True, slots=True)

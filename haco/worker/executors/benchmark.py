@@ -85,11 +85,8 @@ async def _bench_argv(
         if outcome.timed_out or outcome.returncode != 0:
             error = timeout_error(ctx.timeout_s) if outcome.timed_out else (
                 f"run {run + 1} of {warmup + repeat} exited with code {outcome.returncode}")  # fmt: skip
-            failed = {
-                "failed_run": run + 1,
-                "exit_code": outcome.returncode,
-                "stderr_tail": outcome.stderr_tail.decode(errors="replace"),
-            }
+            failed = {"failed_run": run + 1, "exit_code": outcome.returncode,
+                      "stderr_tail": outcome.stderr_tail.decode(errors="replace"), "stderr_cut_bytes": outcome.stderr_cut}
             return finish(ctx, ok=False, result=failed, error=error, stats=stats, timed_out=outcome.timed_out)
         if run >= warmup:
             times.append(outcome.wall_ms / 1000.0)

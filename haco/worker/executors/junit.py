@@ -8,6 +8,7 @@ of the family) the id falls back to `classname::name`.
 from __future__ import annotations
 
 import logging
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,3 +79,29 @@ def _node_id(case: ET.Element) -> str:
     module = file.removesuffix(".py").replace("/", ".").replace("\\", ".")
     classes = classname.removeprefix(module).lstrip(".")
     return "::".join(part for part in (file, *classes.split("."), name) if part)
+
+
+_COUNT_RE = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|warnings?|deselected)\b")
+_SUMMARY_RE = re.compile(r"^=*\s*(\d+ (passed|failed|skipped|errors?|xfailed|xpassed|deselected).*) in [\d.]+s")
+
+
+def parse_summary_line(text: str) -> JunitSummary | None:
+    """Counts from pytest's final summary line (`1 failed, 1 passed in 0.12s`, `-q` or not), the
+    fallback when no JUnit report was written; None when `text` has no such line. No failing ids:
+    the line does not carry them."""
+    for line in reversed(text.strip().splitlines()):
+        match = _SUMMARY_RE.match(line.strip())
+        if match is None:
+            continue
+        summary = JunitSummary()
+        for number, word in _COUNT_RE.findall(match.group(1)):
+            if word == "passed":
+                summary.passed += int(number)
+            elif word == "failed":
+                summary.failed += int(number)
+            elif word == "skipped":
+                summary.skipped += int(number)
+            elif word in ("error", "errors"):
+                summary.errors += int(number)
+        return summary
+    return None

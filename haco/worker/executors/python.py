@@ -6,8 +6,8 @@ haco.worker.executors._pyrunner`, so the function is importable from the worker'
 working directory (default: the attempt's workdir) and `pythonpath`. Async functions are awaited.
 
 ok iff the call returned; on an exception, `error` is the traceback's last line (`"ValueError:
-boom"`) and `result` holds `{"traceback", "stdout_tail", "stderr_tail"}`. A return value over
-`result_bytes_max` is truncated without being loaded whole. cpu_ms and peak_rss_bytes are the
+boom"`) and `result` holds `{"traceback", "stdout_tail", "stderr_tail", "stdout_cut_bytes",
+"stderr_cut_bytes"}`. A return value over `result_bytes_max` is truncated without being loaded whole. cpu_ms and peak_rss_bytes are the
 larger of the session sampling and the interpreter's own getrusage report.
 """
 
@@ -124,9 +124,10 @@ async def run_runner(
     request: dict[str, Any], ctx: ExecContext, *, env: Mapping[str, str], cwd: Path
 ) -> RunnerOutcome:
     """Write REQUEST into the workdir, run the runner, and read back its STATUS."""
-    request_path = ctx.workdir / "haco-pyrunner-request.json"
-    status_path = ctx.workdir / "haco-pyrunner-status.json"
-    result_path = ctx.workdir / "haco-pyrunner-result.json"
+    workdir = ctx.workdir.absolute()  # the runner's cwd is `cwd`, not ours
+    request_path = workdir / "haco-pyrunner-request.json"
+    status_path = workdir / "haco-pyrunner-status.json"
+    result_path = workdir / "haco-pyrunner-result.json"
     try:
         request_path.write_text(json.dumps(request, allow_nan=False), encoding="utf-8")
     except (TypeError, ValueError) as exc:
