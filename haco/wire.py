@@ -57,7 +57,7 @@ def worker_json(w: Worker, *, connected: bool = False, load: dict[str, Any] | No
     return {"worker_id": w.worker_id, "status": str(w.status), "capacity": w.capacity, "running": list(w.running),
             "tags": list(w.tags), "hardware": list(w.hardware), "memory_gb": w.memory_gb,
             "cuda_compute": w.cuda_compute, "cpus": w.cpus, "registered_at_ms": w.registered_at_ms,
-            "info": unpack(w.info) or {}, "connected": connected, "load": load}
+            "info": unpack(w.info) or {}, "plugins": list(w.plugins), "connected": connected, "load": load}
 
 
 def frame(kind: str, **fields: Any) -> bytes:

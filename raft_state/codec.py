@@ -3,7 +3,9 @@
 One log entry holds one or more commands (group commit packs concurrent proposals together);
 each gets its own outcome. Decoding is strict: wrong types, extra or missing fields, integers
 outside int64 and non-finite floats make a command undecodable, which apply answers with the
-same refusal on every replica.
+same refusal on every replica. A field added to a command later has a default and comes last;
+it is left out of the encoding while at its default (so the entry is byte for byte what older
+code wrote and reads) and a decoded command without it gets the default.
 """
 
 from __future__ import annotations
@@ -77,17 +79,25 @@ def _dec_tuple(inner: Decoder, exact: type | None = None) -> Decoder:
 
 
 def _dec_record(cls: type, names: Sequence[str], hints: Sequence[Any], decoders: Sequence[Decoder],
-                positional: bool) -> Decoder:
+                positional: bool, defaults: Sequence[Any] = ()) -> Decoder:
     """A decoder for one record type, generated (as dataclasses generates __init__) so that int, float
     and exact-type fields are checked inline: entries are decoded on every replica, in the apply path.
     It accepts and refuses exactly what the per-field decoders do (it calls them for anything else)."""
     count = len(names)
     env: dict[str, Any] = {"_cls": cls, "DecodeError": DecodeError, "_isfinite": math.isfinite, "_MIN": INT64_MIN,
-                           "_MAX": INT64_MAX, "_dec_float": _dec_float}
-    lines = ["def dec(v):",
-             f"    if type(v) is not list or len(v) != {count}:",
-             f"        raise DecodeError('{cls.__name__}: expected {count} fields')",
-             f"    {', '.join(f'x{i}' for i in range(count))}{',' if count == 1 else ''} = v"]
+                           "_MAX": INT64_MAX, "_dec_float": _dec_float, "_defaults": list(defaults)}
+    # `defaults`: the trailing fields' defaults as encoded, decoded below like any sent value
+    lines = ["def dec(v):"]
+    if defaults:  # trailing fields with defaults may be absent: the encoding older code wrote
+        least = count - len(defaults)
+        lines += [f"    if type(v) is not list or not {least} <= len(v) <= {count}:",
+                  f"        raise DecodeError('{cls.__name__}: expected {least} to {count} fields')",
+                  f"    if len(v) < {count}:",
+                  f"        v = v + _defaults[len(v) - {least}:]"]
+    else:
+        lines += [f"    if type(v) is not list or len(v) != {count}:",
+                  f"        raise DecodeError('{cls.__name__}: expected {count} fields')"]
+    lines.append(f"    {', '.join(f'x{i}' for i in range(count))}{',' if count == 1 else ''} = v")
     for i, (hint, d) in enumerate(zip(hints, decoders)):
         env[f"d{i}"] = d
         if hint is int:
@@ -144,10 +154,32 @@ def _compile_record(cls: type) -> tuple[Encoder, Decoder]:
     for i, (n, hint, (e, _)) in enumerate(zip(names, [hints[n] for n in names], pairs)):
         env[f"e{i}"] = e
         items.append(f"v.{n}" if hint in (int, str, bytes, bool) else f"e{i}(v.{n})")  # their encoders: identity
-    exec(f"def enc(v):\n    return [{', '.join(items)}]", env)  # noqa: S102  (as _dec_record)
+    # fields at their default are left off the end (see the module docstring); defaults as encoded
+    defaults = [e(d) for (e, _), d in zip(pairs[len(names) - len(_trailing_defaults(cls)):], _trailing_defaults(cls))]
+    if defaults:
+        env["_last"] = defaults
+        env["_least"] = len(names) - len(defaults)
+        exec(f"def enc(v):\n    out = [{', '.join(items)}]\n"  # noqa: S102
+             f"    while len(out) > _least and out[-1] == _last[len(out) - 1 - _least]:\n"
+             f"        out.pop()\n    return out", env)
+    else:
+        exec(f"def enc(v):\n    return [{', '.join(items)}]", env)  # noqa: S102  (as _dec_record)
     enc: Encoder = env["enc"]
     return enc, _dec_record(cls, names, [hints[n] for n in names], [p[1] for p in pairs],
-                            positional=not dataclasses.is_dataclass(cls))
+                            positional=not dataclasses.is_dataclass(cls),
+                            defaults=defaults)
+
+
+def _trailing_defaults(cls: type) -> list[Any]:
+    """The defaults of a dataclass's trailing fields that have one (none for records)."""
+    if not dataclasses.is_dataclass(cls):
+        return []
+    out: list[Any] = []
+    for f in reversed(dataclasses.fields(cls)):
+        if f.default is dataclasses.MISSING:
+            break
+        out.append(f.default)
+    return out[::-1]
 
 
 _CODECS: Final[dict[type, tuple[Encoder, Decoder]]] = {t: _compile_record(t) for t in COMMAND_TYPES}

@@ -14,7 +14,7 @@ from typing import ClassVar, Final
 from .records import JobSpec
 
 #: highest cluster version this code understands
-CODE_VERSION: Final = 2
+CODE_VERSION: Final = 3
 #: bounds that keep one log entry from stalling the Raft thread; proposers split above them
 SUBMIT_BATCH_MAX: Final = 2000
 ASSIGN_BATCH_MAX: Final = 2000
@@ -62,7 +62,10 @@ class CancelJob:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterWorker:
-    """Register a worker, or update one that re-registers (also brings a lost worker back)."""
+    """Register a worker, or update one that re-registers (also brings a lost worker back).
+
+    `plugins` (since cluster version 3) are the executor types the worker offers beyond the
+    built-ins; at its default the command encodes exactly as before the field existed."""
 
     TAG: ClassVar[int] = 3
     MOVES_CLOCK: ClassVar[bool] = True
@@ -76,6 +79,8 @@ class RegisterWorker:
     cuda_compute: float
     cpus: int
     info: bytes
+    plugins: tuple[str, ...] = ()
+    PLUGINS_SINCE_VERSION: ClassVar[int] = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,8 +70,13 @@ assert Job.FIELDS[_JOB_HASHED:] == ("spec",)
 
 
 def worker_hash(w: Worker) -> int:
-    return _h(_WORKER, [w.worker_id, w.seq, w.capacity, list(w.tags), list(w.hardware), w.memory_gb,
-                     w.cuda_compute, w.cpus, str(w.status), list(w.running), w.registered_at_ms, w.info])
+    """Fields added later (`plugins`) are hashed only when set: at their default a worker hashes as
+    it did before they existed, so a state loaded from an older snapshot keeps its digest."""
+    fields = [w.worker_id, w.seq, w.capacity, list(w.tags), list(w.hardware), w.memory_gb, w.cuda_compute, w.cpus,
+              str(w.status), list(w.running), w.registered_at_ms, w.info]
+    if w.plugins:
+        fields.append(list(w.plugins))
+    return _h(_WORKER, fields)
 
 
 def key_hash(k: KeyRecord) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .payloads import offers
 from .records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits, unmet_requirements
 from .state import State
 
@@ -71,11 +72,13 @@ def why_pending(state: State, job_id: str) -> dict[str, Any] | None:
     live = sorted((w for w in state.workers.values() if w.status is not WorkerStatus.LOST), key=lambda w: w.seq)
     if not live:
         reasons["workers"] = "no workers registered"
+    elif not any(offers(job.spec.type, w.plugins) for w in live):
+        reasons["executor"] = f"no live worker offers executor {job.spec.type!r}"
     else:
-        unfit = {w.worker_id: why for w in live if (why := unmet_requirements(job.spec, w))}
+        unfit = {w.worker_id: why for w in live if (why := _unfit(job.spec, w))}
         if len(unfit) == len(live):
             reasons["no_worker_fits"] = unfit
-        elif not any(w.status is WorkerStatus.ACTIVE and w.free_slots > 0 and fits(job.spec, w) for w in live):
+        elif not any(w.status is WorkerStatus.ACTIVE and w.free_slots > 0 and w.worker_id not in unfit for w in live):
             reasons["workers"] = "every fitting worker is busy or draining"
             if unfit:
                 reasons["unfit_workers"] = unfit
@@ -83,6 +86,11 @@ def why_pending(state: State, job_id: str) -> dict[str, Any] | None:
         ahead = sum(1 for _ in _ahead(state, job))
         reasons["queued"] = f"runnable; {ahead} jobs ahead of it"
     return reasons
+
+
+def _unfit(spec: JobSpec, worker: Worker) -> list[str]:
+    why = unmet_requirements(spec, worker)
+    return why if offers(spec.type, worker.plugins) else [f"no executor {spec.type!r}", *why]
 
 
 def _ahead(state: State, job: Job, limit: int = 10_000) -> Iterator[str]:

@@ -203,7 +203,7 @@ class Worker(_Record):
 
     __slots__ = ()
     FIELDS = ("worker_id", "seq", "capacity", "tags", "hardware", "memory_gb", "cuda_compute", "cpus",
-                 "status", "running", "registered_at_ms", "info")
+                 "status", "running", "registered_at_ms", "info", "plugins")
     worker_id: str
     seq: int  #: registration order: deterministic tie-breaks
     capacity: int  #: concurrent attempts
@@ -216,6 +216,7 @@ class Worker(_Record):
     running: tuple[str, ...]  #: job ids, in assignment order
     registered_at_ms: int
     info: bytes  #: canonical msgpack: hostname, version, free-form capabilities
+    plugins: tuple[str, ...]  #: executor types it offers beyond the built-ins, sorted, unique
 
     @property
     def free_slots(self) -> int:

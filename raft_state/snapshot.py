@@ -32,7 +32,9 @@ from .state import State
 
 #: 2: jobs columns in record order; readiness derived at dump from the DAG and backoff indexes
 #: 3: record hashes are XXH3 (the saved digest of a version-2 file would not match)
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
+#: schemas load reads: 3 lacks workers.plugins, which loads as empty
+READABLE_SCHEMAS: Final = frozenset({3, 4})
 
 
 class SnapshotError(RuntimeError):
@@ -191,8 +193,8 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
     meta_rows = dict(con.execute("SELECT k, v FROM meta").fetchall())
     raft_data = meta_rows.pop("raft_data", b"")
     meta = {k: msgpack.unpackb(v, raw=False) for k, v in meta_rows.items()}
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise SnapshotError(f"snapshot schema {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+    if meta.get("schema_version") not in READABLE_SCHEMAS:
+        raise SnapshotError(f"snapshot schema {meta.get('schema_version')} is not one of {sorted(READABLE_SCHEMAS)}")
     state = State()
     for name in ("now_ms", "paused", "cluster_version", "job_seq", "worker_seq", "finish_seq", "key_seq"):
         setattr(state, name, meta[name])

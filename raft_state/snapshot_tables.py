@@ -37,7 +37,7 @@ SCHEMAS: Final[dict[str, list[tuple[str, pa.DataType]]]] = {
                  ("ended_at_ms", _I), ("outcome", _S), ("error", _S), ("result", _B), ("stats", _B)],
     "workers": [("worker_id", _S), ("seq", _I), ("capacity", _I), ("tags", _L), ("hardware", _L),
                 ("memory_gb", _F), ("cuda_compute", _F), ("cpus", _I), ("status", _S), ("running", _L),
-                ("registered_at_ms", _I), ("info", _B)],
+                ("registered_at_ms", _I), ("info", _B), ("plugins", _L)],
     "assignments": [("job_id", _S), ("worker_id", _S), ("attempt", _I), ("position", _I)],
     "keys": [("key", _S), ("job_id", _S), ("spec_hash", _B), ("created_at_ms", _I), ("seq", _I)],
     "revoked_tokens": [("token_id", _S), ("expires_at_ms", _I)],
@@ -175,10 +175,16 @@ def attempts_from(tbl: pa.Table) -> dict[str, tuple[Attempt, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+#: workers columns added after schema 3, with the value a schema-3 snapshot's workers get
+_WORKER_COLUMN_DEFAULTS: Final[dict[str, Any]] = {"plugins": _EMPTY}
+
+
 def workers_from(tbl: pa.Table) -> list[Worker]:
     cols: list[Any] = []
     for name, ty in SCHEMAS["workers"]:
-        if name == "status":
+        if name not in tbl.column_names:
+            cols.append([_WORKER_COLUMN_DEFAULTS[name]] * tbl.num_rows)
+        elif name == "status":
             cols.append([_WORKER_STATUS[s] for s in tbl[name].to_pylist()])
         else:
             cols.append([tuple(v) for v in tbl[name].to_pylist()] if ty == _L else tbl[name].to_pylist())

@@ -27,6 +27,8 @@ class State:
         self.workers: dict[str, Worker] = {}
         self.keys: dict[str, KeyRecord] = {}
         self.revoked: dict[str, int] = {}  #: token id -> when it would have expired
+        #: plugin executor type -> registered workers offering it; derived from `workers` (no digest, no snapshot)
+        self.plugin_offers: dict[str, int] = {}
         self.now_ms = 0
         self.paused = False
         self.cluster_version = 1
@@ -130,11 +132,27 @@ class State:
         old = self.workers.get(worker.worker_id)
         if old is not None:
             self._xor ^= worker_hash(old)
+            if old.plugins is not worker.plugins:  # evolve() keeps the tuple: an assignment skips this
+                self._count_plugins(old.plugins, -1)
+                self._count_plugins(worker.plugins, 1)
+        elif worker.plugins:
+            self._count_plugins(worker.plugins, 1)
         self._xor ^= worker_hash(worker)
         self.workers[worker.worker_id] = worker
 
     def _drop_worker(self, worker_id: str) -> None:
-        self._xor ^= worker_hash(self.workers.pop(worker_id))
+        old = self.workers.pop(worker_id)
+        self._xor ^= worker_hash(old)
+        self._count_plugins(old.plugins, -1)
+
+    def _count_plugins(self, plugins: tuple[str, ...], delta: int) -> None:
+        offers = self.plugin_offers
+        for name in plugins:
+            n = offers.get(name, 0) + delta
+            if n > 0:
+                offers[name] = n
+            else:
+                offers.pop(name, None)
 
     def _put_key(self, rec: KeyRecord) -> None:
         old = self.keys.get(rec.key)

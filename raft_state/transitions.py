@@ -147,8 +147,12 @@ def register(s: State, cmd: c.RegisterWorker) -> Outcome:
     problem = worker_problem(cmd)
     if problem is not None:
         return Rejected(RejectCode.INVALID, problem)
+    if cmd.plugins and s.cluster_version < cmd.PLUGINS_SINCE_VERSION:  # older code cannot decode them
+        return Rejected(RejectCode.VERSION_GATED,
+                        f"worker plugins need cluster version {cmd.PLUGINS_SINCE_VERSION}")
     fields = dict(capacity=cmd.capacity, tags=tuple(sorted(set(cmd.tags))), hardware=tuple(sorted(set(cmd.hardware))),
-                  memory_gb=cmd.memory_gb, cuda_compute=cmd.cuda_compute, cpus=cmd.cpus, info=cmd.info)
+                  memory_gb=cmd.memory_gb, cuda_compute=cmd.cuda_compute, cpus=cmd.cpus, info=cmd.info,
+                  plugins=tuple(sorted(set(cmd.plugins))))
     old = s.workers.get(cmd.worker_id)
     if old is None:
         s.worker_seq += 1

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Final
 
 import msgpack
 
 from .codec import INT64_MAX, INT64_MIN, canonical
+from .payloads import BUILTIN_EXECUTORS, payload_problem, unknown_type_message
 from .records import JobSpec
 
 TYPE_RE: Final = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
@@ -43,14 +45,18 @@ REQUIREMENT_FIELDS: Final = frozenset({"hardware", "min_memory_gb", "min_cuda_co
 
 
 class SpecError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, code: str = "INVALID") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.code = code  #: the API's error code: INVALID, or UNKNOWN_EXECUTOR for a type nobody runs
 
 
-def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
-    """A JSON job object -> (spec, idempotency key). Raises SpecError naming the bad field."""
+def parse_job(obj: Any, plugins: Collection[str] | None = None) -> tuple[JobSpec, str | None]:
+    """A JSON job object -> (spec, idempotency key). Raises SpecError naming the bad field.
+
+    With `plugins` (the executor types registered workers offer beyond the built-ins), the type
+    must be one the cluster can run and a built-in type's payload must fit its executor."""
     if not isinstance(obj, dict):
         raise SpecError("job", "must be an object")
     if not JOB_FIELDS.issuperset(obj):
@@ -59,6 +65,8 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
     kind = get("type")
     if not _executor_name(kind):
         raise SpecError("type", "must be an executor name like 'shell' (lowercase, up to 64 characters)")
+    if plugins is not None:
+        check_executor(kind, get("payload"), plugins)
     payload = _payload(get("payload"))
     reqs = get("requirements") or {}
     if not isinstance(reqs, dict):
@@ -91,6 +99,24 @@ def parse_job(obj: Any) -> tuple[JobSpec, str | None]:
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= KEY_CHARS_MAX):
         raise SpecError("key", f"must be a string of 1 to {KEY_CHARS_MAX} characters")
     return spec, key
+
+
+# ---- the executor: a type the cluster runs, a payload its built-in executor takes ----------------
+
+
+def check_executor(kind: str, payload: Any, plugins: Collection[str]) -> None:
+    """Raise SpecError when no worker can run `kind` (UNKNOWN_EXECUTOR) or a built-in executor
+    would refuse `payload` (INVALID, naming the payload field)."""
+    if kind not in BUILTIN_EXECUTORS:
+        if kind not in plugins:
+            raise SpecError("type", unknown_type_message(kind, plugins), code="UNKNOWN_EXECUTOR")
+        return
+    problem = payload_problem(kind, payload)
+    if problem is not None:
+        raise SpecError(*problem)
+
+
+# ---- bounds --------------------------------------------------------------------------------------
 
 
 _GOOD_TYPES: set[str] = set()  # executor names already matched by TYPE_RE: a pure cache, bounded
@@ -148,6 +174,8 @@ def worker_problem(cmd: Any) -> str | None:
         return "a capability is out of range"
     if len(cmd.info) > LABELS_BYTES_MAX:
         return "info too large"
+    if len(cmd.plugins) > TAGS_MAX or not all(_executor_name(p) for p in cmd.plugins):
+        return f"at most {TAGS_MAX} plugins, each an executor name"
     return None
 
 

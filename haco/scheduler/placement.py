@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from raft_state import Assignment, NewJob, State, TimeoutAttempt
 from raft_state import queries
+from raft_state.payloads import offers
 from raft_state.records import JobStatus, Worker, WorkerStatus, fits
 
 
@@ -39,7 +40,8 @@ def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str]
             continue
         best: Worker | None = None
         for w in pool:
-            if free[w.worker_id] > 0 and fits(job.spec, w) and (best is None or free[w.worker_id] > free[best.worker_id]):
+            if free[w.worker_id] > 0 and fits(job.spec, w) and offers(job.spec.type, w.plugins) and (
+                    best is None or free[w.worker_id] > free[best.worker_id]):
                 best = w
         if best is None:
             continue
@@ -62,7 +64,7 @@ def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | se
     for scanned, job in enumerate(queries.runnable(state, [worker])):
         if scanned >= 5 * slots or len(items) >= slots:
             break
-        if job.job_id not in skip and fits(job.spec, worker):
+        if job.job_id not in skip and fits(job.spec, worker) and offers(job.spec.type, worker.plugins):
             items.append(Assignment(job.job_id, worker_id, job.attempt + 1))
     return items
 
@@ -83,7 +85,8 @@ def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claime
             continue
         best: Worker | None = None
         for w in pool:
-            if free[w.worker_id] > 0 and fits(new.spec, w) and (best is None or free[w.worker_id] > free[best.worker_id]):
+            if free[w.worker_id] > 0 and fits(new.spec, w) and offers(new.spec.type, w.plugins) and (
+                    best is None or free[w.worker_id] > free[best.worker_id]):
                 best = w
         if best is not None:
             items.append(Assignment(new.job_id, best.worker_id, 1))

@@ -88,6 +88,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     hub = Hub(replica, cfg.scheduler.heartbeat_s)
     scheduler = Scheduler(replica, hub, cfg.scheduler)
     hub.assign_behind = scheduler.assign_behind
+    hub.raise_version = lambda version: routes_tokens.ensure_cluster_version(replica, cfg, version)
     waiters = JobWaiters(replica)
     app[REPLICA] = replica
     app[CONFIG] = cfg

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -20,10 +20,11 @@ from aiohttp import WSMsgType, web
 
 from raft_state import (Accepted, Assignment, CompleteAttempt, DeregisterWorker, DrainWorker, FailAttempt,
                         RegisterWorker, Rejected, StartAttempt, State, canonical)
+from raft_state.payloads import BUILTIN_EXECUTORS
 from raft_state.records import JobStatus
 from raft_state.validate import worker_problem
 
-from haco.errors import ReplicationError
+from haco.errors import HacoError, ReplicationError
 from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.wire import FRAME_BYTES_MAX, frame, unpack
@@ -61,6 +62,8 @@ class Hub:
         self.progress = ProgressBoard()
         #: called with (worker id, slots its final reports free) while they are proposed (Scheduler.assign_behind)
         self.assign_behind: Callable[[str, int], None] | None = None
+        #: raises the replicated cluster version (routes_tokens.ensure_cluster_version); None in tests
+        self.raise_version: Callable[[int], Awaitable[None]] | None = None
 
     # ---- WorkerHub protocol (used by the scheduler) ----------------------------------------
 
@@ -203,7 +206,8 @@ class Hub:
                 tags=tuple(str(t) for t in body.get("tags") or ()),
                 hardware=tuple(str(h) for h in body.get("hardware") or ()),
                 memory_gb=float(body.get("memory_gb", 0.0)), cuda_compute=float(body.get("cuda_compute", 0.0)),
-                cpus=int(body.get("cpus", 1)), info=canonical(body.get("info") or {}))
+                cpus=int(body.get("cpus", 1)), info=canonical(body.get("info") or {}),
+                plugins=await self._plugins(body["worker_id"], body.get("executors")))
             problem = worker_problem(cmd)  # refused here: a bad hello costs no log entry
             if problem is not None:
                 raise ValueError(problem)
@@ -234,6 +238,28 @@ class Hub:
                                   batch=True))
         self._reconcile(conn, body.get("running") or [])
         return conn
+
+    async def _plugins(self, worker_id: str, executors: Any) -> tuple[str, ...]:
+        """The executor types a hello advertises beyond the built-ins, once the cluster version can
+        carry them; raises the version if every replica's code knows it, else registers none (the
+        worker's plugin jobs then stay refused at submit) and says so in the log."""
+        if executors is None:
+            return ()
+        if not isinstance(executors, list) or not all(isinstance(e, str) for e in executors):
+            raise ValueError("executors must be a list of names")
+        plugins = tuple(sorted(set(executors) - BUILTIN_EXECUTORS))
+        needed = RegisterWorker.PLUGINS_SINCE_VERSION
+        if not plugins or self.replica.state.cluster_version >= needed:
+            return plugins
+        try:
+            if self.raise_version is None:
+                raise HacoError(f"cluster version {self.replica.state.cluster_version} < {needed}")
+            await self.raise_version(needed)
+        except HacoError as exc:
+            log.warning("worker plugins not registered worker=%s plugins=%s reason=%s", worker_id,
+                        ",".join(plugins), exc)
+            return ()
+        return plugins
 
     def _reconcile(self, conn: _Conn, running: list[Any]) -> None:
         state = self.replica.state

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from haco.worker.executors import ExecContext, ExecResult, Executor, get_executor
+from haco.worker.executors import ExecContext, ExecResult, Executor, executor_names, get_executor
 from haco.worker.hardware import Capabilities, detect
 from haco.worker.joblog import BUDGET_BYTES_DEFAULT, BYTES_MAX_DEFAULT, KEEP_S_DEFAULT, AttemptLogWriter
 from haco.worker.log_service import PROGRESS_EVERY_S, LogService
@@ -129,6 +129,7 @@ class Agent:
         self.logs: dict[Attempt, AttemptLogWriter] = {}  #: open writers of running attempts
         self.log_service = LogService(config.logs_root, lambda key: key in self.jobs)
         self._progress: bytes | None = None  #: a `progress` frame waiting for the writer
+        self._executors: list[str] = []  # job types it runs, plugins included: hello's `executors`
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -145,7 +146,8 @@ class Agent:
         if caps is None:
             caps = await asyncio.to_thread(_detect, self.config.workdir)
         self._caps, self._info = _capability_fields(caps)
-        log.info("capabilities worker=%s %s", self.config.worker_id,
+        self._executors = await asyncio.to_thread(executor_names)  # reads installed distributions' metadata
+        log.info("capabilities worker=%s executors=%s %s", self.config.worker_id, ",".join(self._executors),
                  " ".join(f"{k}={v}" for k, v in {**self._caps, **self._info}.items()))
         psutil.cpu_percent(interval=None)  # primes the counter: the first reading is meaningless
         from haco.security.tls import client_context
@@ -254,6 +256,7 @@ class Agent:
         running = sorted(set(self.jobs) | self.outbox.attempts())
         return encode("hello", worker_id=self.config.worker_id, capacity=self.config.capacity, batch=True, logs=1,
                       tags=list(self.config.tags), **self._caps, running=[[j, a] for j, a in running],
+                      executors=self._executors,
                       info={**self._info, "hostname": socket.gethostname(), "pid": os.getpid(),
                             "version": _VERSION})
 

@@ -50,7 +50,7 @@ def test_submit_and_get(c: Cluster) -> None:
     (b"{not json", "BAD_JSON"), (b"", "BAD_JSON"), ({"type": "shell", "bogus": 1}, "INVALID"),
     ({"type": "shell", "priority": "high"}, "INVALID"), ({"type": "shell", "timeout_s": -1}, "INVALID"),
     ({"type": "shell", "priority": 2**70}, "INVALID"), ({"type": "Bad Type"}, "INVALID"),
-    ({"type": "shell", "depends_on": ["nope"]}, "UNKNOWN_DEPENDENCY"), ([1, 2], "INVALID"),
+    ({"type": "noop", "depends_on": ["nope"]}, "UNKNOWN_DEPENDENCY"), ([1, 2], "INVALID"),
     ({"type": "shell", "deadline": "tomorrow"}, "INVALID"), ({"type": "shell", "requirements": {"gpu": 1}}, "INVALID"),
 ])
 def test_submit_rejects_bad_input(c: Cluster, payload: object, expected: str) -> None:

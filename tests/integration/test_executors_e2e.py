@@ -237,5 +237,11 @@ def test_plugin_executor_from_an_installed_package_runs(c: Cluster, tmp_path: Pa
         c.start_worker("w-plugin", capacity=1, tags="plugin")
     finally:
         c.extra_env = saved
+
+    def offered() -> bool:  # submit refuses a type no registered worker offers
+        status, body = http("GET", c.urls[0] + "/api/workers/w-plugin")
+        return status == 200 and body["worker"]["plugins"] == ["shout"]
+
+    eventually(offered, 30, "w-plugin registered with its plugin")
     job = final(c, submit(c, {"type": "shout", "payload": "hi", "required_tags": ["plugin"]}))
     assert job["status"] == "completed" and job["result"] == {"shout": "HI"}, job

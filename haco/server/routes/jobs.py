@@ -11,9 +11,10 @@ from aiohttp import web
 
 from raft_state import Accepted, CancelJob, NewJob, SpecError, SubmitJobs, parse_job, queries
 from raft_state.commands import SUBMIT_BATCH_MAX
+from raft_state.payloads import BUILTIN_EXECUTORS
 from raft_state.records import JobStatus
 
-from haco.errors import NotFound
+from haco.errors import NotFound, Rejected
 from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.wire import job_json
@@ -43,14 +44,18 @@ def new_job_id() -> str:
     return _id_pool[_id_at - _ID_BYTES:_id_at].hex()
 
 
-def _new_jobs(objs: list[Any]) -> tuple[NewJob, ...]:
+def _new_jobs(objs: list[Any], plugins: dict[str, int]) -> tuple[NewJob, ...]:
+    """Parsed jobs; `plugins`: the executor types registered workers offer beyond the built-ins."""
     items = []
     for index, obj in enumerate(objs):
         try:
-            spec, key = parse_job(obj)
+            spec, key = parse_job(obj, plugins)
         except SpecError as exc:
             prefix = f"jobs[{index}]." if len(objs) > 1 else ""
-            raise_bad("INVALID", f"{prefix}{exc.field}: {exc.message}", {"field": prefix + exc.field, "index": index})
+            detail: dict[str, Any] = {"field": prefix + exc.field, "index": index}
+            if exc.code == "UNKNOWN_EXECUTOR":
+                detail["known"] = sorted(BUILTIN_EXECUTORS) + sorted(plugins)
+            raise_bad(exc.code, f"{prefix}{exc.field}: {exc.message}", detail)
         items.append(NewJob(new_job_id(), key, spec))
     return tuple(items)
 
@@ -59,14 +64,30 @@ async def _submit(request: web.Request, items: tuple[NewJob, ...]) -> tuple[int,
     replica = request.app[REPLICA]
     request.app[SCHEDULER].assign_submitted(items)  # proposes first attempts right behind this submit
     index, outcome = await replica.propose(SubmitJobs(now_ms(), items))
-    outcome = require_accepted(outcome)
+    if not isinstance(outcome, Accepted):
+        raise _refused(outcome, len(items))
     return index, outcome
+
+
+def _refused(outcome: Any, count: int) -> Rejected:
+    """The refusal of a submit, its item named as the API names fields: `jobs[3]` in a batch, no
+    index at all for a single job (apply says `job 3: ...`, which means nothing to one submit)."""
+    detail = dict(outcome.detail or {})
+    index = detail.get("index")
+    message = str(outcome.message)
+    if isinstance(index, int) and message.startswith(f"job {index}: "):
+        message = message.removeprefix(f"job {index}: ")
+        if count > 1:
+            message = f"jobs[{index}]: {message}"
+    if "dependency" in detail:
+        detail.setdefault("field", f"jobs[{index}].depends_on" if count > 1 else "depends_on")
+    return Rejected(str(outcome.code), message, detail)
 
 
 @routes.post("/api/jobs")
 async def submit(request: web.Request) -> web.Response:
     body = await read_json(request)
-    items = _new_jobs([body])
+    items = _new_jobs([body], request.app[REPLICA].state.plugin_offers)
     index, outcome = await _submit(request, items)
     # formatted directly (ASCII JSON): json_response's json.dumps, text and charset cost ~4 us more
     body = f'{{"job_id": {_json_str(outcome.value[0])}, "index": {int(index)}'
@@ -82,7 +103,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         raise_bad("INVALID", 'body must be {"jobs": [job, ...]}', {"field": "jobs"})
     if not 1 <= len(body["jobs"]) <= SUBMIT_BATCH_MAX:
         raise_bad("INVALID", f"a batch holds 1 to {SUBMIT_BATCH_MAX} jobs", {"field": "jobs"})
-    index, outcome = await _submit(request, _new_jobs(body["jobs"]))
+    index, outcome = await _submit(request, _new_jobs(body["jobs"], request.app[REPLICA].state.plugin_offers))
     return web.json_response({"job_ids": outcome.value, "index": index, "already": outcome.already},
                              status=200 if outcome.already else 201)
 
