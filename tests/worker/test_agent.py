@@ -95,7 +95,7 @@ class FakeReplica:
         assert self.ws is not None
         await self.ws.send_bytes(encode(kind, **fields))
 
-    async def next(self, kind: str, **match: Any) -> dict[str, Any]:
+    async def next(self, kind: str, within_s: float = DEADLINE_S, **match: Any) -> dict[str, Any]:
         """Takes the oldest frame of this type (and these field values) not taken yet, waiting for one."""
         async def find() -> dict[str, Any]:
             while True:
@@ -104,7 +104,7 @@ class FakeReplica:
                     if body["t"] == kind and all(body.get(k) == v for k, v in match.items()):
                         return self.inbox.pop(i)
                 await self.arrived.wait()
-        return await asyncio.wait_for(find(), DEADLINE_S)
+        return await asyncio.wait_for(find(), within_s)
 
     async def drop_connection(self) -> None:
         assert self.ws is not None
@@ -226,11 +226,11 @@ async def test_default_relative_workdir_runs_python_pytest_and_benchmark_jobs(
     await replica.send("assign", **assign("j1", "python", {"function": "math:sqrt", "args": [16]}))
     await replica.send("assign", **assign("j2", "pytest", {"path": str(suite), "args": ["-p", "no:asyncio"]}))
     await replica.send("assign", **assign("j3", "benchmark", {"function": "math:sqrt", "args": [2], "repeat": 3}))
-    assert (await replica.next("completed", job_id="j1"))["result"] == 4.0
-    tests = await replica.next("failed", job_id="j2")
+    assert (await replica.next("completed", job_id="j1", within_s=30))["result"] == 4.0
+    tests = await replica.next("failed", job_id="j2", within_s=60)  # a pytest start-up: seconds on a busy box
     assert (tests["result"]["passed"], tests["result"]["failed"]) == (1, 1)
     assert [f.rsplit("/", 1)[-1] for f in tests["result"]["failing"]] == ["test_two.py::test_bad"]
-    assert (await replica.next("completed", job_id="j3"))["result"]["runs"] == 3
+    assert (await replica.next("completed", job_id="j3", within_s=30))["result"]["runs"] == 3
 
 
 class _SetReturning:
