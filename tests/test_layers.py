@@ -105,4 +105,4 @@ def test_raft_state_imports_no_haco_pysyncobj_or_aiohttp() -> None:
 
 def test_haco_top_level_holds_packages_and_a_few_shared_modules() -> None:
     modules = sorted(p.stem for p in (ROOT / "haco").glob("*.py") if p.stem not in {"__init__", "__main__"})
-    assert modules == ["client", "config", "errors", "k8s_env", "logs", "wire"], modules
+    assert modules == ["config", "errors", "k8s_env", "logs", "wire"], modules

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from haco.client_logs import LogChunk, LogCursor, iter_logs
+from haco.client.logs import LogChunk, LogCursor, iter_logs
 from haco.security.tls import client_context
 from haco.errors import (
     REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, LogUnavailable, NotApplied, NotFound,
@@ -299,7 +299,7 @@ class HacoClient:
              cursor: LogCursor | None = None) -> AsyncIterator[LogChunk]:
         """The output of one attempt (default: the latest) as LogChunks, in order: `stream` is
         stdout, stderr or both; `offset` resumes (a LogChunk's `end`); `tail` starts at the last N
-        lines. `follow` streams new output until the attempt ends, surviving failovers (client_logs.py).
+        lines. `follow` streams new output until the attempt ends, surviving failovers (haco/client/logs.py).
         `cursor` (optional) shows the attempt, offset and end as they become known. Raises
         WorkerOffline (detail: worker_id, tail) when the worker that has the log is offline."""
         return iter_logs(self, job_id, attempt=attempt, stream=stream, offset=offset, tail=tail, follow=follow,
