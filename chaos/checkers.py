@@ -1,6 +1,6 @@
 """Checkers over a recorded history (see history.py), each a pure function of the records.
 
-They check DESIGN.md's guarantees after the final drain and never touch the cluster, so they run
+They check the guarantees of docs/design.md after the final drain and never touch the cluster, so they run
 the same on a live run's history and on fabricated ones (tests/chaos/test_checkers.py). Each
 returns a `Check`: pass/fail, figures for the report, and the first problems found.
 """

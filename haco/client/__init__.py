@@ -1,6 +1,6 @@
 """The async client: any replica, failover, idempotent submissions, typed errors.
 
-`HacoClient(urls)` talks to the REST API (DESIGN.md, Public interface). Every call has an overall
+`HacoClient(urls)` talks to the REST API (docs/design.md, Public interface). Every call has an overall
 deadline (`ClientConfig.deadline_s`); within it the client:
 
 - tries the replicas in turn, starting with the last one that answered, and moves on after a

@@ -14,7 +14,7 @@ state. Every crossing happens in this file:
 
 Snapshots: the serializer hook only captures (cheap) and starts a background writer that
 publishes the DuckDB file atomically itself; the deserializer verifies and swaps in a fully
-built state, or stops the process. See `notes/pysyncobj.md` for the contract relied on.
+built state, or stops the process. haco/replica/DESIGN.md lists what it relies on.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The planners are pure (haco/scheduler/placement.py). `Scheduler.run()` only waits for
 leadership, plans, proposes and pushes. Every decision is checked again at apply, so a deposed
-leader that still believes it leads can propose nothing harmful (DESIGN.md, guarantee 4).
+leader that still believes it leads can propose nothing harmful (docs/design.md, guarantee 4).
 Retention: the leader prunes final jobs `job_retention_s` after they finished and idempotency
 keys `key_retention_s` after they were created (keys of live jobs stay), every `prune_interval_s`.
 """

@@ -4,7 +4,7 @@
 final reports are about to free (the assignment rides in the reports' log entry); `plan_new`
 places jobs being submitted (the assignment rides in the submit's entry); `overdue` lists running
 attempts past their timeout. Callers hold the replica's state lock. Every result is checked again
-at apply (DESIGN.md, guarantee 4), so a plan made on a slightly stale view is harmless.
+at apply (docs/design.md, guarantee 4), so a plan made on a slightly stale view is harmless.
 """
 
 from __future__ import annotations
