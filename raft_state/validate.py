@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Final
@@ -98,7 +99,7 @@ def parse_job(obj: Any, plugins: Collection[str] | None = None) -> tuple[JobSpec
     key = obj.get("key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= KEY_CHARS_MAX):
         raise SpecError("key", f"must be a string of 1 to {KEY_CHARS_MAX} characters")
-    return spec, key
+    return spec, key if key is None else _utf8("key", key)
 
 
 # ---- the executor: a type the cluster runs, a payload its built-in executor takes ----------------
@@ -190,11 +191,38 @@ def _int(field: str, value: Any, lo: int, hi: int) -> int:
 
 
 def _float(field: str, value: Any, lo: float, hi: float) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise SpecError(field, f"must be a finite number, got {_kind(value)}")
+    value = _finite(field, value)
     if not lo <= value <= hi:
         raise SpecError(field, f"must be between {lo:g} and {hi:g}")
-    return float(value)
+    return value
+
+
+_FLOAT_MAX: Final = sys.float_info.max
+
+
+def _finite(field: str, value: Any) -> float:
+    """`value` as a finite float, whatever its JSON form: a NaN or an infinity, and an integer
+    beyond the float range (JSON allows any number of digits), are refused, never converted."""
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+    elif type(value) is int:
+        if -_FLOAT_MAX <= value <= _FLOAT_MAX:  # exact int/float comparison: no conversion, no OverflowError
+            return float(value)
+    else:
+        raise SpecError(field, f"must be a finite number, got {_kind(value)}")
+    raise SpecError(field, "must be a finite number within the 64-bit float range")
+
+
+def _utf8(field: str, text: str) -> str:
+    """`text` unchanged if it encodes as UTF-8. JSON's escapes (and json.loads on bytes) let lone
+    surrogates through, which neither msgpack nor any client can encode."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise SpecError(field, f"is not valid UTF-8 (a lone surrogate at character {exc.start})") from None
+    return text
 
 
 def _ms(field: str, seconds: Any, lo_ms: int, hi_ms: int) -> int:
@@ -213,7 +241,7 @@ def _names(field: str, value: Any, limit: int, chars: int, *, sort: bool) -> tup
     for i, name in enumerate(value):
         if not isinstance(name, str) or not 1 <= len(name) <= chars:
             raise SpecError(f"{field}[{i}]", f"must be a string of 1 to {chars} characters")
-        seen[name] = None
+        seen[_utf8(f"{field}[{i}]", name)] = None
     return tuple(sorted(seen)) if sort else tuple(seen)
 
 
@@ -237,8 +265,10 @@ def _deadline(value: Any) -> int | None:
 def _payload(value: Any) -> bytes:
     """The payload as canonical msgpack (scalars, the common small payloads, skip the walk)."""
     kind = type(value)
-    if kind is str or value is None or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX):
-        payload: bytes = msgpack.packb(value, use_bin_type=True)
+    if kind is str:
+        payload: bytes = msgpack.packb(_utf8("payload", value), use_bin_type=True)
+    elif value is None or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX):
+        payload = msgpack.packb(value, use_bin_type=True)
     else:
         payload = canonical(_json_value("payload", value, 0))
     if len(payload) > PAYLOAD_BYTES_MAX:
@@ -260,6 +290,7 @@ def _labels(value: Any) -> bytes:
         if not isinstance(v, str) or not 1 <= len(k) <= TAG_CHARS_MAX or len(v) > LABEL_VALUE_CHARS_MAX:
             raise SpecError(f"labels.{k}", f"keys of 1 to {TAG_CHARS_MAX} and string values up to "
                                            f"{LABEL_VALUE_CHARS_MAX} characters")
+        _utf8(f"labels.{_utf8('labels', k)}", v)
     return canonical(value)
 
 
@@ -267,7 +298,9 @@ def _json_value(field: str, value: Any, depth: int) -> Any:
     """Check that a JSON value fits msgpack and the nesting bound; returns it unchanged."""
     if depth > NESTING_MAX:
         raise SpecError(field, f"nests deeper than {NESTING_MAX}")
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _utf8(field, value)
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
@@ -283,6 +316,7 @@ def _json_value(field: str, value: Any, depth: int) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise SpecError(field, "object keys must be strings")
+            _utf8(field, k)
             _json_value(field, v, depth + 1)
         return value
     raise SpecError(field, f"unsupported value of type {_kind(value)}")
