@@ -16,19 +16,15 @@ timer interrupts it at its deadline, and at most `row_limit` rows come back.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import json
 import logging
 import math
 import os
 import threading
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import duckdb
 import msgpack
@@ -36,7 +32,12 @@ import pyarrow as pa
 
 from raft_state.records import Job
 
-from haco.errors import HacoError
+from haco.results.sandbox import (QueryBusy, QueryError, QueryRefused, QueryTimeout, QueryTooLarge, ResultTooLarge,
+                                  Sandbox, _jsonable)
+from haco.results.sandbox import lockdown as _sandbox
+
+__all__ = ["QueryBusy", "QueryError", "QueryRefused", "QueryResult", "QueryTimeout", "QueryTooLarge", "ResultRow",
+           "ResultTooLarge", "ResultsStore", "rows_for_job"]
 
 log = logging.getLogger(__name__)
 
@@ -89,35 +90,22 @@ assert [f.name for f in fields(ResultRow)] == _SCHEMA.names
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    columns: list[str]
-    rows: list[list[Any]]  #: JSON-able values only
-    truncated: bool  #: more than `row_limit` rows existed
+    """A query's answer as the sandbox wrote it: the API sends `body` unparsed."""
+
+    body: bytes  #: JSON {"columns": [...], "rows": [[...], ...], "truncated": bool}; values JSON-able
     applied_index: int  #: the watermark of the results the query saw
 
+    @property
+    def columns(self) -> list[str]:
+        return json.loads(self.body)["columns"]  # type: ignore[no-any-return]
 
-class QueryError(HacoError):
-    """A query that did not run to completion; `code` and `status` map it to a 4xx answer."""
+    @property
+    def rows(self) -> list[list[Any]]:
+        return json.loads(self.body)["rows"]  # type: ignore[no-any-return]
 
-    code: ClassVar[str] = "SQL_ERROR"
-    status: ClassVar[int] = 400
-
-
-class QueryRefused(QueryError):
-    """Not a single read-only SELECT, or it reached for something the sandbox forbids."""
-
-    code = "SQL_REFUSED"
-
-
-class QueryTimeout(QueryError):
-    code, status = "SQL_TIMEOUT", 408
-
-
-class QueryTooLarge(QueryError):
-    code = "SQL_MEMORY_LIMIT"
-
-
-class QueryBusy(QueryError):
-    code, status = "SQL_BUSY", 429
+    @property
+    def truncated(self) -> bool:
+        return self.body.endswith(b'"truncated":true}')  #: more than `row_limit` rows existed
 
 
 _BAD_MSGPACK: Final = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError)
@@ -172,9 +160,9 @@ class ResultsStore:
         self.created = created  #: the file did not exist: the caller should `rebuild_from` the snapshot
         self._write_lock = threading.Lock()
         self._generation = 0  # bumped by every committed write; keys the cached Arrow export
-        self._cache: tuple[int, pa.Table, int] | None = None
+        self._cache: tuple[int, Path, int] | None = None  #: (generation, Arrow file, watermark)
         self._cache_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(2)
+        self._sandbox = Sandbox(slots=2)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> ResultsStore:
@@ -193,9 +181,14 @@ class ResultsStore:
         return cls(con, path, created=created)
 
     def close(self) -> None:
-        """Close the writer connection; the store is unusable afterwards."""
+        """Close the writer connection and stop the SQL sandbox; the store is unusable afterwards."""
+        self._sandbox.close()
         with self._write_lock:
             self._con.close()
+        with self._cache_lock:
+            if self._cache is not None:
+                self._cache[1].unlink(missing_ok=True)
+                self._cache = None
 
     def watermark(self) -> int:
         """The applied index up to which every ended attempt is recorded."""
@@ -247,8 +240,9 @@ class ResultsStore:
         """
         return self.record((row for job in jobs for row in rows_for_job(job, applied_index)), applied_index)
 
-    def _snapshot(self) -> tuple[pa.Table, int]:
-        """The results table and its watermark as one consistent Arrow copy, cached per write."""
+    def _snapshot(self) -> tuple[Path, int]:
+        """The results table and its watermark as one consistent Arrow IPC file, written once per write
+        generation beside the store (the sandbox maps it); the file before it is removed."""
         with self._cache_lock:
             generation = self._generation
             if self._cache is not None and self._cache[0] == generation:
@@ -262,28 +256,37 @@ class ResultsStore:
                 cur.execute("COMMIT")
             finally:
                 cur.close()
-            self._cache = (generation, table, index)
-            return table, index
+            path = self.path.with_name(f".{self.path.name}.query-{os.getpid()}-{generation}.arrow")
+            tmp = path.with_suffix(".tmp")
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+            os.replace(tmp, path)
+            if self._cache is not None and self._cache[1] != path:
+                self._cache[1].unlink(missing_ok=True)  # a child still mapping it keeps its pages
+            self._cache = (generation, path, index)
+            return path, index
 
     def query(self, sql: str, *, timeout_s: float = 5.0, row_limit: int = 10_000,
               memory_limit: str = "256MB") -> QueryResult:
-        """Run one read-only SELECT over `results` in the sandbox.
+        """Run one read-only SELECT over `results` in the sandbox (see haco.results.sandbox).
 
-        Raises QueryRefused (not a single SELECT, or forbidden access), QueryTimeout (interrupted
-        after `timeout_s`), QueryTooLarge (past `memory_limit`), QueryBusy (too many queries at
-        once), QueryError (anything else: bad SQL). All are 4xx: the replica keeps serving.
+        Raises QueryRefused (not a single SELECT, or forbidden access), QueryTimeout (past
+        `timeout_s`), QueryTooLarge (past `memory_limit` or the sandbox's address space),
+        ResultTooLarge (more bytes than the API answers with), QueryBusy (too many queries at
+        once), QueryError (anything else: bad SQL, a value the API cannot return). All are 4xx:
+        the replica keeps serving, and its memory does not grow with the query.
         """
-        if not self._slots.acquire(timeout=timeout_s):
-            raise QueryBusy("too many results queries at once; retry later")
-        try:
-            table, index = self._snapshot()
-            con = _sandbox(table, memory_limit)
+        for attempt in range(2):
+            path, index = self._snapshot()
             try:
-                return _run(con, sql, timeout_s, row_limit, index)
-            finally:
-                con.close()
-        finally:
-            self._slots.release()
+                body = self._sandbox.run(str(path), sql, timeout_s=timeout_s, row_limit=row_limit,
+                                         memory_limit=memory_limit)
+            except QueryBusy as exc:
+                if attempt or "changed" not in exc.message:  # the file was replaced under the child: once more
+                    raise
+                continue
+            return QueryResult(body=body, applied_index=index)
+        raise AssertionError("unreachable")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -291,89 +294,3 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:  # the failed statement may have ended the transaction already
         log.debug("rollback after a failed write found no transaction", exc_info=True)
-
-
-def _sandbox(table: pa.Table, memory_limit: str) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory database holding only `table` as `results`, locked down before any user SQL."""
-    con = duckdb.connect(":memory:", config={
-        "threads": 1, "memory_limit": memory_limit, "temp_directory": "", "autoload_known_extensions": False,
-        "autoinstall_known_extensions": False, "allow_unsigned_extensions": False,
-        "allow_community_extensions": False, "python_enable_replacements": False})
-    try:
-        con.register("results", table)
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _run(con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float, row_limit: int, index: int) -> QueryResult:
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(str(exc)) from None
-    if len(statements) != 1:
-        raise QueryRefused(f"expected exactly one statement, got {len(statements)}")
-    if statements[0].type != duckdb.StatementType.SELECT:
-        raise QueryRefused(f"only SELECT is allowed, not {statements[0].type.name}")
-    fired, done = threading.Event(), threading.Event()
-
-    def interrupt() -> None:  # repeats: an interrupt that lands before execution starts is lost
-        if done.wait(timeout_s):
-            return
-        fired.set()
-        while not done.is_set():
-            con.interrupt()
-            done.wait(0.05)
-
-    timer = threading.Thread(target=interrupt, name="results-query-timeout", daemon=True)
-    timer.start()
-    try:
-        rel = con.sql(sql)  # Arrow, not Python objects: TIMESTAMPTZ would need pytz
-        columns = list(rel.columns)
-        reader, batches, n = rel.to_arrow_reader(min(row_limit + 1, 10_000)), list[pa.RecordBatch](), 0
-        while n <= row_limit and (batch := next(reader, None)) is not None:
-            batches.append(batch)
-            n += batch.num_rows
-    except duckdb.PermissionException as exc:
-        raise QueryRefused(str(exc)) from None
-    except duckdb.OutOfMemoryException as exc:
-        raise QueryTooLarge(str(exc)) from None
-    except (duckdb.Error, pa.ArrowException) as exc:
-        if fired.is_set():
-            raise QueryTimeout(f"query interrupted after {timeout_s:g} s") from None
-        raise QueryError(str(exc)) from None
-    finally:
-        done.set()
-        timer.join()
-    table = pa.Table.from_batches(batches, reader.schema).slice(0, row_limit)
-    values = [[_jsonable(v) for v in col.to_pylist()] for col in table.columns]
-    rows = [list(r) for r in zip(*values)] if values else []
-    return QueryResult(columns=columns, rows=rows, truncated=n > row_limit, applied_index=index)
-
-
-def _jsonable(value: Any) -> Any:
-    """A DuckDB value as JSON: times ISO 8601, decimals float, bytes base64, non-finite floats str."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, decimal.Decimal):  # HUGEINT (sum of integers) comes as an integral Decimal
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, pa.MonthDayNano):
-        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return str(value)

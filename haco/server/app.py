@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -24,7 +26,6 @@ from haco.server.keys import AUTHORIZE, CONFIG, HUB, REPLICA, RESULTS, SCHEDULER
 from haco.server.waiters import JobWaiters
 
 log = logging.getLogger(__name__)
-
 
 
 async def allow_all(request: web.Request) -> None:
@@ -65,9 +66,22 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return problem(400, "BAD_JSON", f"request body is not JSON: {exc.msg} at position {exc.pos}")
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        if request.transport is None or request.transport.is_closing():  # the client hung up mid-request
+            log.debug("client went away method=%s path=%s", request.method, request.path)
+            return problem(400, "CLIENT_GONE", "the client closed the connection")
+        return _internal(request)
     except Exception:
-        log.exception("unhandled error path=%s", request.path)
-        return problem(500, "INTERNAL", "internal error; see the replica's log")
+        return _internal(request)
+
+
+def _internal(request: web.Request) -> web.Response:
+    """Anything unexpected: one error line carrying the traceback, a JSON 500 carrying its id."""
+    request_id = os.urandom(8).hex()
+    log.error("unhandled error request_id=%s method=%s path=%s traceback=%s", request_id, request.method,
+              request.path, json.dumps(traceback.format_exc()))
+    return problem(500, "INTERNAL", f"internal error {request_id}; see the replica's log",
+                   {"request_id": request_id})
 
 
 def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = None, authorize: Authorize | None = None
@@ -84,7 +98,8 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     if authorize is None:
         secret = cfg.token_secret.encode() if cfg.token_secret else None
         authorize = make_authorizer(replica, secret, cfg.require_client_cert)
-    app = web.Application(middlewares=[error_middleware], client_max_size=cfg.body_bytes_max)
+    app = web.Application(middlewares=[error_middleware], client_max_size=cfg.body_bytes_max,
+                          handler_args={"auto_decompress": False})  # read_json decodes, bounded
     hub = Hub(replica, cfg.scheduler.heartbeat_s)
     scheduler = Scheduler(replica, hub, cfg.scheduler)
     hub.assign_behind = scheduler.assign_behind

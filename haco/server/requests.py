@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import zlib
+from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from raft_state import Accepted, SetClusterVersion
 from raft_state.outcomes import Outcome
 
-from haco.errors import Rejected
+from haco.errors import PayloadTooLarge, Rejected
 from haco.scheduler.core import now_ms
-from haco.server.keys import REPLICA
+from haco.server.keys import CONFIG, REPLICA
 
 
 def require_accepted(outcome: Outcome) -> Accepted:
@@ -30,7 +32,15 @@ JSON_DEPTH_MAX = 40  #: a job's payload may nest 32 deep inside the body's own t
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON; a clear 400 when it is not, or nests deeper than JSON_DEPTH_MAX.
     (Size is bounded by the app's client_max_size: 413.)"""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except RequestPayloadError as exc:  # a broken chunked body
+        raise_bad("BAD_ENCODING", f"request body does not decode: {str(exc).strip()[:200]}")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity" and raw:
+        limit = request.app[CONFIG].body_bytes_max
+        raw = await asyncio.to_thread(_decode_body, raw, encoding, limit) if len(raw) > 64 * 1024 else \
+            _decode_body(raw, encoding, limit)
     if not raw:
         raise_bad("BAD_JSON", "request body is empty; send a JSON object")
     if len(raw) > 64 * 1024:  # a big body is parsed off the loop
@@ -38,9 +48,35 @@ async def read_json(request: web.Request) -> Any:
     return _parse_json(raw)
 
 
+_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
+    """Undo a Content-Encoding (the app turns aiohttp's own decoding off: its failure escaped
+    every handler), bounded by `limit` decoded bytes so that a compression bomb is a 413."""
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise_bad("UNSUPPORTED_ENCODING", f"Content-Encoding {encoding[:32]!r} is not supported; "
+                  "send identity, gzip or deflate", {"content_encoding": encoding[:32]})
+    decoder = zlib.decompressobj(wbits)
+    try:
+        out = decoder.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise_bad("BAD_ENCODING", f"request body is not valid {encoding}: {exc}", {"content_encoding": encoding})
+    if len(out) > limit or decoder.unconsumed_tail:
+        raise PayloadTooLarge(f"request body too large once decoded (limit {limit} bytes)")
+    if not decoder.eof:
+        raise_bad("BAD_ENCODING", f"request body is truncated {encoding}", {"content_encoding": encoding})
+    return out
+
+
 def _parse_json(raw: bytes) -> Any:
     try:
-        value = json.loads(raw)
+        text = raw.decode("utf-8")  # strict: json.loads(bytes) would let CESU-8 surrogates and UTF-16 through
+    except UnicodeDecodeError as exc:
+        raise_bad("BAD_JSON", f"request body is not UTF-8 (byte {exc.start})")
+    try:
+        value = json.loads(text)
     except RecursionError:
         raise_bad("BAD_JSON", f"request body nests deeper than {JSON_DEPTH_MAX} levels")
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and ints past 4300 digits
@@ -48,7 +84,35 @@ def _parse_json(raw: bytes) -> Any:
     # fewer brackets than the limit (counted over strings too: an overestimate) cannot nest deeper
     if raw.count(b"{") + raw.count(b"[") > JSON_DEPTH_MAX and _too_deep(value, JSON_DEPTH_MAX):
         raise_bad("BAD_JSON", f"request body nests deeper than {JSON_DEPTH_MAX} levels")
+    if ("\\ud" in text or "\\uD" in text) and (where := _lone_surrogate(value)) is not None:
+        raise_bad("BAD_JSON", f"{where}: is not valid Unicode (a lone surrogate escape)", {"field": where})
     return value
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The path (`jobs[0].payload.k`) of the first string, key or value, that UTF-8 cannot encode."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and not _encodes(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if not k.isascii() and not _encodes(k):
+                    return f"{path}.{k.encode('utf-8', 'replace').decode()}".lstrip(".")
+                stack.append((v, f"{path}.{k}".lstrip(".")))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_deep(value: Any, limit: int) -> bool:

@@ -94,7 +94,7 @@ async def results_query(request: web.Request) -> web.Response:
     if feed is not None:  # rows of jobs that already ended here may wait for the feed's next write
         await feed.flushed(timeout_s=5.0)
     out = await asyncio.to_thread(results.query, body["sql"], row_limit=limit)  # QueryError is a 4xx HacoError
-    return web.json_response({"columns": out.columns, "rows": out.rows, "truncated": out.truncated})
+    return web.Response(body=out.body, content_type="application/json")
 
 
 @routes.get("/metrics")
