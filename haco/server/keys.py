@@ -41,6 +41,8 @@ class Replicator(Protocol):
     state_lock: threading.Lock  #: held by whoever applies an entry
     dump_path: Path
     snapshot_index: int
+    admission_refused: int  #: proposals refused by admission control (503)
+    forwarded: int  #: commands proposed while following
 
     @property
     def applied_index(self) -> int: ...

@@ -1,0 +1,179 @@
+"""Every route's success and error paths, over the real app and an in-process replica.
+
+`CASES` drives one request per row and checks its status and error code; `test_every_route_has_a_case`
+fails when a route is added to the app without a row here. Routes whose success needs more than
+one request (a worker's websocket, long polls, logs) have tests of their own below."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+import pytest
+from aiohttp.test_utils import TestClient
+
+from raft_state import RegisterWorker
+
+from tests.server.fake_replica import FakeReplica
+
+JOB = {"type": "shell", "payload": {"argv": ["echo", "hi"]}}
+
+
+def _register(replica: FakeReplica, worker_id: str = "w1") -> None:
+    cmd = RegisterWorker(at_ms=1_000, worker_id=worker_id, capacity=2, tags=(), hardware=(), memory_gb=1.0,
+                         cuda_compute=0.0, cpus=2, info=msgpack.packb({}))
+    replica._apply(cmd)
+
+
+async def _job(client: TestClient, **fields: Any) -> str:
+    r = await client.post("/api/jobs", json={**JOB, **fields})
+    assert r.status == 201, await r.text()
+    return str((await r.json())["job_id"])
+
+
+#: (method, route template, path, JSON body or raw bytes, expected status, expected error code or None)
+#: `{job}` is a job submitted first; `{worker}` a registered worker.
+CASES: list[tuple[str, str, str, Any, int, str | None]] = [
+    ("GET", "/api/health", "/api/health", None, 200, None),
+    ("GET", "/api/health/ready", "/api/health/ready", None, 200, None),
+    ("GET", "/api/health/db", "/api/health/db", None, 200, None),
+    ("GET", "/api/cluster", "/api/cluster", None, 200, None),
+    ("GET", "/api/jobs", "/api/jobs", None, 200, None),
+    ("GET", "/api/jobs", "/api/jobs?status=sleeping", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?limit=0", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?consistency=eventual", None, 400, "BAD_QUERY"),
+    ("POST", "/api/jobs", "/api/jobs", JOB, 201, None),
+    ("POST", "/api/jobs", "/api/jobs", b"{not json", 400, "BAD_JSON"),
+    ("POST", "/api/jobs", "/api/jobs", b"", 400, "BAD_JSON"),
+    ("POST", "/api/jobs", "/api/jobs", {"type": "shell", "payload": {"argv": ["x"]}, "colour": "red"}, 400, "INVALID"),
+    ("POST", "/api/jobs", "/api/jobs", {"type": "shell", "payload": {"argv": ["x"]}, "priority": "high"}, 400,
+     "INVALID"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [JOB, JOB]}, 201, None),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": []}, 400, None),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [JOB, {"type": 3}]}, 400, "INVALID"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", [JOB], 400, None),
+    ("GET", "/api/jobs/{job_id}", "/api/jobs/{job}", None, 200, None),
+    ("GET", "/api/jobs/{job_id}", "/api/jobs/nosuchjob", None, 404, "NOT_FOUND"),
+    ("GET", "/api/jobs/{job_id}", "/api/jobs/{job}?wait_s=-1", None, 400, "BAD_QUERY"),
+    ("POST", "/api/jobs/{job_id}/cancel", "/api/jobs/{job}/cancel", None, 200, None),
+    ("POST", "/api/jobs/{job_id}/cancel", "/api/jobs/{job}/cancel", {"reason": "no longer needed"}, 200, None),
+    ("POST", "/api/jobs/{job_id}/cancel", "/api/jobs/{job}/cancel", {"reason": 5}, 400, "INVALID"),
+    ("POST", "/api/jobs/{job_id}/cancel", "/api/jobs/nosuchjob/cancel", None, 404, None),
+    ("GET", "/api/jobs/{job_id}/logs", "/api/jobs/{job}/logs", None, 200, None),
+    ("GET", "/api/jobs/{job_id}/logs", "/api/jobs/nosuchjob/logs", None, 404, None),
+    ("GET", "/api/jobs/{job_id}/logs", "/api/jobs/{job}/logs?stream=both&offset=-1", None, 400, None),
+    ("GET", "/api/jobs/{job_id}/progress", "/api/jobs/{job}/progress", None, 200, None),
+    ("GET", "/api/jobs/{job_id}/progress", "/api/jobs/nosuchjob/progress", None, 404, None),
+    ("GET", "/api/queue/stats", "/api/queue/stats", None, 200, None),
+    ("POST", "/api/queue/pause", "/api/queue/pause", None, 200, None),
+    ("POST", "/api/queue/resume", "/api/queue/resume", None, 200, None),
+    ("GET", "/api/workers", "/api/workers", None, 200, None),
+    ("GET", "/api/workers/{worker_id}", "/api/workers/{worker}", None, 200, None),
+    ("GET", "/api/workers/{worker_id}", "/api/workers/nobody", None, 404, "NOT_FOUND"),
+    ("POST", "/api/workers/{worker_id}/drain", "/api/workers/{worker}/drain", None, 200, None),
+    ("POST", "/api/workers/{worker_id}/drain", "/api/workers/nobody/drain", None, 404, None),
+    ("DELETE", "/api/workers/{worker_id}", "/api/workers/{worker}", None, 200, None),
+    ("DELETE", "/api/workers/{worker_id}", "/api/workers/nobody", None, 404, None),
+    ("GET", "/api/workers/connect", "/api/workers/connect", None, 400, None),
+    ("POST", "/api/results/query", "/api/results/query", {"sql": "SELECT count(*) AS n FROM results"}, 200, None),
+    ("POST", "/api/results/query", "/api/results/query", {"sql": "DROP TABLE results"}, 400, None),
+    ("POST", "/api/results/query", "/api/results/query", {"query": "SELECT 1"}, 400, None),
+    ("POST", "/api/tokens/revoke", "/api/tokens/revoke", {"token_id": "abc123"}, 200, None),
+    ("POST", "/api/tokens/revoke", "/api/tokens/revoke", {"token_id": "bad id!"}, 400, "INVALID"),
+    ("GET", "/metrics", "/metrics", None, 200, None),
+    ("GET", "/api/dashboard", "/api/dashboard", None, 200, None),
+    ("GET", "/", "/", None, 200, None),
+]
+
+
+@pytest.mark.parametrize(("method", "route", "path", "body", "status", "code"), CASES,
+                         ids=[f"{m} {p} -> {s}" for m, _, p, _, s, _ in CASES])
+async def test_route(client: TestClient, replica: FakeReplica, method: str, route: str, path: str, body: Any,
+                     status: int, code: str | None) -> None:
+    if "{job}" in path:
+        path = path.replace("{job}", await _job(client))
+    if "{worker}" in path:
+        _register(replica)
+        path = path.replace("{worker}", "w1")
+    before = replica.state.digest()
+    kwargs: dict[str, Any] = {}
+    if isinstance(body, bytes):
+        kwargs["data"], kwargs["headers"] = body, {"Content-Type": "application/json"}
+    elif body is not None:
+        kwargs["json"] = body
+    r = await client.request(method, path, **kwargs)
+    text = await r.text()
+    assert r.status == status, text
+    if status >= 400:
+        if r.content_type == "application/json":
+            error = (await r.json())["error"]
+            assert error["message"], error
+            if code is not None:
+                assert error["code"] == code, error
+        assert "Traceback" not in text
+        if method != "GET":
+            assert replica.state.digest() == before, "a refused request changed the state"
+
+
+def test_every_route_has_a_case(client: TestClient) -> None:
+    routes = {(r.method, r.resource.canonical) for r in client.app.router.routes()  # type: ignore[union-attr]
+              if r.method != "HEAD" and r.resource is not None}
+    assert len(routes) > 20, routes
+    covered = {(m, route) for m, route, *_ in CASES}
+    assert routes - covered == set(), f"routes without a case in CASES: {sorted(routes - covered)}"
+
+
+async def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:
+    r = await client.get("/api/nothing-here")
+    assert r.status == 404 and (await r.json())["error"]["code"] == "NOT_FOUND"
+    r = await client.put("/api/jobs")
+    assert r.status == 405 and (await r.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_a_repeated_key_gets_the_same_job_and_another_spec_is_a_conflict(client: TestClient) -> None:
+    first = await client.post("/api/jobs", json={**JOB, "key": "k1"})
+    again = await client.post("/api/jobs", json={**JOB, "key": "k1"})
+    assert (first.status, again.status) == (201, 200)
+    assert (await first.json())["job_id"] == (await again.json())["job_id"]
+    other = await client.post("/api/jobs", json={**JOB, "key": "k1", "priority": 3})
+    assert other.status == 409 and (await other.json())["error"]["code"] == "KEY_REUSED"
+
+
+async def test_long_poll_answers_when_the_job_is_final(client: TestClient) -> None:
+    job_id = await _job(client)
+    poll = asyncio.ensure_future(client.get(f"/api/jobs/{job_id}?wait_s=10"))
+    await asyncio.sleep(0.1)
+    assert not poll.done()
+    r = await client.post(f"/api/jobs/{job_id}/cancel")
+    assert r.status == 200
+    answer = await asyncio.wait_for(poll, 5)
+    assert (await answer.json())["job"]["status"] == "cancelled"
+
+
+async def test_a_worker_says_hello_over_the_websocket_and_is_registered(client: TestClient,
+                                                                        replica: FakeReplica) -> None:
+    async with client.ws_connect("/api/workers/connect") as ws:
+        await ws.send_bytes(msgpack.packb({"v": 1, "t": "hello", "worker_id": "w7", "capacity": 3, "running": []}))
+        welcome = msgpack.unpackb(await asyncio.wait_for(ws.receive_bytes(), 5))
+        assert welcome["t"] == "welcome" and welcome["worker_id"] == "w7"
+        assert replica.state.workers["w7"].capacity == 3
+        r = await client.get("/api/workers/w7")
+        assert (await r.json())["worker"]["connected"] is True
+
+
+async def test_a_websocket_that_does_not_say_hello_is_closed_and_registers_nothing(client: TestClient,
+                                                                                  replica: FakeReplica) -> None:
+    async with client.ws_connect("/api/workers/connect") as ws:
+        await ws.send_bytes(msgpack.packb({"v": 1, "t": "heartbeat"}))
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type.name in ("CLOSE", "CLOSED", "CLOSING")
+    assert replica.state.workers == {} or "heartbeat" not in replica.state.workers
+
+
+async def test_without_a_leader_writes_are_refused_and_ready_fails(client: TestClient, replica: FakeReplica) -> None:
+    replica.leading = False
+    r = await client.get("/api/health/ready")
+    assert r.status == 503
+    r = await client.get("/api/health")
+    assert r.status == 200
