@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 from haco.cli import format as fmt
+from haco.cli import job_output
 from haco.client import FINAL_STATUSES, HacoClient
 from haco.errors import HacoError, NotApplied, OutcomeUnknown, Unreachable
 
@@ -37,6 +38,22 @@ exit codes:
   2   cluster unhealthy: no leader, no majority, digest divergence, or writes not committing
   3   no replica reachable
   64  usage error
+"""
+
+RESULTS_HELP = """\
+table `results`: one row per ended attempt (docs/client.md, Results SQL)
+  job_id, attempt         the attempt (the key); attempt counts from 1
+  worker_id               the worker that ran it
+  type, priority, labels  the job's executor type, priority and labels (JSON)
+  outcome                 this attempt: completed, failed, timed_out, lost, cancelled
+  job_status              the job's status: its final one (completed, failed, cancelled, expired)
+                          on every attempt's row once the job ended, pending/running until then
+  assigned_at, started_at, ended_at    TIMESTAMP (UTC)
+  wall_ms, cpu_ms, peak_rss_bytes      what the attempt used
+  error                   why the attempt failed
+  result                  the attempt's result (JSON; shell: exit_code, stdout_tail, stderr_tail, ...)
+  applied_index           the Raft index at which the row was first recorded
+example: haco results --sql "SELECT type, outcome, count(*), avg(wall_ms) FROM results GROUP BY ALL"
 """
 
 _PLUGIN_ERRORS: list[str] = []
@@ -66,7 +83,9 @@ def _common() -> _Parser:
     p.add_argument("--ca-file", metavar="FILE", help="CA bundle for https replicas (default: $HACO_CA_FILE)")
     p.add_argument("--client-cert", metavar="FILE", help="client certificate for mTLS ($HACO_CLIENT_CERT)")
     p.add_argument("--client-key", metavar="FILE", help="key of --client-cert ($HACO_CLIENT_KEY)")
-    p.add_argument("--deadline", type=float, metavar="S", help="give up on a call after S seconds (30)")
+    p.add_argument("--deadline", type=float, metavar="S",
+                   help="client-side: give up on each request to the cluster after S seconds (30); "
+                        "says nothing to the job (for that, submit --deadline-at)")
     return p
 
 
@@ -95,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retries", type=int, dest="max_retries", metavar="N", help="retries after a failure")
     s.add_argument("--backoff", type=float, dest="backoff_s", metavar="S", help="first retry delay")
     s.add_argument("--depends-on", action="append", default=[], metavar="ID", help="run after job ID (repeatable)")
-    s.add_argument("--deadline-at", dest="deadline_at", metavar="ISO8601", help="expire if not started by then")
+    s.add_argument("--deadline-at", dest="deadline_at", metavar="ISO8601",
+                   help="job expiry, kept by the cluster: the job becomes `expired` if no worker has started it "
+                        "by then (e.g. 2026-12-01T00:00:00Z); unrelated to --deadline, which is this command's "
+                        "own patience per request")
     s.add_argument("--requirements", metavar="JSON", help='e.g. {"min_memory_gb": 8, "hardware": ["cuda"]}')
     s.add_argument("--label", action="append", default=[], metavar="K=V", help="label (repeatable)")
     s.add_argument("--wait", action="store_true", help="wait for the result; exit 1 unless it completed")
@@ -110,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("workers", "list workers", _workers)
     add("drain", "drain a worker: it finishes its jobs and takes no more", _drain).add_argument("worker_id")
     r = add("results", "read-only SQL over the results history", _results)
-    r.add_argument("--sql", required=True)
+    r.epilog = RESULTS_HELP + "\n" + EPILOG
+    r.add_argument("--sql", required=True, metavar="SELECT",
+                   help="one read-only SELECT over the table `results` (below); at most 5 s, 256 MB")
     add("pause", "pause scheduling (running jobs go on)", _pause)
     add("resume", "resume scheduling", _resume)
     from haco.bench import command as bench
@@ -288,7 +312,10 @@ async def _submit_impl(args: argparse.Namespace, client: HacoClient) -> int:
     if args.json:
         print(fmt.dumps(final))
     elif not args.follow:  # followed: the output was printed as it came
-        _print_result(final.get("result"))
+        out, err = job_output.final_answer(final)
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        sys.stderr.write(err)
     if final.get("status") != "completed":
         print(f"haco: job {res.job_id} {final.get('status')}: {fmt._cell(final.get('error'))}", file=sys.stderr)
         return EXIT_FAILED
@@ -300,25 +327,8 @@ def _progress(job: dict[str, Any]) -> str:
     if job.get("status") == "running":
         text += f" (attempt {job.get('attempt')} on {job.get('worker_id')})"
     elif job.get("status") == "pending" and job.get("pending_reason"):
-        text += ": " + "; ".join(fmt.pending_reasons(job["pending_reason"]))
+        text += ": " + job_output.pending_line(job["pending_reason"])
     return text
-
-
-def _print_result(result: Any) -> None:
-    """A command's output as it printed it (shell results carry stdout/stderr, or their tails);
-    anything else as JSON."""
-    if not isinstance(result, dict):
-        if result is not None:
-            print(fmt.dumps(result))
-        return
-    out = result.get("stdout", result.get("stdout_tail"))
-    err = result.get("stderr", result.get("stderr_tail"))
-    if isinstance(out, str):
-        sys.stdout.write(out)
-        if isinstance(err, str):
-            sys.stderr.write(err)
-    else:
-        print(fmt.dumps(result))
 
 
 async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:

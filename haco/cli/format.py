@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from haco.cli import job_output
 from haco.client import ReplicaStatus
 
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -89,8 +90,7 @@ def job_report(job: dict[str, Any]) -> str:
                             [(a.get("attempt"), a.get("worker_id"), a.get("outcome") or "running",
                               ago(a.get("started_at_ms") or a.get("assigned_at_ms")), _took(a),
                               _short(a.get("error"))) for a in attempts])]
-    if job.get("result") is not None:
-        lines += ["", "result:", _indent(dumps(job["result"]))]
+    lines += job_output.report_sections(job)
     if job.get("error"):
         lines += ["", f"error: {_cell(job['error'])}"]
     return "\n".join(lines)
@@ -148,10 +148,6 @@ def _short(value: Any, limit: int = 60) -> str | None:
         return None
     text = _cell(value).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines())
 
 
 # --- haco status --------------------------------------------------------------------------------

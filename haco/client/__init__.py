@@ -271,19 +271,21 @@ class HacoClient:
                    min_index: int | None = None,
                    on_change: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Long-poll until the job is final and return it; `on_change(job)` sees every change of
-        status or attempt (a long poll answers early only when the job is final, so `poll_s` bounds
-        how late a change shows). `min_index` (the submit's index) makes any replica see the job.
+        status, attempt or kind of pending reason (a long poll answers early only when the job is
+        final, so `poll_s` bounds how late a change shows). `min_index` (the submit's index) makes any replica see the job.
         Raises TimeoutError after `timeout_s` (None: wait for ever)."""
         loop = asyncio.get_running_loop()
         end = None if timeout_s is None else loop.time() + timeout_s
-        seen: tuple[Any, Any] | None = None
+        seen: tuple[Any, ...] | None = None
         index = min_index
         while True:
             left = poll_s if end is None else min(poll_s, end - loop.time())
             job = await self.get(job_id, wait_s=max(0.0, round(left, 3)), min_index=index)
             index = job.get("index") or index
-            if (job.get("status"), job.get("attempt")) != seen:
-                seen = (job.get("status"), job.get("attempt"))
+            reason = job.get("pending_reason")
+            now = (job.get("status"), job.get("attempt"), tuple(sorted(reason)) if isinstance(reason, dict) else None)
+            if now != seen:
+                seen = now
                 if on_change is not None:
                     on_change(job)
             if job.get("status") in FINAL_STATUSES:

@@ -4,6 +4,9 @@ Every call blocks: run it through `asyncio.to_thread`, never on the event loop o
 thread. Rows are keyed by (job_id, attempt), inserted with insert-or-ignore together with an
 applied-index watermark in one transaction, so replays, snapshot installs and rebuilds neither
 lose nor double rows. The file is derived data: `rebuild_from` refills it from a snapshot's jobs.
+One column is not write-once: `job_status`, the job's status as last recorded, is rewritten on
+every row of the job whenever the job's rows are recorded again (each time one of its attempts
+ends or it becomes final), so every attempt's row ends up carrying the job's final status.
 
 Sandbox: duckdb 2.0 refuses a second database instance on a file this process has open (both
 read-only connect and ATTACH ... READ_ONLY), and settings are per database, so a cursor of the
@@ -222,15 +225,26 @@ class ResultsStore:
         return inserted
 
     def _insert(self, chunk: list[ResultRow]) -> int:
+        """Insert-or-ignore `chunk`, then bring the job_status of its rows up to date; returns how
+        many rows were new. Within a chunk the first row of a (job, attempt) is inserted and the
+        last one's job_status kept (rows of one job are recorded in apply order)."""
         table = pa.table([pa.array([getattr(r, f.name) for r in chunk], type=f.type) for f in _SCHEMA],
                          schema=_SCHEMA)
+        latest = {(r.job_id, r.attempt): r.job_status for r in chunk}
+        statuses = pa.table({"job_id": [k[0] for k in latest], "attempt": pa.array([k[1] for k in latest], pa.int64()),
+                             "job_status": list(latest.values())})
         self._con.register("_batch", table)
+        self._con.register("_statuses", statuses)
         try:
             names = ", ".join(_SCHEMA.names)
             done = self._con.execute(f"INSERT INTO results ({names}) SELECT {names} FROM _batch "
                                      "ON CONFLICT DO NOTHING").fetchall()
+            self._con.execute("UPDATE results SET job_status = s.job_status FROM _statuses s "
+                              "WHERE results.job_id = s.job_id AND results.attempt = s.attempt "
+                              "AND results.job_status IS DISTINCT FROM s.job_status")
         finally:
             self._con.unregister("_batch")
+            self._con.unregister("_statuses")
         return int(done[0][0])
 
     def rebuild_from(self, jobs: Iterable[Job], applied_index: int) -> int:

@@ -108,6 +108,43 @@ def test_submit_wait_exits_1_when_the_job_fails(capsys: pytest.CaptureFixture[st
     assert code == 1 and "job1 failed: exit code 3" in err
 
 
+def test_submit_wait_on_a_failed_job_shows_its_output_and_what_was_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeReplica()
+    result = {"exit_code": 3, "stdout_tail": "trying\n", "stderr_tail": "oops\n", "stdout_cut_bytes": 0,
+              "stderr_cut_bytes": 5000}
+    fake.steps["job1"] = [{"status": "failed", "error": "exited with code 3", "attempt": 1,
+                           "attempts": [{"attempt": 1, "worker_id": "w1", "outcome": "failed", "result": result}]}]
+    with serve(fake) as urls:
+        code, out, err = run(capsys, "--coordinators", urls[0], "submit", "--wait", "--", "sh", "-c", "exit 3")
+    assert (code, out) == (1, "trying\n")
+    assert "oops\n" in err and "job1 failed: exited with code 3" in err
+    assert "[stderr: the first 5,000 bytes are cut; `haco logs job1` has all of it]" in err
+
+
+def test_submit_wait_says_why_a_job_waits(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeReplica()
+    fake.steps["job1"] = [{"status": "pending", "pending_reason": {"no_worker_fits": {"w1": ["missing tags ['gpu']"],
+                                                                                     "w2": ["cpus 2 < 8"]}}},
+                          {"status": "completed", "result": {"exit_code": 0, "stdout_tail": "ok\n"}}]
+    with serve(fake) as urls:
+        code, out, err = run(capsys, "--coordinators", urls[0], "submit", "--wait", "--", "true")
+    assert (code, out) == (0, "ok\n")
+    assert "haco: job job1 pending: no worker fits (w1: missing tags ['gpu']; w2: cpus 2 < 8)" in err, err
+
+
+def test_job_report_shows_the_last_attempts_tails_and_test_counts() -> None:
+    result = {"passed": 1, "failed": 1, "skipped": 0, "errors": 0, "failing": ["t.py::test_b"], "exit_code": 1,
+              "stdout_tail": "F.\n1 failed, 1 passed in 0.1s\n", "stderr_tail": "", "stdout_cut_bytes": 12,
+              "stderr_cut_bytes": 0}
+    text = cli_format.job_report({"job_id": "j1", "status": "failed", "type": "pytest", "error": "tests failed",
+                                  "attempts": [{"attempt": 1, "outcome": "failed", "result": result}]})
+    assert "tests: 1 passed, 1 failed, 0 skipped, 0 errors; failing: t.py::test_b" in text
+    assert "stdout of attempt 1:\n  [stdout: the first 12 bytes are cut" in text and "  1 failed, 1 passed" in text
+    assert "stderr" not in text  # an empty tail is not shown
+    done = cli_format.job_report({"job_id": "j2", "status": "completed", "result": 4.0})
+    assert "result:\n  4.0" in done
+
+
 def test_job_shows_attempts_and_why_it_is_pending(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeReplica()
     fake.add_job("j1", pending_reason={"waiting_on": ["j0"], "no_worker_fits": {"w1": ["tag gpu"]}},

@@ -96,6 +96,15 @@ def test_same_job_and_attempt_recorded_twice_gives_one_row(store: ResultsStore) 
     assert out.rows == [["a", 1, 5], ["a", 2, 6], ["b", 1, 5], ["c", 1, 7]]
 
 
+def test_every_attempts_row_ends_with_the_jobs_final_status(store: ResultsStore) -> None:
+    first = make_job("j", [attempt(1, outcome="failed")], status=JobStatus.PENDING)  # a retry comes
+    store.record(rows_for_job(first, 3), 3)
+    final = make_job("j", [attempt(1, outcome="failed"), attempt(2, outcome="failed")], status=JobStatus.FAILED)
+    assert store.record(rows_for_job(final, 5), 5) == 1
+    out = store.query("SELECT attempt, outcome, job_status, applied_index FROM results ORDER BY attempt")
+    assert out.rows == [[1, "failed", "failed", 3], [2, "failed", "failed", 5]]
+
+
 def test_watermark_advances_with_the_rows_and_never_moves_back(store: ResultsStore) -> None:
     store.record([row("a")], 10)
     assert store.watermark() == 10
@@ -256,3 +265,16 @@ def test_writes_and_queries_run_concurrently(store: ResultsStore) -> None:
     assert not errors
     assert all(n == 100 * index for index, n in seen)  # rows and watermark come from one snapshot
     assert count(store) == 5_000 and store.watermark() == 50
+
+
+def test_results_help_and_docs_name_every_column(capsys: pytest.CaptureFixture[str]) -> None:
+    from haco import cli
+    from haco.results.store import _SCHEMA
+
+    assert cli.main(["results", "--help"]) == 0
+    text = capsys.readouterr().out
+    docs = (Path(__file__).parents[2] / "docs" / "client.md").read_text().split("### Results SQL")[1]
+    assert "table `results`" in text and "over the table `results`" in docs
+    for column in _SCHEMA.names:
+        assert column in text, column
+        assert f"`{column}`" in docs, column
