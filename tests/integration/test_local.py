@@ -52,12 +52,12 @@ def _wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout
 class Up:
     """`haco up` as a child process, stopped like a person would (Ctrl+C), then checked for leftovers."""
 
-    def __init__(self, data_dir: Path, base_port: int, tag: str) -> None:
+    def __init__(self, data_dir: Path, base_port: int, tag: str, cwd: Path | None = None) -> None:
         self.out = data_dir.parent / f"up-{tag}.out"
         with self.out.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "haco", "up", "--data-dir", str(data_dir),
                                           "--base-port", str(base_port)], stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, cwd=cwd)
         self.children: list[psutil.Process] = []
 
     def wait_up(self, timeout_s: float = 60.0) -> str:
@@ -130,6 +130,44 @@ def test_haco_up_runs_jobs_stops_on_ctrl_c_and_recovers_on_the_next_run(
             victim.kill()
         code, out, _ = haco(capsys, "--deadline", "3", "status", "--json")
         assert code == 2 and not json.loads(out)["healthy"]
+    finally:
+        assert up.interrupt() in (0, 130)
+    assert up.leftovers() == []
+
+
+@pytest.mark.timeout(180)
+def test_first_hour_every_executor_runs_on_haco_up_and_failures_show_their_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's first jobs, through the CLI only, on `haco up` started with its defaults from a
+    fresh directory (relative data and work dirs): python, pytest, benchmark and a failing shell job."""
+    base, home = _base_port(), tmp_path / "home"
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_two.py").write_text("def test_good():\n    assert 1 + 1 == 2\n\n"
+                                       "def test_bad():\n    assert 1 + 1 == 3\n")
+    home.mkdir()
+    monkeypatch.setenv("HACO_COORDINATORS", ",".join(ClusterSpec(base_port=base).urls))
+    up = Up(home / "haco-data", base, "first-hour", cwd=home)
+    try:
+        up.wait_up()
+        code, out, err = haco(capsys, "submit", "--wait", "--type", "python",
+                              "--payload", '{"function": "math:sqrt", "args": [16]}')
+        assert (code, out) == (0, "4.0\n"), err
+
+        code, out, err = haco(capsys, "submit", "--wait", "--type", "pytest", "--payload",
+                              json.dumps({"path": str(suite)}))
+        assert code == 1 and "1 passed, 1 failed" in err and "test_two.py::test_bad" in err, (out, err)
+
+        code, out, err = haco(capsys, "submit", "--wait", "--type", "benchmark", "--payload",
+                              '{"function": "math:sqrt", "args": [2], "repeat": 3}')
+        assert code == 0 and json.loads(out)["runs"] == 3, (out, err)
+
+        code, out, err = haco(capsys, "submit", "--wait", "--", "sh", "-c", "echo trying; echo oops >&2; exit 3")
+        assert (code, out) == (1, "trying\n"), err
+        assert "oops\n" in err and "failed: exited with code 3" in err, err
+        failed = re.search(r"submitted (\w+)", err).group(1)  # type: ignore[union-attr]
+        code, out, _ = haco(capsys, "job", failed)
+        assert code == 0 and "stderr of attempt 1:\n  oops" in out, out
     finally:
         assert up.interrupt() in (0, 130)
     assert up.leftovers() == []
