@@ -56,6 +56,9 @@ async def copy_logs(client: HacoClient, job_id: str, cursor: LogCursor, *, strea
             out.flush()
     for out in outs.values():
         out.flush()
+    if cursor.dropped_bytes:
+        print(f"haco: the oldest {cursor.dropped_bytes} bytes of this attempt's output were dropped on the worker "
+              "(per-attempt log bound); the rest is shown", file=sys.stderr)
 
 
 def print_tail(exc: WorkerOffline | LogUnavailable, stream: str, lines: int | None) -> None:

@@ -89,8 +89,8 @@ class WorkerConfig:
             raise ValueError(f"capacity must be at least 1, not {self.capacity}")
         if self.drain_timeout_s < 0:
             raise ValueError("drain_timeout_s must not be negative")
-        if self.log_bytes_max < 1 or self.log_budget_bytes < 1 or self.log_keep_s < 0:
-            raise ValueError("log_bytes_max and log_budget_bytes must be positive, log_keep_s not negative")
+        if self.log_bytes_max < 1 or self.log_budget_bytes < 1 or self.log_keep_s < 0 or self.log_sweep_s <= 0:
+            raise ValueError("log_bytes_max, log_budget_bytes and log_sweep_s must be positive, log_keep_s not negative")
 
 
 @dataclass(slots=True)
@@ -456,6 +456,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="logs of attempts that ended longer ago are removed (7)")
     p.add_argument("--log-budget-bytes", type=int, default=BUDGET_BYTES_DEFAULT, metavar="N",
                    help="all logs together; past it the oldest attempts' logs go first (10 GiB)")
+    p.add_argument("--log-sweep-interval", type=float, default=600.0, metavar="S",
+                   help="how often log retention runs (600)")
     p.add_argument("--log-level", default=os.environ.get("HACO_LOG_LEVEL", "info"))
 
 
@@ -471,7 +473,8 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> WorkerCon
         client_key=getattr(args, "client_key", None) or env.get("HACO_CLIENT_KEY") or None,
         log_dir=getattr(args, "log_dir", None), log_bytes_max=getattr(args, "log_max_bytes", BYTES_MAX_DEFAULT),
         log_keep_s=getattr(args, "log_keep", KEEP_S_DEFAULT / 86400) * 86400,
-        log_budget_bytes=getattr(args, "log_budget_bytes", BUDGET_BYTES_DEFAULT))
+        log_budget_bytes=getattr(args, "log_budget_bytes", BUDGET_BYTES_DEFAULT),
+        log_sweep_s=getattr(args, "log_sweep_interval", 600.0))
 
 
 def _token(args: argparse.Namespace, env: dict[str, str]) -> str | None:

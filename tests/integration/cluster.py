@@ -149,11 +149,13 @@ class Cluster:
             n.proc.wait(timeout=15)
 
     def start_worker(self, wid: str, capacity: int = 2, tags: str = "", urls: list[str] | None = None, *,
-                     token: str | None = "own", client_cert: bool = True) -> None:
-        """token "own": a worker token for `wid` when auth is on; client_cert: present client.crt (TLS)."""
+                     token: str | None = "own", client_cert: bool = True, extra: list[str] | None = None) -> None:
+        """token "own": a worker token for `wid` when auth is on; client_cert: present client.crt (TLS);
+        `extra`: more `haco worker` flags."""
         args: list[str] = []
         if tags:
             args += ["--tags", tags]
+        args += extra or []
         if token == "own":
             token = self.token("worker", wid) if self.auth else None
         if token:

@@ -149,8 +149,7 @@ def _tail(attempt: Attempt) -> dict[str, Any] | None:
 
 def _worker_conn(request: web.Request, job: Job, attempt: Attempt) -> Any:
     conn = request.app[HUB].conns.get(attempt.worker_id)
-    detail = {"job_id": job.job_id, "attempt": attempt.number, "worker_id": attempt.worker_id,
-              "running": _running(attempt), "tail": _tail(attempt)}
+    detail = _offline_detail(job, attempt)
     if conn is None:
         raise WorkerOffline(f"worker {attempt.worker_id}, which ran attempt {attempt.number} of {job.job_id}, is "
                             "offline: its full log is readable again when it reconnects", detail)
@@ -159,13 +158,21 @@ def _worker_conn(request: web.Request, job: Job, attempt: Attempt) -> Any:
     return conn
 
 
+def _offline_detail(job: Job, attempt: Attempt) -> dict[str, Any]:
+    return {"job_id": job.job_id, "attempt": attempt.number, "worker_id": attempt.worker_id,
+            "running": _running(attempt), "tail": _tail(attempt)}
+
+
 def _running(attempt: Attempt) -> bool:
     return attempt.outcome is None
 
 
 async def _ask(request: web.Request, conn: Any, job: Job, attempt: Attempt, fields: dict[str, Any]) -> dict[str, Any]:
     """One `log_read`; a worker that has not opened a running attempt's log yet gives an empty page."""
-    body = await request.app[HUB].log_asks.ask(conn, fields, float(fields.get("wait_s") or 0) + ASK_MARGIN_S)
+    try:
+        body = await request.app[HUB].log_asks.ask(conn, fields, float(fields.get("wait_s") or 0) + ASK_MARGIN_S)
+    except WorkerOffline as exc:  # it went away while asked: the same answer as when it was already gone
+        raise WorkerOffline(exc.message, _offline_detail(job, attempt)) from None
     if body.get("ok"):
         return body
     if body.get("code") == "NO_LOG" and _running(attempt):
