@@ -64,7 +64,6 @@ def test_every_line_once_in_order_from_a_follower_with_stderr_and_tail(cluster_f
     job_id = submit(c, shell([sys.executable, "-c", PY_LINES]))
     assert final(c, job_id)["status"] == "completed"
     via = [c.nodes[follower].url]  # a follower forwards to the leader, which asks the worker
-    started = time.monotonic()
     out = haco(c, "logs", job_id, urls=via)
     assert out.returncode == 0, out.stderr
     expected_out = b"".join(b"line %06d\n" % i for i in range(LINES))
@@ -77,7 +76,6 @@ def test_every_line_once_in_order_from_a_follower_with_stderr_and_tail(cluster_f
     both = haco(c, "logs", "--tail", "10", job_id, urls=via)
     assert len(both.stdout.splitlines()) + len(both.stderr.splitlines()) == 10
     assert expected_out.endswith(both.stdout) and expected_err.endswith(both.stderr)
-    assert time.monotonic() - started < 20
 
 
 TICKS = ("import sys, time\n"
@@ -110,8 +108,11 @@ class Follower:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.reader.join(timeout=5)
-        assert self.proc.stderr is not None
-        return code, self.proc.stderr.read()
+        assert self.proc.stderr is not None and self.proc.stdout is not None
+        err = self.proc.stderr.read()
+        self.proc.stderr.close()
+        self.proc.stdout.close()
+        return code, err
 
 
 def _running(c: Cluster, job_id: str) -> bool:
