@@ -73,6 +73,8 @@ def _benchmark(p: Any) -> Problem | None:
 _CHECKS: Final[dict[str, Callable[[Any], Problem | None]]] = {
     "shell": _shell, "python": _python, "pytest": _pytest, "benchmark": _benchmark,
 }
+#: the built-in types whose payload has a schema (noop takes any JSON)
+PAYLOAD_CHECKED: Final = frozenset(_CHECKS)
 
 
 def _mapping(p: Any, kind: str, allowed: set[str]) -> Problem | None:
