@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from .flow_commands import (CreateSchedule, DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused,
+                            SubmitFlow)
 from .records import JobSpec
 
 #: highest cluster version this code understands
@@ -230,12 +232,14 @@ Command = (
     SubmitJobs | CancelJob | RegisterWorker | DeregisterWorker | DrainWorker | MarkWorkerLost | AssignJobs
     | StartAttempt | CompleteAttempt | FailAttempt | TimeoutAttempt | Tick | SetPaused | PruneJobs
     | SetClusterVersion | RevokeToken
+    | SubmitFlow | RetryJobs | CreateSchedule | SetSchedulePaused | DeleteSchedule | FireSchedule
 )
 
 COMMAND_TYPES: Final[tuple[type[Command], ...]] = (
     SubmitJobs, CancelJob, RegisterWorker, DeregisterWorker, DrainWorker, MarkWorkerLost, AssignJobs,
     StartAttempt, CompleteAttempt, FailAttempt, TimeoutAttempt, Tick, SetPaused, PruneJobs,
     SetClusterVersion, RevokeToken,
+    SubmitFlow, RetryJobs, CreateSchedule, SetSchedulePaused, DeleteSchedule, FireSchedule,
 )
 TYPE_BY_TAG: Final[dict[int, type[Command]]] = {t.TAG: t for t in COMMAND_TYPES}
 assert len(TYPE_BY_TAG) == len(COMMAND_TYPES), "command tags must be unique"

@@ -26,6 +26,13 @@ class RejectCode(StrEnum):
     JOB_FINAL = "JOB_FINAL"  #: the job already reached a final state
     TOO_EARLY = "TOO_EARLY"  #: a timeout proposed before the attempt's time was up
     INTERNAL = "INTERNAL"  #: apply hit a bug; the adapter's guard turned it into a refusal
+    DEPENDENCY_CYCLE = "DEPENDENCY_CYCLE"  #: a workflow whose jobs depend on each other in a circle
+    GROUP_EXISTS = "GROUP_EXISTS"  #: a group id already taken by another batch
+    UNKNOWN_SCHEDULE = "UNKNOWN_SCHEDULE"
+    SCHEDULE_EXISTS = "SCHEDULE_EXISTS"  #: same schedule id, other settings
+    SCHEDULE_PAUSED = "SCHEDULE_PAUSED"
+    SLOT_PASSED = "SLOT_PASSED"  #: a slot at or before one already decided
+    TOO_LATE = "TOO_LATE"  #: a slot past its catch-up window
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .payloads import offers
 from .records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits, unmet_requirements
+from .flows import deadline_binds
 from .state import State
 
 
@@ -48,7 +49,7 @@ def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]
         if job is None:
             continue
         deadline = job.spec.deadline_ms
-        if deadline is not None and job.attempt == 0 and deadline <= now_ms:
+        if deadline is not None and deadline <= now_ms and deadline_binds(state, job_id, job.attempt):
             continue  # assign would refuse it; the next Tick expires it
         yield job
 
@@ -65,7 +66,10 @@ def why_pending(state: State, job_id: str) -> dict[str, Any] | None:
     if waiting:
         reasons["waiting_on"] = waiting
     if job.not_before_ms > state.now_ms:
-        reasons["backoff_until_ms"] = job.not_before_ms
+        if job.failures == 0:  # no failure to back off from: a delayed start
+            reasons["not_before_ms"] = job.not_before_ms
+        else:
+            reasons["backoff_until_ms"] = job.not_before_ms
     doomed = [reason for jid, reason in state._cascade if jid == job_id]
     if doomed:
         reasons["failing"] = doomed[0]

@@ -25,6 +25,7 @@ import duckdb
 import msgpack
 import pyarrow as pa
 
+from . import flow_tables
 from . import snapshot_tables as T
 from .digest import BulkHashes, records_digest, scalars_hash
 from .records import Job, JobStatus, KeyRecord, Worker
@@ -33,6 +34,7 @@ from .state import State
 #: 2: jobs columns in record order; readiness derived at dump from the DAG and backoff indexes
 #: 3: record hashes are XXH3 (the saved digest of a version-2 file would not match)
 SCHEMA_VERSION: Final = 4
+#: 4 also: groups, schedules, schedule_runs, reruns (a version-3 file loads without them)
 #: schemas load reads: 3 lacks workers.plugins, which loads as empty
 READABLE_SCHEMAS: Final = frozenset({3, 4})
 
@@ -52,6 +54,7 @@ class Capture:
     scalars: dict[str, Any]
     scalars_hash: int  #: their part of the digest
     digest: int
+    flows: flow_tables.Captured | None = None  #: groups, schedules, runs, reruns
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +78,13 @@ def capture(state: State) -> Capture:
         scalars={"now_ms": state.now_ms, "paused": state.paused, "cluster_version": state.cluster_version,
                  "job_seq": state.job_seq, "worker_seq": state.worker_seq, "finish_seq": state.finish_seq,
                  "key_seq": state.key_seq, "cascade": [list(x) for x in state._cascade]},
-        scalars_hash=scalars_hash(state._scalars()), digest=state.digest())
+        scalars_hash=scalars_hash(state._scalars()), digest=state.digest(), flows=flow_tables.capture(state))
 
 
 def capture_digest(cap: Capture) -> int:
     """The digest recomputed from the captured records, as `State.full_digest` does from a state."""
-    return records_digest(cap.jobs, cap.workers, cap.keys, cap.revoked) ^ cap.scalars_hash
+    flows = cap.flows.digest_part() if cap.flows is not None else 0
+    return records_digest(cap.jobs, cap.workers, cap.keys, cap.revoked) ^ flows ^ cap.scalars_hash
 
 
 class _Xor:
@@ -131,14 +135,17 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
     con = duckdb.connect(str(path))
     try:
         con.execute("SET threads TO 2")
-        con.execute(T.DDL)
+        con.execute(T.DDL + flow_tables.DDL)
         con.execute("BEGIN")
+        if cap.flows is not None:
+            tables.update(flow_tables.tables(cap.flows))
         for name, tbl in tables.items():
             con.register("batch", tbl)
             con.execute(f"INSERT INTO {name} SELECT * FROM batch")
             con.unregister("batch")
         con.executemany("INSERT INTO meta VALUES (?, ?)", rows)
         rebuilt = hashed.x ^ records_digest((), cap.workers, (), cap.revoked) ^ cap.scalars_hash
+        rebuilt ^= cap.flows.digest_part() if cap.flows is not None else 0
         if rebuilt != cap.digest:
             raise SnapshotError(f"captured records hash to {rebuilt:x}, the state's digest was {cap.digest:x}")
         con.execute("COMMIT")
@@ -210,6 +217,7 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
         state._put_token(token_id, exp)
     state._cascade.extend((a, b) for a, b in meta["cascade"])
     _install_jobs(con, state)
+    flow_tables.load(con, state)
     if state.digest() != meta["digest"]:
         raise SnapshotError(f"snapshot digest mismatch: saved {meta['digest']:x}, rebuilt {state.digest():x}")
     return Loaded(state, int(meta["raft_index"]), int(meta["raft_term"]), bytes(raft_data), state.digest())

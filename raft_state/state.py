@@ -15,6 +15,7 @@ from typing import Any
 
 from . import commands as c
 from .codec import DecodeError, decode_command, split_entry
+from .flows import Flows, state_hash
 from .digest import job_hash, key_hash, records_digest, scalars_hash, token_hash, worker_hash
 from .outcomes import Outcome, Rejected, RejectCode
 from .ready import ReadyQueue
@@ -52,6 +53,7 @@ class State:
         #: job ids whose attempt ended or that became final, in order; the replica drains it after each
         #: entry (results store, long-polls). Not part of the state: never in the digest or snapshot.
         self.ended: list[str] = []
+        self.flows = Flows()  #: groups, schedules, their runs, rerun counts (raft_state/flows.py)
 
     # ---- the entry point ------------------------------------------------------------------
 
@@ -104,7 +106,7 @@ class State:
     def full_digest(self) -> int:
         """The digest recomputed from every record, for cross-checks."""
         return (records_digest(self.jobs.values(), self.workers.values(), self.keys.values(), self.revoked)
-                ^ scalars_hash(self._scalars()))
+                ^ state_hash(self.flows) ^ scalars_hash(self._scalars()))
 
     def next_attempt(self, job_id: str) -> int:
         job = self.jobs.get(job_id)

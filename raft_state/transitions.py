@@ -14,6 +14,8 @@ from .outcomes import Accepted, Outcome, Rejected, RejectCode
 from .records import Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker, WorkerStatus, fits, unmet_requirements
 from .digest import spec_digest
 from .validate import spec_problem, worker_problem
+from . import flows, groups, schedules
+from .flow_commands import CreateSchedule, DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused, SubmitFlow
 
 if TYPE_CHECKING:
     from .state import State
@@ -53,6 +55,18 @@ def dispatch(s: State, cmd: c.Command) -> Outcome:
             return set_cluster_version(s, cmd)
         case c.RevokeToken():
             return revoke_token(s, cmd)
+        case SubmitFlow():
+            return groups.submit_flow(s, cmd)
+        case RetryJobs():
+            return groups.retry(s, cmd)
+        case CreateSchedule():
+            return schedules.create(s, cmd)
+        case SetSchedulePaused():
+            return schedules.set_paused(s, cmd)
+        case DeleteSchedule():
+            return schedules.delete(s, cmd)
+        case FireSchedule():
+            return schedules.fire(s, cmd)
     assert_never(cmd)
 
 
@@ -227,7 +241,8 @@ def _assign_one(s: State, item: c.Assignment) -> RejectCode | None:
     if s.paused:
         return RejectCode.QUEUE_PAUSED
     deadline = job.spec.deadline_ms
-    if job.job_id not in s.ready or (deadline is not None and job.attempt == 0 and deadline <= s.now_ms):
+    if job.job_id not in s.ready or (deadline is not None and deadline <= s.now_ms
+                                     and flows.deadline_binds(s, job.job_id, job.attempt)):
         return RejectCode.NOT_RUNNABLE
     worker = s.workers.get(item.worker_id)
     if worker is None:
@@ -321,7 +336,8 @@ def tick(s: State, cmd: c.Tick) -> Outcome:
     while s._deadlines and s._deadlines[0][0] <= s.now_ms and s._budget > 0:
         _, seq, job_id = heapq.heappop(s._deadlines)
         job = s.jobs.get(job_id)
-        if job is not None and job.seq == seq and job.status is JobStatus.PENDING and job.attempt == 0:
+        if job is not None and job.seq == seq and job.status is JobStatus.PENDING \
+                and flows.deadline_binds(s, job_id, job.attempt):
             s._budget -= 1
             expired += 1
             s._finish(job, JobStatus.EXPIRED, "not started before its deadline")
@@ -344,14 +360,24 @@ def set_paused(s: State, cmd: c.SetPaused) -> Outcome:
 
 def prune(s: State, cmd: c.PruneJobs) -> Outcome:
     jobs = keys = tokens = 0
+    stale = s.flows.stale_finished
     while s._finished and jobs < c.PRUNE_BATCH_MAX:
-        job = s.jobs.get(s._finished[0])
+        job_id = s._finished[0]
+        if job_id in stale:  # an earlier finish of a job since retried: not counted, as a snapshot lacks it
+            s._finished.popleft()
+            if stale[job_id] > 1:
+                stale[job_id] -= 1
+            else:
+                del stale[job_id]
+            continue
+        job = s.jobs.get(job_id)
         if job is not None and (job.finished_at_ms or 0) >= cmd.finished_before_ms:
             break
         s._finished.popleft()
         if job is not None:
             s._drop_job(job.job_id)
             s._dependents.pop(job.job_id, None)
+            flows.on_job_dropped(s, job.job_id)
             jobs += 1
     while s._key_order and keys < c.PRUNE_BATCH_MAX:
         rec = s.keys.get(s._key_order[0])

@@ -22,6 +22,9 @@ from raft_state import (Accepted, AssignJobs, Assignment, AttemptOutcome, Cancel
                         MarkWorkerLost, NewJob, PruneJobs, Rejected, RevokeToken, SetClusterVersion, SetPaused,
                         StartAttempt, State, SubmitJobs, Tick, TimeoutAttempt, encode, queries, snapshot)
 from raft_state.commands import MAX_CLOCK_STEP_MS
+from raft_state.flow_commands import DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused
+from raft_state.schedules import next_fire
+from tests.raft_state.flow_helpers import create_schedule, flow, flow_job
 from tests.raft_state.state_helpers import assign, complete, fail, register, spec
 
 WORKERS = ("w1", "w2", "w3")
@@ -107,9 +110,9 @@ class StateMachine(RuleBasedStateMachine):
 
     # ---- jobs -----------------------------------------------------------------------------
 
-    @initialize(caps=st.lists(st.integers(1, 3), min_size=1, max_size=2), version=st.integers(1, 2))
+    @initialize(caps=st.lists(st.integers(1, 3), min_size=1, max_size=2), version=st.sampled_from((1, 2, 3, 3)))
     def workers_first(self, caps: list[int], version: int) -> None:
-        self._apply(SetClusterVersion(self.now, version))  # at 2, token revocation is allowed from the start
+        self._apply(SetClusterVersion(self.now, version))  # at 2 token revocation, at 3 workflows are allowed
         for i, cap in enumerate(caps):
             self._apply(register(WORKERS[i], at_ms=self.now, capacity=cap, tags=TAGS[: i + 1]))
 
@@ -153,6 +156,62 @@ class StateMachine(RuleBasedStateMachine):
 
     def cancel(self, data: st.DataObject) -> None:
         self._apply(CancelJob(at_ms=self.now, job_id=self._job(data), reason="user"))
+
+    # ---- workflows, reruns, schedules ---------------------------------------------------
+
+    def submit_flow(self, data: st.DataObject, n: int) -> None:
+        """A small DAG by names: mostly acyclic, sometimes a cycle, a duplicate or an unknown name."""
+        names = [f"n{i}" for i in range(n)]
+        jobs = []
+        for i, name in enumerate(names):
+            pool = names[:i] if data.draw(st.integers(0, 5), label="forward ok") else names
+            deps = tuple(data.draw(st.sets(st.sampled_from(pool), max_size=2), label="deps")) if pool else ()
+            if self.job_ids and data.draw(st.integers(0, 4), label="external dep") == 0:
+                deps += (self.job_ids[-1],)
+            if data.draw(st.integers(0, 15), label="bad name") == 0:
+                deps += ("nobody",)
+            delay = data.draw(st.sampled_from((0, 0, 0, 5_000, 60_000)), label="not before")
+            jobs.append(flow_job(f"f{len(self.history)}-{i}", name, tuple(dict.fromkeys(deps)),
+                                 not_before_ms=self.now + delay if delay else 0,
+                                 max_retries=data.draw(st.integers(0, 1), label="retries"),
+                                 deadline_ms=data.draw(st.sampled_from((None, None, self.now + 20_000)), label="dl")))
+        if n > 1 and data.draw(st.integers(0, 15), label="duplicate") == 0:
+            jobs[-1] = flow_job(jobs[-1].job_id, names[0])
+        group = data.draw(st.sampled_from(("g0", "g1", "g2", "g3", "g4", "g5")), label="group")
+        outcome = self._apply(flow(group if n > 1 else "", *jobs, at_ms=self.now))
+        if isinstance(outcome, Accepted) and not outcome.already:
+            self.job_ids.extend(j.job_id for j in jobs)
+
+    def retry(self, data: st.DataObject) -> None:
+        failed = [j for j in self.job_ids if (job := self.state.jobs.get(j)) is not None
+                  and job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)]
+        pick = failed if failed and data.draw(st.integers(0, 3), label="pick failed") else self.job_ids
+        ids = tuple(data.draw(st.lists(st.sampled_from(pick), min_size=1, max_size=3), label="retry"))
+        self._apply(RetryJobs(self.now, ids))
+
+    def schedule_admin(self, what: str, sid: str, overlap: str, every: int) -> None:
+        if what == "create":
+            self._apply(create_schedule(sid, every_ms=every, overlap=overlap, window_ms=30_000, at_ms=self.now,
+                                        cron="" if every else "* * * * *", tz="" if every else "UTC",
+                                        template=[("a", spec()), ("b", spec(depends_on=("a",)))]))
+        elif what in ("pause", "resume"):
+            self._apply(SetSchedulePaused(self.now, sid, what == "pause"))
+        else:
+            self._apply(DeleteSchedule(self.now, sid))
+
+    def fire(self, data: st.DataObject, sid: str, step: int) -> None:
+        at = self._tick(step)
+        existing = sorted(self.state.flows.schedules)
+        if existing and data.draw(st.integers(0, 4), label="existing schedule"):
+            sid = data.draw(st.sampled_from(existing), label="schedule")
+        sc = self.state.flows.schedules.get(sid)
+        slot = next_fire(sc, max(at, self.state.now_ms)) if sc is not None else None
+        if slot is None or data.draw(st.integers(0, 5), label="odd slot") == 0:
+            slot = data.draw(st.sampled_from((at - at % 2000, at - at % 60_000, at + 5000, 1)), label="slot")
+        self._apply(FireSchedule(at, sid, slot, (f"s{len(self.history)}a", f"s{len(self.history)}b")))
+        for job_id in (f"s{len(self.history) - 1}a", f"s{len(self.history) - 1}b"):
+            if job_id in self.state.jobs and job_id not in self.job_ids:
+                self.job_ids.append(job_id)
 
     # ---- workers --------------------------------------------------------------------------
 
@@ -251,7 +310,13 @@ class StateMachine(RuleBasedStateMachine):
         # the indexes load derives from columns, in the order apply keeps them
         assert list(loaded.state.ready.iter_ready()) == list(self.state.ready.iter_ready())
         assert loaded.state.counts == self.state.counts and loaded.state._unmet == self.state._unmet
-        assert list(loaded.state._finished) == list(self.state._finished)
+        assert list(loaded.state._finished) == _live_finish_order(self.state)
+        assert loaded.state.flows.groups == self.state.flows.groups
+        assert loaded.state.flows.schedules == self.state.flows.schedules
+        assert loaded.state.flows.runs == self.state.flows.runs and loaded.state.flows.reruns == self.state.flows.reruns
+        assert loaded.state.flows.group_of == self.state.flows.group_of
+        assert loaded.state.flows.live == self.state.flows.live
+        assert list(loaded.state._cascade) == list(self.state._cascade)
         assert list(loaded.state._key_order) == list(self.state._key_order)
         self.state = loaded.state
         event("snapshot round trip")
@@ -309,6 +374,22 @@ class StateMachine(RuleBasedStateMachine):
                 assert seen == (done[0].number, done[0].result), "a recorded result changed"
 
     @invariant()
+    def each_slot_decided_once_and_groups_hold_their_jobs(self) -> None:
+        f = self.state.flows
+        for sid, runs in f.runs.items():
+            slots = [r.slot_ms for r in runs]
+            assert slots == sorted(set(slots)), f"schedule {sid} decided a slot twice"
+        for gid, g in f.groups.items():
+            assert f.live[gid] == sum(j in self.state.jobs for j in g.job_ids) > 0
+            assert all(f.group_of[j] == gid for j in g.job_ids if j in self.state.jobs)
+        if f.schedules:
+            event("schedules exist")
+        for outcome in sorted({r.outcome for rs in f.runs.values() for r in rs}):
+            event(f"a schedule run {outcome}")
+        if f.reruns:
+            event("a job was rerun")
+
+    @invariant()
     def digests_agree(self) -> None:
         digest = self.state.digest()
         assert digest == self.state.full_digest() == self.twin.digest()
@@ -332,14 +413,33 @@ ACTION_ARGS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "housekeeping": {"what": st.sampled_from(("pause", "resume", "resume", "prune", "prune", "version", "revoke")),
                      "age": st.integers(-10_000, 300_000), "arg": st.integers(0, 3)},
     "snapshot_round_trip": {"term": st.integers(1, 5)},
+    "submit_flow": {"n": st.integers(1, 4)},
+    "retry": {},
+    "schedule_admin": {"what": st.sampled_from(("create", "create", "create", "pause", "resume", "delete")),
+                       "sid": st.sampled_from(("s0", "s1")), "overlap": st.sampled_from(("skip", "allow",
+                                                                                         "cancel_previous")),
+                       "every": st.sampled_from((2000, 5000, 0))},
+    "fire": {"sid": st.sampled_from(("s0", "s1")), "step": st.integers(0, 8000)},
     "garbage_entry": {"garbage": st.binary(max_size=40)},
 }
 #: relative weights, by repetition
 ACTIONS = (["submit"] * 4 + ["schedule"] * 4 + ["report"] * 6 + ["tick"] * 2 + ["register_worker"] * 2
            + ["cancel", "worker_goes_away", "assign_any", "housekeeping", "housekeeping", "snapshot_round_trip",
-              "garbage_entry"])
-NEEDS_DATA = frozenset({"submit", "cancel", "assign_any", "report"})
-NEEDS_JOBS = frozenset({"cancel", "assign_any", "report"})
+              "garbage_entry"] + ["submit_flow"] * 2 + ["retry"] * 2 + ["schedule_admin", "fire", "fire", "fire"])
+NEEDS_DATA = frozenset({"submit", "cancel", "assign_any", "report", "submit_flow", "retry", "fire"})
+NEEDS_JOBS = frozenset({"cancel", "assign_any", "report", "retry"})
+
+
+def _live_finish_order(s: State) -> list[str]:
+    """`_finished` without the entries of earlier finishes of retried jobs (a snapshot has none)."""
+    stale = dict(s.flows.stale_finished)
+    out = []
+    for job_id in s._finished:
+        if stale.get(job_id):
+            stale[job_id] -= 1
+            continue
+        out.append(job_id)
+    return out
 
 
 def replay(history: list[bytes]) -> State:
