@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="job expiry, kept by the cluster: the job becomes `expired` if no worker has started it "
                         "by then (e.g. 2026-12-01T00:00:00Z); unrelated to --deadline, which is this command's "
                         "own patience per request")
+    s.add_argument("--at", dest="not_before_at", metavar="ISO8601", help="start no earlier than this time")
+    s.add_argument("--in", dest="not_before_in", metavar="DURATION", help="start no earlier than this from now: 10m")
     s.add_argument("--requirements", metavar="JSON", help='e.g. {"min_memory_gb": 8, "hardware": ["cuda"]}')
     s.add_argument("--label", action="append", default=[], metavar="K=V", help="label (repeatable)")
     s.add_argument("--wait", action="store_true", help="wait for the result; exit 1 unless it completed")
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     j = add("jobs", "list jobs", _jobs)
     j.add_argument("--status", choices=["pending", "running", *sorted(FINAL_STATUSES)])
     j.add_argument("--limit", type=int, default=50)
+    j.add_argument("--group", help="only this group's jobs")
+    j.add_argument("--label", action="append", default=[], metavar="K=V", help="only jobs with this label (repeatable)")
     add("job", "one job: attempts, result, and why it is pending", _job).add_argument("job_id")
     add("cancel", "cancel a job", _cancel).add_argument("job_id")
     add("workers", "list workers", _workers)
@@ -139,12 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("resume", "resume scheduling", _resume)
     from haco.bench import command as bench
     from haco.cli import logs as cli_logs
+    from haco.cli import flows as cli_flows
     from haco.cli import security as cli_security
     from haco.cli import up
     cli_logs.register_cli(add, _client_command)
     bench.register_cli(add)
     up.register_cli(add)
     cli_security.register_cli(add, _client_command, common)
+    cli_flows.register_cli(add, _client_command, common)
     for name in PLUGINS:
         try:
             importlib.import_module(name).register_cli(sub)
@@ -283,7 +289,26 @@ def build_job(args: argparse.Namespace) -> dict[str, Any]:
         if any("=" not in kv for kv in args.label):
             raise UsageError("--label takes KEY=VALUE")
         job["labels"] = dict(kv.split("=", 1) for kv in args.label)
+    not_before = _not_before(getattr(args, "not_before_at", None), getattr(args, "not_before_in", None))
+    if not_before is not None:
+        job["not_before"] = not_before
     return job
+
+
+def _not_before(at: str | None, in_: str | None) -> str | None:
+    """--at ISO8601 (kept as given; the server checks it) or --in 10m (from this machine's clock)."""
+    if at and in_:
+        raise UsageError("give --at or --in, not both")
+    if in_:
+        import re
+        import time
+        from datetime import UTC, datetime
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", in_)
+        if m is None:
+            raise UsageError(f"--in takes a duration like 90s, 10m, 2h, not {in_!r}")
+        seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[m.group(2)]
+        return datetime.fromtimestamp(time.time() + seconds, UTC).isoformat(timespec="milliseconds")
+    return at
 
 
 def _json_arg(flag: str, text: str) -> Any:
@@ -354,7 +379,13 @@ async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 
 async def _jobs_impl(args: argparse.Namespace, client: HacoClient) -> int:
-    jobs = await client.jobs(args.status, args.limit)
+    if args.group or args.label:
+        if any("=" not in kv for kv in args.label):
+            raise UsageError("--label takes KEY=VALUE")
+        labels = dict(kv.split("=", 1) for kv in args.label)
+        jobs = await client.jobs(args.status, args.limit, group=args.group, labels=labels)
+    else:
+        jobs = await client.jobs(args.status, args.limit)
     emit(args, fmt.jobs_table(jobs), jobs)
     return EXIT_OK
 

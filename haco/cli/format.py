@@ -116,6 +116,9 @@ def pending_reasons(reason: Any) -> list[str]:
             lines.append("the queue is paused (haco resume)")
         elif key == "waiting_on":
             lines.append(f"waiting for dependencies: {_cell(value)}")
+        elif key == "not_before_ms":
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value / 1000))
+            lines.append(f"not before {when} (in {duration(value - time.time() * 1000)})")
         elif key == "backoff_until_ms":
             lines.append(f"backing off before a retry, for {duration(value - time.time() * 1000)}")
         elif key in ("no_worker_fits", "unfit_workers") and isinstance(value, dict):

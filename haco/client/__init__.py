@@ -22,7 +22,7 @@ import threading
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -167,11 +167,12 @@ class HacoClient:
 
     # --- transport ------------------------------------------------------------------------------
 
-    async def _send(self, url: str, method: str, path: str, body: Any, params: Mapping[str, Any] | None,
+    async def _send(self, url: str, method: str, path: str, body: Any,
+                    params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
                     total_s: float) -> tuple[int, Mapping[str, str], Any]:
         timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=min(self.config.connect_timeout_s, total_s))
-        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
-                 if v is not None}
+        pairs = params.items() if isinstance(params, Mapping) else params or ()  # pairs: a repeated parameter
+        query = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in pairs if v is not None]
         async with self._get_session().request(method, url + path, json=body, params=query,
                                                timeout=timeout) as resp:
             if resp.content_type == "application/json":
@@ -180,7 +181,8 @@ class HacoClient:
                 payload = await resp.text()
             return resp.status, resp.headers, payload
 
-    async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None,
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
                       timeout_s: float | None = None, deadline_s: float | None = None) -> Any:
         """One API call with failover and retries (see the module docstring). Returns the decoded
         JSON of a 2xx answer; raises HacoError subclasses. `body` is sent unchanged on every retry."""
@@ -307,18 +309,76 @@ class HacoClient:
         return iter_logs(self, job_id, attempt=attempt, stream=stream, offset=offset, tail=tail, follow=follow,
                          resume_s=resume_s, cursor=cursor)
 
-    async def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Up to `limit` jobs, following the server's `next` cursor."""
+    async def jobs(self, status: str | None = None, limit: int = 100, *, group: str | None = None,
+                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` jobs, following the server's `next` cursor; only `group`'s, only with `labels`."""
         out: list[dict[str, Any]] = []
         after: str | None = None
         while len(out) < limit:
-            page = await self.request("GET", "/api/jobs",
-                                      params={"status": status, "limit": limit - len(out), "after": after})
+            params = [("status", status), ("limit", limit - len(out)), ("after", after), ("group", group)]
+            params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+            page = await self.request("GET", "/api/jobs", params=params)
             out.extend(page.get("jobs", []))
             after = page.get("next")
             if not after or not page.get("jobs"):
                 break
         return out[:limit]
+
+    # --- workflows, groups, reruns, schedules -------------------------------------------------------
+
+    async def submit_workflow(self, jobs: list[Mapping[str, Any]], *, group: str | None = None) -> dict[str, Any]:
+        """A DAG in one request: jobs may carry `name` and name each other in `depends_on`. The
+        group id (given, or a fresh one) goes with every retry, so a retried request is recognised.
+        Answers {"group_id", "job_ids", "names": {name: id}, "index", "already"}."""
+        body = {"jobs": list(jobs), "group": group or f"g-{uuid.uuid4().hex[:16]}"}
+        return dict(await self.request("POST", "/api/jobs/batch", body=body))
+
+    async def group(self, group_id: str, *, wait_s: float | None = None, min_index: int | None = None
+                    ) -> dict[str, Any]:
+        """A group's summary: counts by state, failed jobs, start/end, state; `wait_s` long-polls."""
+        timeout = None if wait_s is None else wait_s + self.config.long_poll_margin_s
+        answer = await self.request("GET", f"/api/groups/{group_id}", params={"wait_s": wait_s, "min_index": min_index},
+                                    timeout_s=timeout,
+                                    deadline_s=None if timeout is None else timeout + self.config.deadline_s)
+        group: dict[str, Any] = answer["group"]
+        group["index"] = answer.get("index")
+        return group
+
+    async def groups(self, *, schedule: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        answer = await self.request("GET", "/api/groups", params={"schedule": schedule, "limit": limit})
+        return list(answer["groups"])
+
+    async def group_jobs(self, group_id: str, *, labels: Mapping[str, str] | None = None,
+                         limit: int = 1000) -> list[dict[str, Any]]:
+        params: list[tuple[str, str]] = [("group", group_id), ("limit", str(limit))]
+        params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+        answer = await self.request("GET", "/api/jobs", params=params)
+        return list(answer["jobs"])
+
+    async def retry(self, job_ids: Iterable[str]) -> dict[str, Any]:
+        """Run final failed, cancelled or expired jobs again (their failed dependents follow)."""
+        return dict(await self.request("POST", "/api/jobs/retry", body={"job_ids": list(job_ids)}))
+
+    async def retry_group(self, group_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/groups/{group_id}/retry"))
+
+    async def create_schedule(self, schedule: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(await self.request("POST", "/api/schedules", body=dict(schedule)))
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/api/schedules"))["schedules"])
+
+    async def schedule(self, schedule_id: str, *, runs: int = 20) -> dict[str, Any]:
+        return dict((await self.request("GET", f"/api/schedules/{schedule_id}", params={"runs": runs}))["schedule"])
+
+    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/schedules/{schedule_id}/pause"))
+
+    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/schedules/{schedule_id}/resume"))
+
+    async def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return dict(await self.request("DELETE", f"/api/schedules/{schedule_id}"))
 
     # --- workers, queue, cluster ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from raft_state.records import WorkerStatus
 
 from haco.config import SchedulerConfig
 from haco.errors import ReplicationError
+from haco.scheduler.fire import Firing
 from haco.scheduler.placement import overdue, plan, plan_for, plan_new
 from haco.replica.node import Replica
 
@@ -36,6 +37,7 @@ class WorkerHub(Protocol):
     def notify_drain(self, worker_id: str) -> None: ...
 
 
+DELAY_TICK_S = 0.1  #: a Tick this soon when a delayed start or backoff ended (else every tick_interval_s)
 PLAN_ON_LOOP_READY_MAX = 64  #: ready jobs up to which plan() runs on the loop (a bounded, short scan)
 
 
@@ -60,6 +62,7 @@ class Scheduler:
         self.assigned_behind = 0  #: of which were planned behind reports (assign_behind)
         self.assigned_with_submit = 0  #: of which were planned behind their own submit (assign_submitted)
         self.on_assigned: Callable[[State, list[Assignment], int], None] | None = None  #: metrics hook
+        self.firing = Firing(replica)  #: schedules' due slots (haco/scheduler/fire.py)
 
     def on_applied(self, _event: object) -> None:
         if self.replica.is_leader():  # a follower's loop has nothing to plan: don't wake it per entry
@@ -94,7 +97,10 @@ class Scheduler:
     async def _round(self) -> None:
         mono = time.monotonic()
         await self._assign()  # first: a job that just became ready should not wait behind a Tick's commit
-        if mono - self._last_tick >= self.cfg.tick_interval_s:
+        fired, delay_ended = await self.firing.round(now_ms())
+        if fired:
+            self.wake.set()  # its jobs to place, and maybe the next slot of a catch-up
+        if mono - self._last_tick >= (self.cfg.tick_interval_s if not delay_ended else DELAY_TICK_S):
             self._last_tick = mono
             await self.replica.propose(Tick(now_ms()))
         await self._liveness(mono)

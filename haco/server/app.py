@@ -93,6 +93,8 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     from haco.server.routes import logs as routes_logs
     from haco.server.routes import tokens as routes_tokens
     from haco.server.routes import workers as routes_workers
+    from haco.server.routes import flows as routes_flows
+    from haco.server.routes import schedules as routes_schedules
     from haco.server.auth import make_authorizer
     from haco.server.metrics import install as install_metrics
     if authorize is None:
@@ -123,6 +125,8 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     app.add_routes(routes_cluster.routes)
     app.add_routes(routes_tokens.routes)
     routes_logs.install(app)
+    app.add_routes(routes_flows.routes)
+    app.add_routes(routes_schedules.routes)
     app.cleanup_ctx.append(_scheduler_ctx)
     if results is not None:
         feed = ResultsFeed(replica, results)

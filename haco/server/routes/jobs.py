@@ -17,10 +17,13 @@ from raft_state.records import JobStatus
 from haco.errors import NotFound, Rejected
 from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
-from haco.wire import job_json
+from haco.wire import job_json, unpack
+from haco.server import workflows
 from haco.server.keys import REPLICA, SCHEDULER, WAITERS
 from haco.server.log_forward import progress_of
 from haco.server.requests import fresh_enough, query_float, query_int, raise_bad, read_json, require_accepted
+from raft_state.flow_commands import FLOWS_SINCE
+from raft_state.flow_parse import has_flow_fields
 
 routes = web.RouteTableDef()
 _JSON = "application/json"
@@ -87,6 +90,11 @@ def _refused(outcome: Any, count: int) -> Rejected:
 @routes.post("/api/jobs")
 async def submit(request: web.Request) -> web.Response:
     body = await read_json(request)
+    if has_flow_fields(body):  # not_before (or a name): the workflow command, a single job without a group
+        index, answer, already = await workflows.submit_flow(request, "", workflows.flow_items([body], new_job_id, request.app[REPLICA].state.plugin_offers))
+        return web.json_response({"job_id": answer["job_ids"][0], "index": index, **({"already": True} if already
+                                                                                     else {})},
+                                 status=200 if already else 201)
     items = _new_jobs([body], request.app[REPLICA].state.plugin_offers)
     index, outcome = await _submit(request, items)
     # formatted directly (ASCII JSON): json_response's json.dumps, text and charset cost ~4 us more
@@ -99,10 +107,14 @@ async def submit(request: web.Request) -> web.Response:
 @routes.post("/api/jobs/batch")
 async def submit_batch(request: web.Request) -> web.Response:
     body = await read_json(request)
-    if not isinstance(body, dict) or set(body) != {"jobs"} or not isinstance(body["jobs"], list):
-        raise_bad("INVALID", 'body must be {"jobs": [job, ...]}', {"field": "jobs"})
+    if not isinstance(body, dict) or not {"jobs"} <= set(body) <= {"jobs", "group"} or not isinstance(body["jobs"], list):
+        raise_bad("INVALID", 'body must be {"jobs": [job, ...], "group": "optional id"}', {"field": "jobs"})
     if not 1 <= len(body["jobs"]) <= SUBMIT_BATCH_MAX:
         raise_bad("INVALID", f"a batch holds 1 to {SUBMIT_BATCH_MAX} jobs", {"field": "jobs"})
+    keyed = any(isinstance(j, dict) and j.get("key") is not None for j in body["jobs"])
+    wants_flow = "group" in body or any(has_flow_fields(j) for j in body["jobs"])
+    if wants_flow or (not keyed and request.app[REPLICA].state.cluster_version >= FLOWS_SINCE):
+        return await workflows.submit_batch(request, body, new_job_id)  # a group, names resolved, all or nothing
     index, outcome = await _submit(request, _new_jobs(body["jobs"], request.app[REPLICA].state.plugin_offers))
     return web.json_response({"job_ids": outcome.value, "index": index, "already": outcome.already},
                              status=200 if outcome.already else 201)
@@ -116,16 +128,48 @@ async def list_jobs(request: web.Request) -> web.Response:
         raise_bad("BAD_QUERY", f"?status must be one of {', '.join(s.value for s in JobStatus)}", {"field": "status"})
     limit = query_int(request, "limit", 100, 1, LIST_LIMIT_MAX) or 100
     after = query_int(request, "after", 0, 0, 2**62) or 0
-    jobs = await asyncio.to_thread(_page, request.app[REPLICA], status, after, limit)
+    group = request.query.get("group")
+    labels = _label_filters(request)
+    if group is not None:
+        g = request.app[REPLICA].state.flows.groups.get(group)
+        if g is None:
+            raise NotFound(f"no group {group}", {"group_id": group})
+        jobs = _filtered([request.app[REPLICA].state.jobs.get(j) for j in g.job_ids], status, after, limit, labels)
+    else:
+        jobs = await asyncio.to_thread(_page, request.app[REPLICA], status, after, limit, labels)
     next_cursor = jobs[-1].seq if len(jobs) == limit else None
     return web.json_response({"jobs": [job_json(j, full=False) for j in jobs], "index": index, "next": next_cursor})
 
 
-def _page(replica: Replica, status: str | None, after: int, limit: int) -> list[Any]:
+def _page(replica: Replica, status: str | None, after: int, limit: int,
+          labels: dict[str, str] | None = None) -> list[Any]:
     snapshot = list(replica.state.jobs.values())  # one atomic copy; records are immutable
-    picked = [j for j in snapshot if j.seq > after and (status is None or j.status == status)]
+    return _filtered(snapshot, status, after, limit, labels)
+
+
+def _filtered(jobs: list[Any], status: str | None, after: int, limit: int,
+              labels: dict[str, str] | None) -> list[Any]:
+    picked = [j for j in jobs if j is not None and j.seq > after and (status is None or j.status == status)]
+    if labels:
+        picked = [j for j in picked if _has_labels(j.spec.labels, labels)]
     picked.sort(key=lambda j: j.seq)
     return picked[:limit]
+
+
+def _label_filters(request: web.Request) -> dict[str, str]:
+    """`?label=k=v`, repeatable: every one must match."""
+    out: dict[str, str] = {}
+    for text in request.query.getall("label", []):
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            raise_bad("BAD_QUERY", "?label takes KEY=VALUE", {"field": "label"})
+        out[key] = value
+    return out
+
+
+def _has_labels(packed: bytes, wanted: dict[str, str]) -> bool:
+    labels = unpack(packed) or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 @routes.get("/api/jobs/{job_id}")
