@@ -126,7 +126,7 @@ def _group_jobs(c: Cluster) -> set[str]:
 
 
 def test_a_delayed_job_starts_after_its_time_by_leader_time_and_within_a_second(c: Cluster) -> None:
-    at = time.time() + 8  # room for the CLI to start on a loaded machine
+    at = time.time() + 12  # room for two CLI runs on a loaded machine
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
     sub = haco(c, "submit", "--at", iso, "--json", "--", "true")
     assert sub.returncode == 0, sub.stderr
@@ -134,7 +134,7 @@ def test_a_delayed_job_starts_after_its_time_by_leader_time_and_within_a_second(
     _, body = api(c, "GET", f"/api/jobs/{job_id}")
     assert body["job"]["status"] == "pending" and "not_before_ms" in body["job"]["pending_reason"]
     shown = haco(c, "job", job_id)
-    assert "not before" in shown.stdout, shown.stdout
+    assert "not before" in shown.stdout or time.time() > at, shown.stdout
     _, body = api(c, "GET", f"/api/jobs/{job_id}?wait_s=30", timeout=40)
     job = body["job"]
     assert job["status"] == "completed", job
