@@ -58,6 +58,16 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("POST", "/api/results/query"): ADMIN,
     ("POST", "/api/tokens/revoke"): ADMIN,
     ("GET", "/api/workers/connect"): WORKER,
+    ("GET", "/api/groups"): READ,
+    ("GET", "/api/groups/{group_id}"): READ,
+    ("GET", "/api/schedules"): READ,
+    ("GET", "/api/schedules/{schedule_id}"): READ,
+    ("POST", "/api/jobs/retry"): SUBMIT,
+    ("POST", "/api/groups/{group_id}/retry"): SUBMIT,
+    ("POST", "/api/schedules"): SUBMIT,
+    ("POST", "/api/schedules/{schedule_id}/pause"): SUBMIT,
+    ("POST", "/api/schedules/{schedule_id}/resume"): SUBMIT,
+    ("DELETE", "/api/schedules/{schedule_id}"): SUBMIT,  # last: the rows above name the schedule
 }
 PRINCIPAL: Final = "haco_principal"  #: request key: the verified Claims, when tokens are on
 WORKER_ROUTE: Final = "/api/workers/connect"
