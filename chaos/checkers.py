@@ -54,6 +54,8 @@ def total_queue(records: list[dict[str, Any]]) -> Check:
     unknown = {s["key"] for s in submits if s["outcome"] == "unknown"} - acked
     jobs_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for job in _final_jobs(records):
+        if job.get("schedule_id"):  # made by a schedule run, not submitted: schedule_slots accounts for them
+            continue
         jobs_by_key[str(job.get("key"))].append(job)
     problems: list[str] = []
     lost = sorted(k for k in acked if not any(j.get("status") in FINAL for j in jobs_by_key.get(k, [])))
@@ -221,5 +223,6 @@ def _round(v: float | None) -> float | None:
 
 
 def run_all(records: list[dict[str, Any]]) -> list[Check]:
+    from .schedule_checks import schedule_slots
     return [total_queue(records), one_job_per_key(records), results_once(records), leader_per_term(records),
-            digests_agree(records), bad_input_refused(records), failover_times(records)]
+            digests_agree(records), bad_input_refused(records), failover_times(records), schedule_slots(records)]

@@ -23,6 +23,7 @@ from .checkers import Check, run_all
 from .collect import DigestSampler, collect_final, drain, parse_replica_logs
 from .history import HistoryWriter, now, read_history
 from .nemesis import ClusterStuck, Nemesis, NemesisConfig
+from . import schedule
 from .procs import ChaosCluster, become_subreaper, kill_descendants
 from .workload import Workload
 
@@ -123,6 +124,8 @@ async def _phases(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter,
     phases = {"startup": now()[0] - t_start}
     history.write("start", mono=now()[0], config={k: str(v) for k, v in asdict(cfg).items()},
                   plan=nemesis.plan, urls=cluster.urls)
+    async with HacoClient(cluster.urls, deadline_s=30.0) as client:
+        await schedule.start(client, history)  # a periodic schedule fires through every fault
     t0 = now()[0]
     stop = asyncio.Event()
     workload = Workload(cluster.urls, history, seed=cfg.seed, concurrency=cfg.concurrency)
@@ -139,10 +142,12 @@ async def _phases(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter,
     history.write("heal", mono=now()[0])
     await nemesis.healthy()
     async with HacoClient(cluster.urls, deadline_s=30.0) as client:
+        paused_at = await schedule.pause(client, history)
         t1 = now()[0]
         figures["drained"] = await drain(client, cfg.drain_s)
         t2 = now()[0]
         figures["jobs"] = await collect_final(cluster, history, client)
+        await schedule.collect(client, history, paused_at)
         t3 = now()[0]
     figures["common_index"] = await sampler.common_index(timeout_s=60.0)
     phases.update(drain=t2 - t1, collect=t3 - t2, common_index=now()[0] - t3)

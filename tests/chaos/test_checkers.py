@@ -40,7 +40,66 @@ def _clean() -> list[dict[str, Any]]:
         {"kind": "digest", "replica": "r1", "index": 16, "digest": "aa"},
         {"kind": "digest", "replica": "r2", "index": 16, "digest": "aa"},
         {"kind": "final", "stale_refused": 1, "common_index": 16},
+        *_schedule_records(),
     ]
+
+
+def _schedule_records(slots: tuple[int, ...] = (2000, 4000, 6000, 8000), skipped: tuple[int, ...] = (6000,),
+                      overlap_at: int | None = None, extra_job_for: int | None = None) -> list[dict[str, Any]]:
+    """A schedule every 2 s whose runs take 1.5 s (the slot after a slow one is skipped), as collected."""
+    runs, groups, jobs = [], [], []
+    for slot in slots:
+        if slot in skipped:
+            runs.append({"slot_ms": slot, "group_id": None, "outcome": "skipped", "at_ms": slot + 10})
+            continue
+        gid = f"tick@{slot}"
+        at = overlap_at if overlap_at == slot + 5 else slot + 10
+        runs.append({"slot_ms": slot, "group_id": gid, "outcome": "fired", "at_ms": at})
+        groups.append({"group_id": gid, "slot_ms": slot})
+        for n in range(1 + (extra_job_for == slot)):
+            jobs.append({"kind": "final_job", "job": {
+                "job_id": f"s{slot}-{n}", "key": None, "status": "completed", "attempt": 1, "group_id": gid,
+                "schedule_id": "tick", "finished_at_ms": slot + 1500,
+                "attempts": [{"attempt": 1, "outcome": "completed", "assigned_at_ms": at + 1}]}})
+    return [{"kind": "schedule_created", "wall": 1.0}, {"kind": "schedule_paused", "wall": (slots[-1] + 500) / 1000},
+            *jobs, {"kind": "schedule", "every_ms": 2000, "window_ms": 60_000, "groups": groups,
+                    "schedule": {"schedule_id": "tick", "overlap": "skip", "jobs": ["job"], "runs": runs}}]
+
+
+def _schedule_check(records: list[dict[str, Any]]) -> Any:
+    from chaos.schedule_checks import schedule_slots
+    return schedule_slots(records)
+
+
+def test_schedule_slots_passes_a_clean_schedule_and_counts_skips() -> None:
+    check = _schedule_check(_schedule_records())
+    assert check.ok, check.problems
+    assert (check.figures["fired"], check.figures["skipped"], check.figures["gaps"]) == (3, 1, 0)
+
+
+def test_schedule_slots_flags_a_slot_that_fired_twice() -> None:
+    check = _schedule_check(_schedule_records(extra_job_for=4000))
+    assert not check.ok and "slot 4000 has 2 jobs" in check.problems[0]
+
+
+def test_schedule_slots_flags_a_missed_slot() -> None:
+    check = _schedule_check(_schedule_records(slots=(2000, 4000, 8000), skipped=()))
+    assert not check.ok and check.figures["gaps"] == 1 and "slot 6000 was never decided" in check.problems[0]
+
+
+def test_schedule_slots_flags_two_runs_at_once_under_skip() -> None:
+    check = _schedule_check(_schedule_records(slots=(2000, 4000, 6000), skipped=(), overlap_at=2005))
+    assert check.ok  # runs end 1.5 s after their slot: none overlaps
+    records = _schedule_records(slots=(2000, 4000, 6000), skipped=())
+    for r in records:
+        if r.get("kind") == "final_job" and r["job"]["job_id"] == "s2000-0":
+            r["job"]["finished_at_ms"] = 4500  # ran past the next slot, which fired anyway
+    check = _schedule_check(records)
+    assert not check.ok and check.figures["overlaps"] == 1
+
+
+def test_schedule_slots_fails_without_a_schedule_record() -> None:
+    assert not _schedule_check([]).ok
 
 
 def test_a_clean_history_passes_every_check() -> None:

@@ -28,12 +28,13 @@ GROUP_LIST_MAX = 1000
 async def list_groups(request: web.Request) -> web.Response:
     """Groups newest first; `?schedule=ID` only that schedule's runs."""
     replica = request.app[REPLICA]
+    index = await fresh_enough(request)
     schedule = request.query.get("schedule")
     limit = query_int(request, "limit", 100, 1, GROUP_LIST_MAX) or 100
     groups = list(replica.state.flows.groups.values())
     picked = sorted((g for g in groups if schedule is None or g.schedule_id == schedule), key=lambda g: -g.seq)[:limit]
     state = replica.state
-    return web.json_response({"groups": [summary(state, g) for g in picked], "index": replica.applied_index})
+    return web.json_response({"groups": [summary(state, g) for g in picked], "index": index})
 
 
 @routes.get("/api/groups/{group_id}")

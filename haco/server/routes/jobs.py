@@ -190,6 +190,10 @@ async def get_job(request: web.Request) -> web.Response:
     if job.status is JobStatus.PENDING:
         reason = await asyncio.to_thread(_why, replica, job_id)
     out = job_json(job, reason)
+    group = replica.state.flows.groups.get(replica.state.flows.group_of.get(job_id, ""))
+    out["group_id"] = group.group_id if group is not None else None
+    out["schedule_id"] = group.schedule_id or None if group is not None else None
+    out["reruns"] = replica.state.flows.reruns.get(job_id, 0)
     if job.status is JobStatus.RUNNING:
         out["progress"] = await progress_of(request, job)
     return web.json_response({"job": out, "index": index})
