@@ -129,6 +129,11 @@ def parse_schedule(obj: Any, at_ms: int) -> CreateSchedule:
                  else "every" if "every" in problem or "interval" in problem else "jitter" if "jitter" in problem
                  else "template" if "template" in problem else "schedule")
         raise SpecError(field, problem)
+    from .schedules import _template_check
+    from .state import State
+    bad = _template_check(State(), template)  # names, specs and cycles, as apply will check them
+    if bad is not None:
+        raise SpecError("workflow" if "workflow" in obj else "job", bad.message, str(bad.code))
     return cmd
 
 

@@ -81,6 +81,44 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("POST", "/api/results/query", "/api/results/query", {"query": "SELECT 1"}, 400, None),
     ("POST", "/api/tokens/revoke", "/api/tokens/revoke", {"token_id": "abc123"}, 200, None),
     ("POST", "/api/tokens/revoke", "/api/tokens/revoke", {"token_id": "bad id!"}, 400, "INVALID"),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "not_before": "2030-01-01T00:00:00Z"}, 201, None),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "not_before": "tomorrow"}, 400, "INVALID"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch",
+     {"group": "g1", "jobs": [{**JOB, "name": "b", "depends_on": ["a"]}, {**JOB, "name": "a"}]}, 201, None),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch",
+     {"jobs": [{**JOB, "name": "a", "depends_on": ["b"]}, {**JOB, "name": "b", "depends_on": ["a"]}]}, 400,
+     "DEPENDENCY_CYCLE"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [{**JOB, "name": "a", "depends_on": ["ghost"]}]}, 400,
+     "UNKNOWN_DEPENDENCY"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [{**JOB, "name": "a"}, {**JOB, "name": "a"}]}, 400,
+     "INVALID"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [JOB], "group": "bad group!"}, 400, "INVALID"),
+    ("GET", "/api/groups", "/api/groups", None, 200, None),
+    ("GET", "/api/groups/{group_id}", "/api/groups/{group}", None, 200, None),
+    ("GET", "/api/groups/{group_id}", "/api/groups/nosuch", None, 404, "NOT_FOUND"),
+    ("GET", "/api/jobs", "/api/jobs?group={group}&label=a=b", None, 200, None),
+    ("GET", "/api/jobs", "/api/jobs?label=nokeyvalue", None, 400, "BAD_QUERY"),
+    ("POST", "/api/groups/{group_id}/retry", "/api/groups/{group}/retry", None, 200, None),
+    ("POST", "/api/groups/{group_id}/retry", "/api/groups/nosuch/retry", None, 404, None),
+    ("POST", "/api/jobs/retry", "/api/jobs/retry", {"job_ids": ["{job}"]}, 200, None),
+    ("POST", "/api/jobs/retry", "/api/jobs/retry", {"job_ids": ["nosuchjob"]}, 404, "UNKNOWN_JOB"),
+    ("POST", "/api/jobs/retry", "/api/jobs/retry", {"job_ids": []}, 400, "INVALID"),
+    ("POST", "/api/schedules", "/api/schedules", {"id": "s2", "every": "30s", "job": JOB}, 201, None),
+    ("POST", "/api/schedules", "/api/schedules", {"id": "s2", "cron": "61 * * * *", "job": JOB}, 400, "INVALID"),
+    ("POST", "/api/schedules", "/api/schedules", {"id": "s2", "cron": "0 2 * * *", "tz": "Mars/Base", "job": JOB},
+     400, "INVALID"),
+    ("POST", "/api/schedules", "/api/schedules", {"id": "s2", "every": "30s", "job": {"type": "Bad"}}, 400,
+     "INVALID"),
+    ("POST", "/api/schedules", "/api/schedules",
+     {"id": "s2", "every": "30s", "workflow": {"jobs": [{**JOB, "name": "a", "depends_on": ["a"]}]}}, 400,
+     "DEPENDENCY_CYCLE"),
+    ("GET", "/api/schedules", "/api/schedules", None, 200, None),
+    ("GET", "/api/schedules/{schedule_id}", "/api/schedules/{schedule}", None, 200, None),
+    ("GET", "/api/schedules/{schedule_id}", "/api/schedules/nosuch", None, 404, "NOT_FOUND"),
+    ("POST", "/api/schedules/{schedule_id}/pause", "/api/schedules/{schedule}/pause", None, 200, None),
+    ("POST", "/api/schedules/{schedule_id}/pause", "/api/schedules/nosuch/pause", None, 404, None),
+    ("POST", "/api/schedules/{schedule_id}/resume", "/api/schedules/{schedule}/resume", None, 200, None),
+    ("DELETE", "/api/schedules/{schedule_id}", "/api/schedules/{schedule}", None, 200, None),
     ("GET", "/metrics", "/metrics", None, 200, None),
     ("GET", "/api/dashboard", "/api/dashboard", None, 200, None),
     ("GET", "/", "/", None, 200, None),
@@ -91,8 +129,19 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
                          ids=[f"{m} {p} -> {s}" for m, _, p, _, s, _ in CASES])
 async def test_route(client: TestClient, replica: FakeReplica, method: str, route: str, path: str, body: Any,
                      status: int, code: str | None) -> None:
-    if "{job}" in path:
-        path = path.replace("{job}", await _job(client))
+    if "{job}" in path or "{job}" in str(body):
+        job_id = await _job(client)
+        path = path.replace("{job}", job_id)
+        body = {k: [job_id if x == "{job}" else x for x in v] if isinstance(v, list) else v for k, v in body.items()} \
+            if isinstance(body, dict) else body
+    if "{group}" in path:
+        r = await client.post("/api/jobs/batch", json={"group": "g-case", "jobs": [{**JOB, "name": "a"}]})
+        assert r.status == 201, await r.text()
+        path = path.replace("{group}", "g-case")
+    if "{schedule}" in path:
+        r = await client.post("/api/schedules", json={"id": "s-case", "every": "1h", "job": JOB})
+        assert r.status == 201, await r.text()
+        path = path.replace("{schedule}", "s-case")
     if "{worker}" in path:
         _register(replica)
         path = path.replace("{worker}", "w1")

@@ -70,6 +70,9 @@ async def retry_jobs(request: web.Request) -> web.Response:
     ids = body.get("job_ids") if isinstance(body, dict) and set(body) == {"job_ids"} else None
     if not isinstance(ids, list) or not 1 <= len(ids) <= RETRY_BATCH_MAX or not all(isinstance(j, str) for j in ids):
         raise_bad("INVALID", f'body must be {{"job_ids": [1 to {RETRY_BATCH_MAX} job ids]}}', {"field": "job_ids"})
+    missing = [j for j in ids if j not in request.app[REPLICA].state.jobs]
+    if missing:  # before the version step: a refused request changes nothing
+        raise Rejected("UNKNOWN_JOB", f"no job {missing[0]}", {"job_id": missing[0]})
     return await _retry(request, tuple(ids))
 
 

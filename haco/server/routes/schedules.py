@@ -28,7 +28,7 @@ async def create_schedule(request: web.Request) -> web.Response:
     try:
         cmd = parse_schedule(body, now_ms())
     except SpecError as exc:
-        raise_bad("INVALID", f"{exc.field}: {exc.message}", {"field": exc.field})
+        raise_bad(exc.code, f"{exc.field}: {exc.message}", {"field": exc.field})
     replica = request.app[REPLICA]
     await ensure_cluster_version(replica, request.app[CONFIG], FLOWS_SINCE)
     index, outcome = await replica.propose(cmd)
