@@ -9,9 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .cluster import Cluster, eventually, http
+from .test_dashboard import CHROMIUM, chromium
 
 LINES = 200_000
 PY_LINES = ("import sys\n"
@@ -240,3 +244,17 @@ def test_submit_wait_follow_prints_the_output_live(cluster_factory: Any) -> None
     ok = haco(c, "submit", "--wait", "--follow", "--", "echo", "fine")
     assert ok.returncode == 0 and ok.stdout == b"fine\n", ok.stderr
 
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium; .ci/run does)")
+def test_dashboard_shows_a_jobs_output_and_follows_it(cluster_factory: Any, tmp_path: Path) -> None:
+    c: Cluster = cluster_factory(3)
+    c.leader()
+    c.start_worker("w1")
+    job_id = submit(c, shell(["sh", "-c", "echo 'hello <from> the log'; echo 'to stderr' >&2"]))
+    assert final(c, job_id)["status"] == "completed"
+    dom = chromium(f"{c.nodes[1].url}/#log={job_id}", tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert "hello &lt;from&gt; the log" in html and '<span class="err">to stderr' in html, html[-3000:]
+    assert "ended, exit code 0" in html
