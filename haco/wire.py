@@ -1,20 +1,43 @@
-"""JSON and msgpack shapes at the edges: jobs, workers, worker-protocol frames.
+"""Shapes at the edges: the worker protocol's frames (both sides: the server's hub and the worker
+agent), and the JSON the server makes of jobs and workers (the client and CLI read it).
 
-The server turns records into these shapes; the client and CLI read them. `dict[str, Any]`
-lives here and nowhere deeper.
+A leaf module: it imports only msgpack at run time (records are read by attribute; their types
+are imported for checking only), so a worker machine loads neither raft_state nor the server.
+
+Worker protocol v1: frames are binary websocket messages, each a msgpack map with `"v": 1` and a
+type `"t"`; haco/server/hub.py is the replica's side, haco/worker/protocol.py the worker's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 
-from raft_state import Job, Worker
-from raft_state.records import Attempt
+if TYPE_CHECKING:
+    from raft_state import Job, Worker
+    from raft_state.records import Attempt
 
 PROTOCOL_VERSION: Final = 1
 FRAME_BYTES_MAX: Final = 4 * 1024 * 1024
+CONNECT_PATH: Final = "/api/workers/connect"
+
+
+def encode(kind: str, **fields: Any) -> bytes:
+    """One frame. Raises TypeError when a field is not msgpack-able (the caller's bug)."""
+    data: bytes = msgpack.packb({"v": PROTOCOL_VERSION, "t": kind, **fields}, use_bin_type=True)
+    return data
+
+
+def decode(data: bytes) -> dict[str, Any] | None:
+    """The frame as a map, or None when it is not a version-1 map with a string type."""
+    try:
+        body = msgpack.unpackb(data, raw=False)
+    except Exception:  # msgpack raises several unrelated types for garbage
+        return None
+    if not isinstance(body, dict) or body.get("v") != PROTOCOL_VERSION or not isinstance(body.get("t"), str):
+        return None
+    return body
 
 
 def unpack(data: bytes | None) -> Any:
@@ -59,7 +82,3 @@ def worker_json(w: Worker, *, connected: bool = False, load: dict[str, Any] | No
             "cuda_compute": w.cuda_compute, "cpus": w.cpus, "registered_at_ms": w.registered_at_ms,
             "info": unpack(w.info) or {}, "plugins": list(w.plugins), "connected": connected, "load": load}
 
-
-def frame(kind: str, **fields: Any) -> bytes:
-    packed: bytes = msgpack.packb({"v": PROTOCOL_VERSION, "t": kind, **fields}, use_bin_type=True)
-    return packed

@@ -106,3 +106,14 @@ def test_raft_state_imports_no_haco_pysyncobj_or_aiohttp() -> None:
 def test_haco_top_level_holds_packages_and_a_few_shared_modules() -> None:
     modules = sorted(p.stem for p in (ROOT / "haco").glob("*.py") if p.stem not in {"__init__", "__main__"})
     assert modules == ["config", "errors", "k8s_env", "logs", "wire"], modules
+
+
+def test_a_worker_machine_loads_neither_the_state_machine_nor_the_server() -> None:
+    """The worker agent, the client and the wire module run without raft_state, pysyncobj or DuckDB."""
+    import subprocess
+    import sys
+    code = ("import sys, haco.worker.agent, haco.client, haco.wire; "
+            "print(','.join(m for m in ('raft_state', 'pysyncobj', 'duckdb', 'haco.server', 'haco.replica') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "", f"loaded: {out.stdout.strip()}"

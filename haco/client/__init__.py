@@ -18,11 +18,12 @@ When the deadline passes it raises the last retryable error: `Unreachable`, `Not
 from __future__ import annotations
 
 import asyncio
-import threading
+import inspect
 import logging
+import threading
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -440,8 +441,11 @@ class HacoClient:
 
 class SyncClient:
     """Blocking wrapper for scripts: a HacoClient on its own event loop in a daemon thread.
-    Same methods and errors as HacoClient; call `close()` (or use `with`) when done. Do not call
-    it from inside a running event loop's thread with a server on that loop: it blocks."""
+
+    Every public method of HacoClient is here with the same signature and errors, made blocking
+    (generated below from HacoClient, so the two cannot drift); a method that returns an async
+    iterator (`logs`) returns a plain iterator. Call `close()` (or use `with`) when done. Do not
+    call it from inside a running event loop's thread with a server on that loop: it blocks."""
 
     def __init__(self, urls: Iterable[str] | str, **overrides: Any) -> None:
         self._loop = asyncio.new_event_loop()
@@ -451,6 +455,13 @@ class SyncClient:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _iterate(self, it: AsyncIterator[T]) -> Iterator[T]:
+        while True:
+            try:
+                yield self._run(it.__anext__())  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return
 
     def __enter__(self) -> SyncClient:
         return self
@@ -465,41 +476,24 @@ class SyncClient:
             self._thread.join(timeout=5)
             self._loop.close()
 
-    def submit(self, job: Mapping[str, Any], *, key: str | None = None) -> SubmitResult:
-        return self._run(self._client.submit(job, key=key))
 
-    def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
-        return self._run(self._client.submit_many(list(jobs)))
+def _blocking(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(method):
+        def call(self: SyncClient, *args: Any, **kwargs: Any) -> Any:
+            return self._run(getattr(self._client, name)(*args, **kwargs))
+    else:  # returns an async iterator
+        def call(self: SyncClient, *args: Any, **kwargs: Any) -> Any:
+            return self._iterate(getattr(self._client, name)(*args, **kwargs))
+    call.__name__, call.__qualname__, call.__doc__ = name, f"SyncClient.{name}", method.__doc__
+    call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return call
 
-    def get(self, job_id: str, **kwargs: Any) -> dict[str, Any]:
-        return self._run(self._client.get(job_id, **kwargs))
 
-    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        return self._run(self._client.wait(job_id, timeout_s))
+def _returns_async_iterator(method: Callable[..., Any]) -> bool:
+    return str(inspect.signature(method).return_annotation).startswith("AsyncIterator")
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._run(self._client.cancel(job_id))
 
-    def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return self._run(self._client.jobs(status, limit))
-
-    def workers(self) -> list[dict[str, Any]]:
-        return self._run(self._client.workers())
-
-    def drain(self, worker_id: str) -> dict[str, Any]:
-        return self._run(self._client.drain(worker_id))
-
-    def queue_stats(self) -> dict[str, Any]:
-        return self._run(self._client.queue_stats())
-
-    def pause(self) -> dict[str, Any]:
-        return self._run(self._client.pause())
-
-    def resume(self) -> dict[str, Any]:
-        return self._run(self._client.resume())
-
-    def query(self, sql: str) -> dict[str, Any]:
-        return self._run(self._client.query(sql))
-
-    def status(self) -> list[ReplicaStatus]:
-        return self._run(self._client.status())
+for _name, _method in inspect.getmembers(HacoClient, inspect.isfunction):
+    if not _name.startswith("_") and _name != "close" and (
+            inspect.iscoroutinefunction(_method) or _returns_async_iterator(_method)):
+        setattr(SyncClient, _name, _blocking(_name, _method))

@@ -27,7 +27,8 @@ from raft_state.validate import worker_problem
 from haco.errors import HacoError, ReplicationError
 from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
-from haco.wire import FRAME_BYTES_MAX, frame, unpack
+from haco.wire import FRAME_BYTES_MAX, unpack
+from haco.wire import encode as frame
 from haco.server.hub_guards import RESULT_BYTES_MAX, STATS_BYTES_MAX, FrameBudget, bounded, report_verdict
 from haco.server.hub_logs import LogAsks, ProgressBoard
 

@@ -20,7 +20,7 @@ from raft_state import State
 from raft_state.records import Job, JobStatus
 
 from haco.errors import NotApplied, WorkerOffline
-from haco.wire import frame
+from haco.wire import encode as frame
 
 ASKS_PER_WORKER_MAX: Final = 32
 PROGRESS_ITEMS_MAX: Final = 1000  #: items in one `progress` frame; more are ignored

@@ -1,7 +1,7 @@
-"""Worker protocol v1, the worker's side: frame codec, report outbox, backoff, and one connection.
+"""Worker protocol v1, the worker's side: report outbox, backoff, and one connection.
 
-Frames are binary websocket messages, each a msgpack map with `"v": 1` and a type `"t"` (see
-`haco/server/hub.py` for the replica's side). `Outbox` and `Backoff` are plain data: callers pass
+Frames are encoded and decoded by haco/wire.py, which the replica's side (`haco/server/hub.py`)
+uses too. `Outbox` and `Backoff` are plain data: callers pass
 `now` (monotonic seconds). `Link` is one websocket session: hello, welcome or redirect, then a
 reader that hands assign/cancel/drain to its owner (the agent) and a single writer for every frame.
 """
@@ -18,34 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import aiohttp
-import msgpack
 
-PROTOCOL_VERSION: Final = 1
-FRAME_BYTES_MAX: Final = 4 * 1024 * 1024
-CONNECT_PATH: Final = "/api/workers/connect"
+from haco.wire import CONNECT_PATH, FRAME_BYTES_MAX, decode, encode
+
 FINAL_REPORTS: Final = frozenset({"completed", "failed"})
 REPORTS_PER_FRAME: Final = 200  #: reports batched in one frame (results are bounded at 64 KiB each)
 
 log = logging.getLogger(__name__)
 
 Attempt = tuple[str, int]  # (job_id, attempt): what every state-changing frame carries
-
-
-def encode(kind: str, **fields: Any) -> bytes:
-    """One frame. Raises TypeError when a field is not msgpack-able (the caller's bug)."""
-    data: bytes = msgpack.packb({"v": PROTOCOL_VERSION, "t": kind, **fields}, use_bin_type=True)
-    return data
-
-
-def decode(data: bytes) -> dict[str, Any] | None:
-    """The frame as a map, or None when it is not a version-1 map with a string type."""
-    try:
-        body = msgpack.unpackb(data, raw=False)
-    except Exception:  # msgpack raises several unrelated types for garbage
-        return None
-    if not isinstance(body, dict) or body.get("v") != PROTOCOL_VERSION or not isinstance(body.get("t"), str):
-        return None
-    return body
 
 
 @dataclass(slots=True)

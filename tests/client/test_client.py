@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
@@ -194,6 +195,12 @@ async def test_status_gathers_every_replica_and_marks_the_unreachable() -> None:
     assert [r.reachable for r in replicas] == [True, False]
     assert replicas[0].info and replicas[0].info["role"] == "leader"
     assert replicas[1].error and dead in replicas[1].error
+
+
+def test_sync_client_has_every_public_call_of_the_async_client() -> None:
+    public = {n for n, m in inspect.getmembers(HacoClient, inspect.isfunction) if not n.startswith("_")}
+    assert public - {n for n in dir(SyncClient) if not n.startswith("_")} == set()
+    assert {"worker", "remove_worker", "cluster", "health", "logs", "status"} <= public
 
 
 def test_sync_client_for_scripts() -> None:
