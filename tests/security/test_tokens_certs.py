@@ -89,15 +89,14 @@ def test_certs_init_makes_a_working_ca_server_and_client(tmp_path: Path) -> None
 
 
 def test_every_route_of_the_app_has_a_rule() -> None:
+    import importlib
+    import pkgutil
+
     from aiohttp import web
 
-    from haco.server.routes import cluster as routes_cluster
-    from haco.server.routes import jobs as routes_jobs
-    from haco.server.routes import logs as routes_logs
-    from haco.server.routes import tokens as routes_tokens
-    from haco.server.routes import workers as routes_workers
+    import haco.server.routes
     from haco.server.auth import ROUTE_RULES
-    declared = {(r.method, r.path) for m in (routes_cluster, routes_jobs, routes_logs, routes_tokens,
-                                                             routes_workers)
-                for r in m.routes if isinstance(r, web.RouteDef)}
+    modules = [importlib.import_module(f"haco.server.routes.{m.name}")
+               for m in pkgutil.iter_modules(haco.server.routes.__path__)]
+    declared = {(r.method, r.path) for m in modules for r in getattr(m, "routes", ()) if isinstance(r, web.RouteDef)}
     assert declared == set(ROUTE_RULES), declared ^ set(ROUTE_RULES)
