@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raft_state import Accepted, SpecError
+from raft_state import Accepted, NewJob, SpecError
 from raft_state.flow_commands import FLOWS_SINCE, FlowJob, SubmitFlow
 from raft_state.flow_parse import parse_flow_jobs, parse_group_id
 from raft_state.groups import plan_batch
@@ -20,7 +20,7 @@ from raft_state.payloads import BUILTIN_EXECUTORS
 
 from haco.errors import Rejected
 from haco.scheduler.core import now_ms
-from haco.server.keys import CONFIG, REPLICA
+from haco.server.keys import CONFIG, REPLICA, SCHEDULER
 from haco.server.requests import raise_bad
 from haco.server.routes.tokens import ensure_cluster_version
 
@@ -50,6 +50,9 @@ async def submit_flow(request: web.Request, group_id: str, items: tuple[FlowJob,
         if not isinstance(planned, tuple):
             raise Rejected(str(planned.code), planned.message, planned.detail)
     await ensure_cluster_version(replica, request.app[CONFIG], FLOWS_SINCE)
+    # first attempts right behind the submit for jobs ready at once (apply refuses the rest harmlessly)
+    request.app[SCHEDULER].assign_submitted(tuple(NewJob(i.job_id, i.key, i.spec) for i in items
+                                                  if not i.not_before_ms and not i.spec.depends_on))
     index, outcome = await replica.propose(SubmitFlow(at_ms=now_ms(), group_id=group_id, jobs=items))
     if not isinstance(outcome, Accepted):
         raise Rejected(str(outcome.code), outcome.message, outcome.detail)

@@ -59,7 +59,8 @@ def test_short_run_passes_every_check(tmp_path: Path) -> None:
     assert checks["digests_agree"]["figures"]["indexes_compared"] > 0
     assert checks["leader_per_term"]["figures"]["terms_with_leader"] >= 4
     # the run's schedule (every 2 s, skip, catch-up all) fired through every fault, each slot once
-    assert checks["schedule_slots"]["figures"]["fired"] >= 20, checks["schedule_slots"]
+    schedule = checks["schedule_slots"]["figures"]
+    assert schedule["decided"] >= 15 and schedule["fired"] >= 5, schedule
     assert checks["failover_times"]["figures"]["leader_faults"]["n"] >= 6
     assert checks["bad_input_refused"]["figures"]["refused"] > 0
     workdir = _workdir(proc.stderr)
