@@ -259,3 +259,42 @@ def test_pruning_drops_a_group_with_its_last_job_and_skips_stale_finish_entries(
 def queries_group(s: State, group_id: str) -> dict:
     from raft_state.groups import summary
     return summary(s, s.flows.groups[group_id])
+
+
+def test_jitter_delays_each_slot_by_a_fixed_amount_within_its_bound() -> None:
+    from raft_state import cron
+    s = fresh()
+    s.apply(create_schedule(every_ms=10_000, jitter_ms=5_000, at_ms=T0))
+    slot = T0 + 10_000
+    delay = cron.jitter_of("s1", slot, 5_000)
+    assert 0 <= delay <= 5_000 and delay == cron.jitter_of("s1", slot, 5_000)
+    assert len({cron.jitter_of("s1", T0 + k * 10_000, 5_000) for k in range(1, 20)}) > 1  # spread over slots
+    if delay:
+        early = s.apply(FireSchedule(slot + delay - 1, "s1", slot, ("r1",)))
+        assert isinstance(early, Rejected) and early.code is RejectCode.TOO_EARLY
+    assert next_fire(s.flows.schedules["s1"], slot + delay) == slot
+    assert s.apply(FireSchedule(slot + delay, "s1", slot, ("r1",))).value["outcome"] == "fired"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("catch_up, after_outage", [("all", T0 + 2000), ("latest", T0 + 20_000), ("none", T0 + 20_000)])
+def test_catch_up_after_an_outage_fires_all_the_latest_or_none(catch_up: str, after_outage: int) -> None:
+    s = fresh()
+    s.apply(create_schedule(catch_up=catch_up, at_ms=T0))
+    sc = s.flows.schedules["s1"]
+    assert next_fire(sc, T0 + 21_000) == after_outage  # a leader back after 21 s: slots 2 s .. 20 s are due
+    slow = fresh()
+    slow.apply(create_schedule(every_ms=30_000, catch_up=catch_up, at_ms=T0))
+    late = next_fire(slow.flows.schedules["s1"], T0 + 45_000)  # its one slot, 15 s late
+    assert late == (None if catch_up == "none" else T0 + 30_000)
+
+
+def test_cron_follows_daylight_saving_in_its_time_zone() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    from raft_state import cron
+    berlin = ZoneInfo("Europe/Berlin")
+    before = int(datetime(2027, 3, 27, 12, 0, tzinfo=berlin).timestamp() * 1000)  # the day before the jump
+    first = cron.next_slot("30 2 * * *", "Europe/Berlin", 0, before)
+    second = cron.next_slot("30 2 * * *", "Europe/Berlin", 0, first)  # type: ignore[arg-type]
+    assert datetime.fromtimestamp(first / 1000, berlin).hour == 3  # type: ignore[operator]  # 02:30 does not exist
+    assert datetime.fromtimestamp(second / 1000, berlin).strftime("%d %H:%M") == "29 02:30"  # type: ignore[operator]
