@@ -16,7 +16,7 @@ class SERIALIZER_STATE:
     FAILED = 3              #: Serialization failed (should be returned only one time after finished).
 
 class SyncObjConf(object):
-    """PySyncObj configuration object"""
+    """PySyncObj configuration object (fork: haco additions at the end of __init__)"""
 
     def __init__(self, **kwargs):
 
@@ -168,6 +168,28 @@ class SyncObjConf(object):
         #: Set to None to disable
         self.tcp_keepalive = kwargs.get('tcp_keepalive', (16, 3, 5))
 
+        # ---- haco fork additions (PATCHES.md) ----
+        #: This node's id on the wire (bound into every frame); None: its address.
+        self.nodeId = kwargs.get('nodeId', None)
+        #: address -> node id of every member (frames name nodes by id); None: ids are addresses.
+        self.nodeIds = kwargs.get('nodeIds', None)
+        #: onTickStall(seconds): a tick took longer than tickStallLimit beyond its poll wait.
+        self.onTickStall = kwargs.get('onTickStall', None)
+        self.tickStallLimit = kwargs.get('tickStallLimit', 0.2)
+        #: Snapshot chunks (logCompactionBatchSize each) a leader streams per tick, to all followers together.
+        self.streamChunksPerTick = kwargs.get('streamChunksPerTick', 2)
+        #: Held while a snapshot streamed from the leader is written and renamed into place.
+        self.dumpPublishLock = kwargs.get('dumpPublishLock', None)
+        #: Object with .failed(index, exc) and .ok(index): told about every entry applied or failing.
+        self.applyGuard = kwargs.get('applyGuard', None)
+        #: fsync the journal before acting on a change (FsyncJournal).
+        self.journalFsync = kwargs.get('journalFsync', False)
+        #: Largest frame accepted from an authenticated peer, and from a peer that has not authenticated.
+        self.frameBytesMax = kwargs.get('frameBytesMax', 64 * 2 ** 20)
+        self.handshakeBytesMax = kwargs.get('handshakeBytesMax', 512)
+        #: A connection that has not authenticated within this many seconds is closed.
+        self.handshakeTimeout = kwargs.get('handshakeTimeout', 3.0)
+
     def validate(self):
         assert self.autoTickPeriod > 0
         assert self.commandsQueueSize >= 0
@@ -186,9 +208,10 @@ class SyncObjConf(object):
         assert self.logCompactionMinTime > 0
         assert self.logCompactionBatchSize > 0
         assert self.bindRetryTime > 0
-        assert (self.deserializer is None) == (self.serializer is None)
-        if self.serializer is not None:
-            assert self.fullDumpFile is not None
+        assert self.serializer is not None and self.deserializer is not None and self.fullDumpFile is not None
+        assert self.password, 'the fork always authenticates and encrypts its frames'
+        assert not self.dynamicMembershipChange, 'the fork has no membership changes'
+        assert self.handshakeBytesMax <= self.frameBytesMax
         assert self.preferredAddrType in ('ipv4', 'ipv6', None)
         if self.tcp_keepalive is not None:
             assert isinstance(self.tcp_keepalive, tuple)

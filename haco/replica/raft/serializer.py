@@ -1,9 +1,15 @@
-import os
-import gzip
-import logging
-import pysyncobj.pickle as pickle
+"""Snapshot files: haco's own serializer writes them, this module streams them to followers.
 
-from io import BytesIO
+Fork changes against pysyncobj 0.3.17 (PATCHES.md): only a custom serializer (no pickled
+in-memory or gzip dumps, no fork); the published file is streamed also while a newer one is
+being written (the writer publishes atomically, so the file is always complete); a received
+stream is written and renamed into place under `publishLock`; streams can all be cancelled.
+"""
+
+import logging
+import os
+import threading
+
 from .atomic_replace import atomicReplace
 from .config import SERIALIZER_STATE
 
@@ -11,175 +17,95 @@ logger = logging.getLogger(__name__)
 
 
 class Serializer(object):
-    def __init__(self, fileName, transmissionBatchSize, tryUseFork,
-                 serializer, deserializer, serializeChecker):
-        self.__useFork = tryUseFork and hasattr(os, 'fork') and serializer is None
+    def __init__(self, fileName, transmissionBatchSize, serializer, deserializer, serializeChecker,
+                 publishLock=None):
+        if fileName is None or serializer is None or deserializer is None:
+            raise ValueError('the fork needs fullDumpFile, serializer and deserializer')
         self.__fileName = fileName
         self.__transmissionBatchSize = transmissionBatchSize
-        self.__pid = 0
+        self.__busy = False
         self.__currentID = 0
         self.__transmissions = {}
         self.__incomingTransmissionFile = None
-        self.__inMemorySerializedData = None
         self.__serializer = serializer
         self.__deserializer = deserializer
         self.__serializeChecker = serializeChecker
+        self.__publishLock = publishLock if publishLock is not None else threading.Lock()
 
     def checkSerializing(self):
-        if self.__serializeChecker is not None:
-            status = self.__serializeChecker()
-            if status in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
-                self.__pid = 0
-            return status, self.__currentID
-
-        # In-memory case
-        if self.__fileName is None or not self.__useFork:
-            if self.__pid in (-1, -2):
-                serializeState = SERIALIZER_STATE.SUCCESS if self.__pid == -1 else SERIALIZER_STATE.FAILED
-                self.__pid = 0
-                self.__transmissions = {}
-                return serializeState, self.__currentID
-            return SERIALIZER_STATE.NOT_SERIALIZING, None
-
-        # File case
-        pid = self.__pid
-        if pid == 0:
-            return SERIALIZER_STATE.NOT_SERIALIZING, None
-        try:
-            rpid, status = os.waitpid(pid, os.WNOHANG)
-        except OSError:
-            self.__pid = 0
-            return SERIALIZER_STATE.FAILED, self.__currentID
-        if rpid == pid:
-            if status == 0:
-                self.__transmissions = {}
-                self.__pid = 0
-                return SERIALIZER_STATE.SUCCESS, self.__currentID
-            self.__pid = 0
-            return SERIALIZER_STATE.FAILED, self.__currentID
-        return SERIALIZER_STATE.SERIALIZING, self.__currentID
+        if self.__serializeChecker is None:
+            state = SERIALIZER_STATE.SUCCESS if self.__busy else SERIALIZER_STATE.NOT_SERIALIZING
+            self.__busy = False
+            return state, self.__currentID
+        status = self.__serializeChecker()
+        if status in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self.__busy = False
+        return status, self.__currentID
 
     def serialize(self, data, id):
-        if self.__pid != 0:
+        """data: (lastAppliedEntry, prevEntry, clusterNodes) as pysyncobj passes a custom serializer."""
+        if self.__busy:
             return
-
         self.__currentID = id
-
-        # In-memory case
-        if self.__fileName is None:
-            with BytesIO() as io:
-                with gzip.GzipFile(fileobj=io, mode='wb') as g:
-                    pickle.dump(data, g)
-                self.__inMemorySerializedData = io.getvalue()
-            self.__pid = -1
-            return
-
-        # File case
-        if self.__useFork:
-            pid = os.fork()
-            if pid != 0:
-                self.__pid = pid
-                return
-
+        self.__busy = True
+        tmpFile = self.__fileName + '.tmp'
         try:
-            tmpFile = self.__fileName + '.tmp'
-            if self.__serializer is not None:
-                self.__serializer(tmpFile, data[1:])
-            else:
-                with open(tmpFile, 'wb') as f:
-                    with gzip.GzipFile(fileobj=f, mode='wb') as g:
-                        pickle.dump(data, g)
-
+            self.__serializer(tmpFile, data)
+        except Exception:
+            logger.exception('serializer failed')
+            return
+        if os.path.exists(tmpFile):  # a synchronous serializer wrote it; an asynchronous one publishes itself
             atomicReplace(tmpFile, self.__fileName)
-            if self.__useFork:
-                os._exit(0)
-            else:
-                self.__pid = -1
-        except Exception as e:
-            if self.__useFork:
-                os._exit(-1)
-            else:
-                self.__pid = -2
 
     def deserialize(self):
-        if self.__fileName is None:
-            with BytesIO(self.__inMemorySerializedData) as io:
-                with gzip.GzipFile(fileobj=io, mode='rb') as g:
-                    return pickle.load(g)
+        return self.__deserializer(self.__fileName)
 
-        if self.__deserializer is not None:
-            return (None,) + self.__deserializer(self.__fileName)
-        else:
-            with open(self.__fileName, 'rb') as f:
-                with gzip.GzipFile(fileobj=f) as g:
-                    return pickle.load(g)
+    def isTransmitting(self):
+        return bool(self.__transmissions)
 
     def getTransmissionData(self, transmissionID):
-        if self.__pid != 0:
-            return None
+        """The next chunk of the published dump for one follower: (data, isFirst, isLast), or None."""
         transmission = self.__transmissions.get(transmissionID, None)
         if transmission is None:
             try:
-                if self.__fileName is None:
-                    data = self.__inMemorySerializedData
-                    assert data is not None
-                    self.__transmissions[transmissionID] = transmission = {
-                        'transmitted': 0,
-                        'data': data,
-                    }
-                else:
-                    self.__transmissions[transmissionID] = transmission = {
-                        'file': open(self.__fileName, 'rb'),
-                        'transmitted': 0,
-                    }
-            except:
+                self.__transmissions[transmissionID] = transmission = {
+                    'file': open(self.__fileName, 'rb'),
+                    'transmitted': 0,
+                }
+            except Exception:
                 logger.exception('Failed to open file for transmission')
                 self.__transmissions.pop(transmissionID, None)
                 return None
         isFirst = transmission['transmitted'] == 0
         try:
-            if self.__fileName is None:
-                transmitted = transmission['transmitted']
-                data = transmission['data'][transmitted:transmitted + self.__transmissionBatchSize]
-            else:
-                data = transmission['file'].read(self.__transmissionBatchSize)
-        except:
+            data = transmission['file'].read(self.__transmissionBatchSize)
+        except Exception:
             logger.exception('Error reading transmission file')
-            self.__transmissions.pop(transmissionID, None)
-            return False
+            self.cancelTransmisstion(transmissionID)
+            return None
         size = len(data)
         transmission['transmitted'] += size
         isLast = size == 0
         if isLast:
-            self.__transmissions.pop(transmissionID, None)
+            self.cancelTransmisstion(transmissionID)
         return data, isFirst, isLast
 
     def setTransmissionData(self, data):
+        """Write one received chunk; True once the whole dump is in place (under publishLock)."""
         if data is None:
             return False
+        with self.__publishLock:
+            return self.__setTransmissionData(data)
+
+    def __setTransmissionData(self, data):
         data, isFirst, isLast = data
-
-        # In-memory case
-        if self.__fileName is None:
-            if isFirst:
-                self.__incomingTransmissionFile = bytes()
-            elif self.__incomingTransmissionFile is None:
-                return False
-            self.__incomingTransmissionFile += pickle.to_bytes(data)
-            if isLast:
-                self.__inMemorySerializedData = self.__incomingTransmissionFile
-                self.__incomingTransmissionFile = None
-                return True
-            return False
-
-        # File case
         tmpFile = self.__fileName + '.1.tmp'
         if isFirst:
             if self.__incomingTransmissionFile is not None:
                 self.__incomingTransmissionFile.close()
             try:
                 self.__incomingTransmissionFile = open(tmpFile, 'wb')
-            except:
+            except Exception:
                 logger.exception('Failed to open file for incoming transition')
                 self.__incomingTransmissionFile = None
                 return False
@@ -187,7 +113,7 @@ class Serializer(object):
             return False
         try:
             self.__incomingTransmissionFile.write(data)
-        except:
+        except Exception:
             logger.exception('Failed to write incoming transition data')
             self.__incomingTransmissionFile = None
             return False
@@ -196,11 +122,17 @@ class Serializer(object):
             self.__incomingTransmissionFile = None
             try:
                 atomicReplace(tmpFile, self.__fileName)
-            except:
+            except Exception:
                 logger.exception('Failed to rename temporary incoming transition file')
                 return False
             return True
         return False
 
     def cancelTransmisstion(self, id):
-        self.__transmissions.pop(id, None)
+        transmission = self.__transmissions.pop(id, None)
+        if transmission is not None:
+            transmission['file'].close()
+
+    def cancelAllTransmissions(self):
+        for id in list(self.__transmissions):
+            self.cancelTransmisstion(id)

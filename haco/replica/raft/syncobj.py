@@ -1,3 +1,4 @@
+# haco fork of pysyncobj 0.3.17 (MIT, see LICENSE.txt): every change is listed in PATCHES.md.
 import time
 import random
 import os
@@ -24,7 +25,7 @@ except ImportError:  # python3
     def iteritems(v):
         return v.items()
 
-import pysyncobj.pickle as pickle
+import msgpack
 
 from .dns_resolver import globalDnsResolver
 from .poller import createPoller
@@ -39,8 +40,8 @@ from .serializer import Serializer, SERIALIZER_STATE
 from .node import Node, TCPNode
 from .transport import Transport, TCPTransport, TransportNotReadyError
 from .journal import createJournal
+from . import legacy
 from .config import SyncObjConf, FAIL_REASON
-from .encryptor import HAS_CRYPTO, getEncryptor
 from .version import VERSION
 from .fast_queue import FastQueue
 from .monotonic import monotonic as monotonicTime
@@ -54,10 +55,11 @@ class _RAFT_STATE:
     LEADER = 2
 
 class _COMMAND_TYPE:
-    REGULAR = 0
+    REGULAR = 0  # the previous release: a pickled (funcID, args); converted at start (legacy.py)
     NO_OP = 1
-    MEMBERSHIP = 2
-    VERSION = 3
+    MEMBERSHIP = 2  # not used by haco; converted to NO_OP at start
+    VERSION = 3  # not used by haco; converted to NO_OP at start
+    ENTRY = 4  # haco: the rest of the command is haco's own msgpack entry, handed to the applier
 
 _bchr = functools.partial(struct.pack, 'B')
 
@@ -67,77 +69,26 @@ class SyncObjException(Exception):
         Exception.__init__(self, errorCode, *args, **kwargs)
         self.errorCode = errorCode
 
-class SyncObjExceptionWrongVer(SyncObjException):
-    def __init__(self, ver):
-        SyncObjException.__init__(self, 'wrongVer')
-        self.ver = ver
-
-class SyncObjConsumer(object):
-    def __init__(self):
-        self._syncObj = None
-        self.__properies = set()
-        for key in self.__dict__:
-            self.__properies.add(key)
-
-    def _destroy(self):
-        self._syncObj = None
-
-    def _serialize(self):
-        return dict([(k, v) for k, v in iteritems(self.__dict__) if k not in self.__properies])
-
-    def _deserialize(self, data):
-        for k, v in iteritems(data):
-            self.__dict__[k] = v
-
 
 # https://github.com/bakwc/PySyncObj
 
 class SyncObj(object):
-    def __init__(self, selfNode, otherNodes, conf=None, consumers=None, nodeClass = TCPNode, transport = None, transportClass = TCPTransport):
+    def __init__(self, selfNode, otherNodes, conf, applier, journal=None, nodeClass = TCPNode, transportClass = TCPTransport):
         """
-        Main SyncObj class, you should inherit your own class from it.
+        The Raft node. haco's fork: the state machine is one callable.
 
-        :param selfNode: object representing the self-node or address of the current node server 'host:port'
-        :type selfNode: Node or str
-        :param otherNodes: objects representing the other nodes or addresses of partner nodes ['host1:port1', 'host2:port2', ...]
-        :type otherNodes: iterable of Node or iterable of str
+        :param selfNode: address of the current node server 'host:port'
+        :param otherNodes: addresses of partner nodes ['host1:port1', 'host2:port2', ...]
         :param conf: configuration object
         :type conf: SyncObjConf
-        :param consumers: objects to be replicated
-        :type consumers: list of SyncObjConsumer inherited objects
-        :param nodeClass: class used for representation of nodes
-        :type nodeClass: class
-        :param transport: transport object; if None, transportClass is used to initialise such an object
-        :type transport: Transport or None
+        :param applier: applier(entry: bytes) -> result, called on the tick thread for each committed entry
+        :param journal: an open journal (the Journal interface); None: createJournal(conf.journalFile)
         :param transportClass: the Transport subclass to be used for transferring messages to and from other nodes
-        :type transportClass: class
         """
 
-        if conf is None:
-            self.__conf = SyncObjConf()
-        else:
-            self.__conf = conf
-
+        self.__conf = conf
         self.__conf.validate()
-
-        if self.__conf.password is not None:
-            if not HAS_CRYPTO:
-                raise ImportError("Please install 'cryptography' module")
-            self.__encryptor = getEncryptor(self.__conf.password)
-        else:
-            self.__encryptor = None
-
-        consumers = consumers or []
-        newConsumers = []
-        for c in consumers:
-            if not isinstance(c, SyncObjConsumer) and getattr(c, '_consumer', None):
-                c = c._consumer()
-            if not isinstance(c, SyncObjConsumer):
-                raise SyncObjException('Consumers must be inherited from SyncObjConsumer')
-            newConsumers.append(c)
-        consumers = newConsumers
-
-        self.__consumers = consumers
+        self.__applier = applier
 
         origSelfNode = selfNode
         if not isinstance(selfNode, Node) and selfNode is not None:
@@ -163,7 +114,10 @@ class SyncObj(object):
         # Set while a leadership transfer (Raft 'TimeoutNow') is pending, to stop
         # the outgoing leader's heartbeats from postponing the forced election.
         self.__transferInProgress = False
-        self.__raftLog = createJournal(self.__conf.journalFile)
+        if journal is None:
+            journal = createJournal(self.__conf.journalFile, fsync=self.__conf.journalFsync)
+        self.__raftLog = journal
+        legacy.convert_journal(self.__raftLog)
         if len(self.__raftLog) == 0:
             self.__raftLog.add(_bchr(_COMMAND_TYPE.NO_OP), 1, self.__raftCurrentTerm)
         # Restore raft persistent state (see raft paper §5 - currentTerm and votedFor
@@ -183,10 +137,15 @@ class SyncObj(object):
         self.__forceLogCompaction = False
         self.__leaderCommitIndex = None
         self.__onReadyCalled = False
-        self.__changeClusterIDx = None
         self.__noopIDx = None
         self.__destroying = False
-        self.__recvTransmission = ''
+        self.__recvTransmission = b''
+        # haco: see PATCHES.md
+        self.__holdCommands = False  # while leadership is handed over: the command queue is not drained
+        self.__lastTickStart = monotonicTime()  # when the last completed tick started
+        self.__streamBudget = self.__conf.streamChunksPerTick
+        self.sentMessages = 0  # append_entries messages sent with entries or as heartbeats, as leader
+        self.sentEntries = 0  # log entries those messages carried
 
         self.__onTickCallbacks = []
         self.__onTickCallbacksLock = threading.Lock()
@@ -197,64 +156,22 @@ class SyncObj(object):
         globalDnsResolver().setPreferredAddrFamily(self.__conf.preferredAddrType)
         self.__serializer = Serializer(self.__conf.fullDumpFile,
                                        self.__conf.logCompactionBatchSize,
-                                       self.__conf.useFork,
                                        self.__conf.serializer,
                                        self.__conf.deserializer,
-                                       self.__conf.serializeChecker)
+                                       self.__conf.serializeChecker,
+                                       self.__conf.dumpPublishLock)
         self.__lastInitTryTime = 0
         self._poller = createPoller(self.__conf.pollerType)
 
-        if transport is not None:
-            self.__transport = transport
-        else:
-            self.__transport = transportClass(self, self.__selfNode, self.__otherNodes)
+        self.__transport = transportClass(self, self.__selfNode, self.__otherNodes)
         self.__transport.setOnNodeConnectedCallback(self.__onNodeConnected)
         self.__transport.setOnNodeDisconnectedCallback(self.__onNodeDisconnected)
         self.__transport.setOnMessageReceivedCallback(self.__onMessageReceived)
         self.__transport.setOnReadonlyNodeConnectedCallback(self.__onReadonlyNodeConnected)
         self.__transport.setOnReadonlyNodeDisconnectedCallback(self.__onReadonlyNodeDisconnected)
-        self.__transport.setOnUtilityMessageCallback('status', self._getStatus)
-        self.__transport.setOnUtilityMessageCallback('add', self._addNodeToCluster)
-        self.__transport.setOnUtilityMessageCallback('remove', self._removeNodeFromCluster)
-        self.__transport.setOnUtilityMessageCallback('set_version', self._setCodeVersion)
-        self.__transport.setOnUtilityMessageCallback('transfer', self._transferLeadership)
 
-        self._methodToID = {}
-        self._idToMethod = {}
-        self._idToConsumer = {}
-
-        methods = [m for m in dir(self) if callable(getattr(self, m)) and \
-                   getattr(getattr(self, m), 'replicated', False) and \
-                   m != getattr(getattr(self, m), 'origName')]
-        currMethodID = 0
         self.__selfCodeVersion = 0
-        self.__currentVersionFuncNames = {}
-
-        methodsToEnumerate = []
-
-        for method in methods:
-            ver = getattr(getattr(self, method), 'ver')
-            methodsToEnumerate.append((ver, 0, method, self))
-
-        for consumerNum, consumer in enumerate(consumers):
-            consumerMethods = [m for m in dir(consumer) if callable(getattr(consumer, m)) and\
-                               getattr(getattr(consumer, m), 'replicated', False) and \
-                               m != getattr(getattr(consumer, m), 'origName')]
-            for method in consumerMethods:
-                ver = getattr(getattr(consumer, method), 'ver')
-                methodsToEnumerate.append((ver, consumerNum + 1, method, consumer))
-            consumer._syncObj = self
-
-        for ver, _, method, obj in sorted(methodsToEnumerate):
-            self.__selfCodeVersion = max(self.__selfCodeVersion, ver)
-            if obj is self:
-                self._methodToID[method] = currMethodID
-            else:
-                self._methodToID[(id(obj), method)] = currMethodID
-            self._idToMethod[currMethodID] = getattr(obj, method)
-            currMethodID += 1
-
-        self.__onSetCodeVersion(0)
+        self.__enabledCodeVersion = 0
 
         self.__thread = None
         self.__mainThread = None
@@ -271,20 +188,13 @@ class SyncObj(object):
         self.__commandsLocalCounter = 0
         self.__commandsWaitingReply = {}  # commandLocalCounter => callback
 
-        self.__properies = set()
-        for key in self.__dict__:
-            self.__properies.add(key)
-
-        self.__enabledCodeVersion = 0
-
         if self.__conf.autoTick:
             self.__mainThread = threading.current_thread()
             self.__initialised = threading.Event()
-            self.__thread = threading.Thread(target=SyncObj._autoTickThread, args=(weakref.proxy(self),))
+            self.__thread = threading.Thread(target=SyncObj._autoTickThread, args=(weakref.proxy(self),),
+                                             name='raft-tick')
             self.__thread.start()
             self.__initialised.wait()
-            # while not self.__initialised.is_set():
-            #     pass
         else:
             try:
                 while not self.__transport.ready:
@@ -343,74 +253,29 @@ class SyncObj(object):
 
     def _doDestroy(self):
         self.__transport.destroy()
-        for consumer in self.__consumers:
-            consumer._destroy()
         self.__raftLog._destroy()
 
-    def getCodeVersion(self):
-        return self.__enabledCodeVersion
+    # ---- haco additions (PATCHES.md) ----
 
-    def setCodeVersion(self, newVersion, callback = None):
-        """Switch to a new code version on all cluster nodes. You
-        should ensure that cluster nodes are updated, otherwise they
-        won't be able to apply commands.
+    def propose(self, entry, callback):
+        """Append haco's entry (bytes) to the log; callback(result, FAIL_REASON) on any thread's queue."""
+        self._applyCommand(entry, callback, _COMMAND_TYPE.ENTRY)
 
-        :param newVersion: new code version
-        :type int
-        :param callback: will be called on success or fail
-        :type callback: function(`FAIL_REASON <#pysyncobj.FAIL_REASON>`_, None)
-        """
-        assert isinstance(newVersion, int)
-        if newVersion > self.__selfCodeVersion:
-            raise Exception('wrong version, current version is %d, requested version is %d' % (self.__selfCodeVersion, newVersion))
-        if newVersion < self.__enabledCodeVersion:
-            raise Exception('wrong version, enabled version is %d, requested version is %d' % (self.__enabledCodeVersion, newVersion))
-        self._applyCommand(pickle.dumps(newVersion), callback, _COMMAND_TYPE.VERSION)
+    def holdCommands(self, hold=True):
+        """Stop (or resume) draining the command queue, forwarded commands included: while
+        leadership is handed over the log stops growing (Raft's transfer rule)."""
+        self.__holdCommands = hold
 
-    def addNodeToCluster(self, node, callback = None):
-        """Add single node to cluster (dynamic membership changes). Async.
-        You should wait until node successfully added before adding
-        next node.
+    def postponeElection(self, seconds):
+        """Push this node's election deadline at least `seconds` out (tick thread)."""
+        self.__raftElectionDeadline = max(self.__raftElectionDeadline, monotonicTime() + seconds)
 
-        :param node: node object or 'nodeHost:nodePort'
-        :type node: Node | str
-        :param callback: will be called on success or fail
-        :type callback: function(`FAIL_REASON <#pysyncobj.FAIL_REASON>`_, None)
-        """
-        if not self.__conf.dynamicMembershipChange:
-            raise Exception('dynamicMembershipChange is disabled')
-        if not isinstance(node, Node):
-            node = self.__nodeClass(node)
-        self._applyCommand(pickle.dumps(['add', node.id, node]), callback, _COMMAND_TYPE.MEMBERSHIP)
+    def journalStats(self):
+        stats = getattr(self.__raftLog, 'stats', None)
+        return stats() if stats is not None else {'enabled': False}
 
-    def removeNodeFromCluster(self, node, callback = None):
-        """Remove single node from cluster (dynamic membership changes). Async.
-        You should wait until node successfully added before adding
-        next node.
-
-        :param node: node object or 'nodeHost:nodePort'
-        :type node: Node | str
-        :param callback: will be called on success or fail
-        :type callback: function(`FAIL_REASON <#pysyncobj.FAIL_REASON>`_, None)
-        """
-        if not self.__conf.dynamicMembershipChange:
-            raise Exception('dynamicMembershipChange is disabled')
-        if not isinstance(node, Node):
-            node = self.__nodeClass(node)
-        self._applyCommand(pickle.dumps(['rem', node.id, node]), callback, _COMMAND_TYPE.MEMBERSHIP)
-
-    def _setCodeVersion(self, args, callback):
-        self.setCodeVersion(args[0], callback)
-
-    def _addNodeToCluster(self, args, callback):
-        self.addNodeToCluster(args[0], callback)
-
-    def _removeNodeFromCluster(self, args, callback):
-        node = args[0]
-        if node == self.__selfNode.address:
-            callback(None, FAIL_REASON.REQUEST_DENIED)
-        else:
-            self.removeNodeFromCluster(node, callback)
+    def wireStats(self):
+        return self.__transport.wireStats()
 
     def transferLeadership(self, node=None, callback=None):
         """Gracefully transfer raft leadership to another node (Raft 'TimeoutNow').
@@ -453,42 +318,6 @@ class SyncObj(object):
         if callback is not None:
             callback(None, FAIL_REASON.SUCCESS)
 
-    def _transferLeadership(self, args, callback):
-        self.transferLeadership(args[0] if args and args[0] else None, callback)
-
-    def __onSetCodeVersion(self, newVersion):
-        methods = [m for m in dir(self) if callable(getattr(self, m)) and\
-                   getattr(getattr(self, m), 'replicated', False) and \
-                   m != getattr(getattr(self, m), 'origName')]
-
-        self.__currentVersionFuncNames = {}
-
-        funcVersions = collections.defaultdict(set)
-        for method in methods:
-            ver = getattr(getattr(self, method), 'ver')
-            origFuncName = getattr(getattr(self, method), 'origName')
-            funcVersions[origFuncName].add(ver)
-
-        for consumer in self.__consumers:
-            consumerID = id(consumer)
-            consumerMethods = [m for m in dir(consumer) if callable(getattr(consumer, m)) and \
-                               getattr(getattr(consumer, m), 'replicated', False)]
-            for method in consumerMethods:
-                ver = getattr(getattr(consumer, method), 'ver')
-                origFuncName = getattr(getattr(consumer, method), 'origName')
-                funcVersions[(consumerID, origFuncName)].add(ver)
-
-        for funcName, versions in iteritems(funcVersions):
-            versions = sorted(list(versions))
-            for v in versions:
-                if v > newVersion:
-                    break
-                realFuncName = funcName[1] if isinstance(funcName, tuple) else funcName
-                self.__currentVersionFuncNames[funcName] = realFuncName + '_v' + str(v)
-
-    def _getFuncName(self, funcName):
-        return self.__currentVersionFuncNames[funcName]
-
     def _applyCommand(self, command, callback, commandType = None):
         try:
             if commandType is None:
@@ -501,7 +330,10 @@ class SyncObj(object):
             self.__callErrCallback(FAIL_REASON.QUEUE_FULL, callback)
 
     def _checkCommandsToApply(self):
+        if self.__holdCommands:
+            return
         startTime = monotonicTime()
+        appended = False
 
         while monotonicTime() - startTime < self.__conf.appendEntriesPeriod:
             if self.__raftLeader is None and self.__conf.commandsWaitLeader:
@@ -517,39 +349,23 @@ class SyncObj(object):
 
             if self.__raftState == _RAFT_STATE.LEADER:
                 idx, term = self.__getCurrentLogIndex() + 1, self.__raftCurrentTerm
+                if ord(command[:1]) != _COMMAND_TYPE.ENTRY:  # a forwarded command must be haco's own
+                    self.__callErrCallback(FAIL_REASON.REQUEST_DENIED, callback)
+                    continue
 
-                if self.__conf.dynamicMembershipChange:
-                    changeClusterRequest = self.__parseChangeClusterRequest(command)
+                self.__raftLog.add(command, idx, term)
+                appended = True
+
+                if requestNode is None:
+                    if callback is not None:
+                        self.__commandsWaitingCommit[idx].append((term, callback))
                 else:
-                    changeClusterRequest = None
-
-                if changeClusterRequest is None or self.__changeCluster(changeClusterRequest):
-
-                    self.__raftLog.add(command, idx, term)
-
-                    if requestNode is None:
-                        if callback is not None:
-                            self.__commandsWaitingCommit[idx].append((term, callback))
-                    else:
-                        self.__transport.send(requestNode, {
-                            'type': 'apply_command_response',
-                            'request_id': requestID,
-                            'log_idx': idx,
-                            'log_term': term,
-                        })
-                    if not self.__conf.appendEntriesUseBatch:
-                        self.__sendAppendEntries()
-                else:
-
-                    if requestNode is None:
-                        if callback is not None:
-                            callback(None, FAIL_REASON.REQUEST_DENIED)
-                    else:
-                        self.__transport.send(requestNode, {
-                            'type': 'apply_command_response',
-                            'request_id': requestID,
-                            'error': FAIL_REASON.REQUEST_DENIED,
-                        })
+                    self.__transport.send(requestNode, {
+                        'type': 'apply_command_response',
+                        'request_id': requestID,
+                        'log_idx': idx,
+                        'log_term': term,
+                    })
 
             elif self.__raftLeader is not None:
                 if requestNode is None:
@@ -572,6 +388,10 @@ class SyncObj(object):
                     })
             else:
                 self.__callErrCallback(FAIL_REASON.MISSING_LEADER, callback)
+
+        # haco: one send of everything appended in this drain, not one per command
+        if appended and not self.__conf.appendEntriesUseBatch:
+            self.__sendAppendEntries()
 
     def _autoTickThread(self):
         try:
@@ -609,6 +429,17 @@ class SyncObj(object):
         self._onTick(timeToWait)
 
     def _onTick(self, timeToWait=0.0):
+        started = monotonicTime()
+        self.__streamBudget = self.__conf.streamChunksPerTick
+        try:
+            self.__tick(timeToWait)
+        finally:
+            previousStart, self.__lastTickStart = self.__lastTickStart, started
+            took = monotonicTime() - started - timeToWait
+            if took > self.__conf.tickStallLimit and self.__conf.onTickStall is not None:
+                self.__conf.onTickStall(took)
+
+    def __tick(self, timeToWait):
         if not self.__transport.ready:
             try:
                 self.__transport.tryGetReady()
@@ -632,7 +463,10 @@ class SyncObj(object):
             self.__raftLog.onOneSecondTimer()
 
         if self.__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE) and self.__selfNode is not None:
-            if self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone():
+            # haco: only once a whole tick (its poll included) ran after the deadline passed: a
+            # tick that started late (GIL, CPU, a long apply) has the leader's heartbeats unread
+            if self.__raftElectionDeadline < monotonicTime() and self.__lastTickStart >= self.__raftElectionDeadline \
+                    and self.__connectedToAnyone():
                 self.__raftElectionDeadline = monotonicTime() + self.__generateRaftTimeout()
                 self.__transferInProgress = False
                 self.__raftLeader = None
@@ -711,22 +545,26 @@ class SyncObj(object):
         if self.__raftCommitIndex > self.__raftLastApplied:
             count = self.__raftCommitIndex - self.__raftLastApplied
             entries = self.__getEntries(self.__raftLastApplied + 1, count)
+            guard = self.__conf.applyGuard
             for entry in entries:
+                currentTermID = entry[2]
                 try:
-                    currentTermID = entry[2]
-                    subscribers = self.__commandsWaitingCommit.pop(entry[1], [])
                     res = self.__doApplyCommand(entry[0])
-                    for subscribeTermID, callback in subscribers:
-                        if subscribeTermID == currentTermID:
-                            callback(res, FAIL_REASON.SUCCESS)
-                        else:
-                            callback(None, FAIL_REASON.DISCARDED)
+                except Exception as exc:  # retried on the next tick, like stock; the guard may stop the process
+                    if guard is None:
+                        raise
+                    guard.failed(entry[1], exc)
+                    break
+                subscribers = self.__commandsWaitingCommit.pop(entry[1], [])
+                for subscribeTermID, callback in subscribers:
+                    if subscribeTermID == currentTermID:
+                        callback(res, FAIL_REASON.SUCCESS)
+                    else:
+                        callback(None, FAIL_REASON.DISCARDED)
 
-                    self.__raftLastApplied += 1
-                except SyncObjExceptionWrongVer as e:
-                    logger.error(
-                        'request to switch to unsupported code version (self version: %d, requested version: %d)' %
-                        (self.__selfCodeVersion, e.ver))
+                self.__raftLastApplied += 1
+                if guard is not None:
+                    guard.ok(entry[1])
 
             if not self.__conf.appendEntriesUseBatch:
                 needSendAppendEntries = True
@@ -848,9 +686,6 @@ class SyncObj(object):
         status['enabled_code_version'] = self.__enabledCodeVersion
         return status
 
-    def _getStatus(self, args, callback):
-        callback(self.getStatus(), None)
-
     def printStatus(self):
         """Dumps different debug info about cluster to default logger"""
         status = self.getStatus()
@@ -864,47 +699,10 @@ class SyncObj(object):
         """Force to start log compaction (without waiting required time or required number of entries)"""
         self.__forceLogCompaction = True
 
-    def _forceLogCompaction(self):
-        self.forceLogCompaction()
-
     def __doApplyCommand(self, command):
-        commandType = ord(command[:1])
-        # Skip no-op and membership change commands
-        if commandType == _COMMAND_TYPE.VERSION:
-            ver = pickle.loads(command[1:])
-            if self.__selfCodeVersion < ver:
-                raise SyncObjExceptionWrongVer(ver)
-            oldVer = self.__enabledCodeVersion
-            self.__enabledCodeVersion = ver
-            callback = self.__conf.onCodeVersionChanged
-            self.__onSetCodeVersion(ver)
-            if callback is not None:
-                callback(oldVer, ver)
-            return
-
-        #  This is required only after node restarts and apply journal
-        # for normal case it is already done earlier and calls will be ignored
-        clusterChangeRequest = self.__parseChangeClusterRequest(command)
-        if clusterChangeRequest is not None:
-             self.__doChangeCluster(clusterChangeRequest)
-             return
-
-        if commandType != _COMMAND_TYPE.REGULAR:
-            return
-        command = pickle.loads(command[1:])
-        args = []
-        kwargs = {
-            '_doApply': True,
-        }
-        if not isinstance(command, tuple):
-            funcID = command
-        elif len(command) == 2:
-            funcID, args = command
-        else:
-            funcID, args, newKwArgs = command
-            kwargs.update(newKwArgs)
-
-        return self._idToMethod[funcID](*args, **kwargs)
+        if ord(command[:1]) != _COMMAND_TYPE.ENTRY:
+            return None  # no-op (converted legacy membership and version commands too)
+        return self.__applier(command[1:])
 
     def __onMessageReceived(self, node, message):
 
@@ -958,7 +756,14 @@ class SyncObj(object):
             self.__setState(_RAFT_STATE.FOLLOWER)
             newEntries = message.get('entries', [])
             serialized = message.get('serialized', None)
-            self.__leaderCommitIndex = leaderCommitIndex = message['commit_index']
+            leaderCommitIndex = message['commit_index']
+            if 'prevLogIdx' not in message:
+                # haco: this follower's log is known to match the leader's only up to the last entry
+                # of a message whose position it checked; a message without one (a snapshot chunk, or
+                # a heartbeat to a follower being streamed one) commits nothing beyond what is
+                # committed here already (else entries of an old term, never committed, were applied)
+                leaderCommitIndex = min(leaderCommitIndex, self.__raftCommitIndex)
+            self.__leaderCommitIndex = leaderCommitIndex
 
             # Regular append entries
             if 'prevLogIdx' in message:
@@ -969,13 +774,22 @@ class SyncObj(object):
                         self.__sendNextNodeIdx(node, success=False, reset=False)
                         return
                     elif transmission == 'process':
+                        if len(self.__recvTransmission) + len(message['data']) > self.__conf.frameBytesMax:
+                            logger.warning('dropped a chunked log entry over %d bytes', self.__conf.frameBytesMax)
+                            self.__recvTransmission = b''
+                            return
                         self.__recvTransmission += message['data']
                         self.__sendNextNodeIdx(node, success=False, reset=False)
                         return
                     elif transmission == 'finish':
                         self.__recvTransmission += message['data']
-                        newEntries = [pickle.loads(self.__recvTransmission)]
-                        self.__recvTransmission = ''
+                        entry = msgpack.unpackb(self.__recvTransmission, raw=False)
+                        self.__recvTransmission = b''
+                        if not (type(entry) is list and len(entry) == 3 and type(entry[0]) is bytes
+                                and type(entry[1]) is int and type(entry[2]) is int):
+                            logger.warning('dropped a malformed chunked log entry')
+                            return
+                        newEntries = [entry]
                     else:
                         raise Exception('Wrong transmission type')
 
@@ -989,13 +803,6 @@ class SyncObj(object):
                     self.__sendNextNodeIdx(node, nextNodeIdx = prevLogIdx, success = False, reset=True)
                     return
                 if len(prevEntries) > 1:
-                    # rollback cluster changes
-                    if self.__conf.dynamicMembershipChange:
-                        for entry in reversed(prevEntries[1:]):
-                            clusterChangeRequest = self.__parseChangeClusterRequest(entry[0])
-                            if clusterChangeRequest is not None:
-                                self.__doChangeCluster(clusterChangeRequest, reverse=True)
-
                     if prevLogIdx + 1 <= self.__raftLastApplied:
                         logger.critical(
                             'truncating already-applied log entries from index %d '
@@ -1004,13 +811,6 @@ class SyncObj(object):
                     self.__deleteEntriesFrom(prevLogIdx + 1)
                 for entry in newEntries:
                     self.__raftLog.add(*entry)
-
-                # apply cluster changes
-                if self.__conf.dynamicMembershipChange:
-                    for entry in newEntries:
-                        clusterChangeRequest = self.__parseChangeClusterRequest(entry[0])
-                        if clusterChangeRequest is not None:
-                            self.__doChangeCluster(clusterChangeRequest)
 
                 nextNodeIdx = prevLogIdx + 1
                 if newEntries:
@@ -1023,6 +823,10 @@ class SyncObj(object):
                 if self.__serializer.setTransmissionData(serialized):
                     self.__loadDumpFile(clearJournal=True)
                     self.__sendNextNodeIdx(node, success=True)
+                else:
+                    # haco: answer each chunk (neither success nor reset: the leader notes a
+                    # response), or a long stream looked like a dead follower and was restarted
+                    self.__sendNextNodeIdx(node, success=False, reset=False)
 
             # If the log was truncated below the commit index, don't persist a commit
             # index covering entries that are no longer the committed ones.
@@ -1079,7 +883,12 @@ class SyncObj(object):
                 if success:
                     if self.__raftMatchIndex[node] < currentNodeIdx:
                         self.__raftMatchIndex[node] = currentNodeIdx
-                        self.__raftNextIndex[node] = nextNodeIdx
+                        # haco: an ack moves nextIndex forward only; the entries after the acked
+                        # one are on their way already (stock rewound it: each was re-sent)
+                        if reset:
+                            self.__raftNextIndex[node] = nextNodeIdx
+                        else:
+                            self.__raftNextIndex[node] = max(self.__raftNextIndex[node], nextNodeIdx)
                 self.__lastResponseTime[node] = monotonicTime()
 
     def __callErrCallback(self, err, callback):
@@ -1153,13 +962,14 @@ class SyncObj(object):
             result = self.__raftLog[diff:diff + count]
         if maxSizeBytes is None:
             return result
+        # haco: a batch stays under maxSizeBytes unless it is one entry (sent in chunks), so a
+        # frame stays under the wire's bound (stock also took the entry that crossed it)
         totalSize = 0
-        i = 0
         for i, entry in enumerate(result):
             totalSize += len(entry[0])
             if totalSize >= maxSizeBytes:
-                break
-        return result[:i + 1]
+                return result[:max(i, 1)]
+        return result
 
     def _isLeader(self):
         """ Check if current node has a leader state.
@@ -1239,6 +1049,10 @@ class SyncObj(object):
     def __setState(self, newState):
         oldState = self.__raftState
         self.__raftState = newState
+        if oldState != newState:
+            # haco: a snapshot stream never resumes across roles or terms (a follower drops the
+            # chunks of an old term, so a resumed stream made a corrupt file)
+            self.__serializer.cancelAllTransmissions()
         callback = self.__conf.onStateChanged
         if callback is not None and oldState != newState:
             callback(oldState, newState)
@@ -1249,6 +1063,9 @@ class SyncObj(object):
         self.__commandsWaitingReply = {}
 
     def __sendAppendEntries(self):
+        """pysyncobj's sender with haco's changes (PATCHES.md): a published dump is streamed also
+        while a newer one is written; a follower with nothing to send is skipped, not spun on; at
+        most streamChunksPerTick chunks per tick; messages and entries are counted."""
         self.__newAppendEntriesTime = monotonicTime() + self.__conf.appendEntriesPeriod
 
         startTime = monotonicTime()
@@ -1273,12 +1090,12 @@ class SyncObj(object):
                         self.__raftNextIndex[node] = entries[-1][1] + 1
 
                     if len(entries) == 1 and len(entries[0][0]) >= batchSizeBytes:
-                        entry = pickle.dumps(entries[0])
+                        entry = msgpack.packb(list(entries[0]), use_bin_type=True)
                         for pos in xrange(0, len(entry), batchSizeBytes):
                             currData = entry[pos:pos + batchSizeBytes]
                             if pos == 0:
                                 transmission = 'start'
-                            elif pos + batchSizeBytes >= len(entries[0][0]):
+                            elif pos + batchSizeBytes >= len(entry):
                                 transmission = 'finish'
                             else:
                                 transmission = 'process'
@@ -1304,29 +1121,29 @@ class SyncObj(object):
                             'prevLogTerm': prevLogTerm,
                         }
                         self.__transport.send(node, message)
+                        self.sentMessages += 1
+                        self.sentEntries += len(entries)
                         if node not in self.__connectedNodes:
                             break
                 else:
-                    transmissionData = self.__serializer.getTransmissionData(node)
+                    transmissionData = None
+                    if self.__streamBudget > 0:
+                        transmissionData = self.__serializer.getTransmissionData(node)
                     message = {
                         'type': 'append_entries',
                         'term': self.__raftCurrentTerm,
                         'commit_index': self.__raftCommitIndex,
-                        'serialized': transmissionData,
+                        'serialized': transmissionData,  # None: a heartbeat
                     }
                     self.__transport.send(node, message)
-                    if node not in self.__connectedNodes:
+                    if node not in self.__connectedNodes or transmissionData is None:
                         break
-
-                    if transmissionData is not None:
-                        isLast = transmissionData[2]
-                        if isLast:
-                            self.__raftNextIndex[node] = self.__raftLog[1][1] + 1
-                            sendingSerialized = False
-                        else:
-                            sendingSerialized = True
-                    else:
+                    self.__streamBudget -= 1
+                    if transmissionData[2]:  # the last chunk
+                        self.__raftNextIndex[node] = self.__raftLog[1][1] + 1
                         sendingSerialized = False
+                    else:
+                        sendingSerialized = True
 
                 nextNodeIndex = self.__raftNextIndex[node]
 
@@ -1345,78 +1162,6 @@ class SyncObj(object):
     @property
     def conf(self):
         return self.__conf
-
-    def _getEncryptor(self):
-        return self.__encryptor
-
-    @property
-    def encryptor(self):
-        return self.__encryptor
-
-    def __changeCluster(self, request):
-        if self.__raftLastApplied < self.__noopIDx:
-            # No-op entry was not commited yet
-            return False
-
-        if self.__changeClusterIDx is not None:
-            if self.__raftLastApplied >= self.__changeClusterIDx:
-                self.__changeClusterIDx = None
-
-        # Previous cluster change request was not commited yet
-        if self.__changeClusterIDx is not None:
-            return False
-
-        return self.__doChangeCluster(request)
-
-    def __setCodeVersion(self, newVersion):
-        self.__enabledCodeVersion = newVersion
-
-    def __doChangeCluster(self, request, reverse = False):
-        requestType = request[0]
-        requestNodeId = request[1]
-        if len(request) >= 3:
-            requestNode = request[2]
-            if not isinstance(requestNode, Node): # Actually shouldn't be necessary, but better safe than sorry.
-                requestNode = self.__nodeClass(requestNode)
-        else:
-            requestNode = self.__nodeClass(requestNodeId)
-
-        if requestType == 'add':
-            adding = not reverse
-        elif requestType == 'rem':
-            adding = reverse
-        else:
-            return False
-
-        if adding:
-            newNode = requestNode
-            # Node already exists in cluster
-            if newNode == self.__selfNode or newNode in self.__otherNodes:
-                return False
-            self.__otherNodes.add(newNode)
-            self.__raftNextIndex[newNode] = self.__getCurrentLogIndex() + 1
-            self.__raftMatchIndex[newNode] = 0
-            if self._isLeader():
-                self.__lastResponseTime[newNode] = monotonicTime()
-            self.__transport.addNode(newNode)
-            return True
-        else:
-            oldNode = requestNode
-            if oldNode == self.__selfNode:
-                return False
-            if oldNode not in self.__otherNodes:
-                return False
-            self.__otherNodes.discard(oldNode)
-            self.__raftNextIndex.pop(oldNode, None)
-            self.__raftMatchIndex.pop(oldNode, None)
-            self.__transport.dropNode(oldNode)
-            return True
-
-    def __parseChangeClusterRequest(self, command):
-        commandType = ord(command[:1])
-        if commandType != _COMMAND_TYPE.MEMBERSHIP:
-            return None
-        return pickle.loads(command[1:])
 
     def __tryLogCompaction(self):
         currTime = monotonicTime()
@@ -1450,6 +1195,13 @@ class SyncObj(object):
             if currTime < nodeIntervalStart or currTime >= nodeIntervalEnd:
                 return
 
+        if self.__serializer.isTransmitting():
+            # haco: put off while this node streams its dump to a follower (a writer would take
+            # the stream's CPU, and the stream its file); retried one logCompactionMinTime later
+            self.__lastSerializedTime = currTime
+            logger.info('snapshot deferred: the dump is being streamed to a follower')
+            return
+
         self.__forceLogCompaction = False
 
         lastAppliedEntries = self.__getEntries(self.__raftLastApplied - 1, 2)
@@ -1457,44 +1209,22 @@ class SyncObj(object):
             self.__lastSerializedTime = currTime
             return
 
-        if self.__conf.serializer is None:
-            selfData = dict([(k, v) for k, v in iteritems(self.__dict__) if k not in self.__properies])
-            data = selfData
-            if self.__consumers:
-                data = [selfData]
-                for consumer in self.__consumers:
-                    data.append(consumer._serialize())
-        else:
-            data = None
         cluster = self.__otherNodes | {self.__selfNode}
-        self.__serializer.serialize((data, lastAppliedEntries[1], lastAppliedEntries[0], cluster), lastAppliedEntries[0][1])
+        self.__serializer.serialize((lastAppliedEntries[1], lastAppliedEntries[0], cluster), lastAppliedEntries[0][1])
 
     def __loadDumpFile(self, clearJournal):
         try:
-            data = self.__serializer.deserialize()
-            if data[0] is not None:
-                if self.__consumers:
-                    selfData = data[0][0]
-                    consumersData = data[0][1:]
-                else:
-                    selfData = data[0]
-                    consumersData = []
-
-                for k, v in iteritems(selfData):
-                    self.__dict__[k] = v
-
-                for i, consumer in enumerate(self.__consumers):
-                    consumer._deserialize(consumersData[i])
-
+            data = self.__serializer.deserialize()  # (lastAppliedEntry, prevEntry, clusterNodes)
+            last, prev = tuple(data[0]), tuple(data[1])
             if clearJournal or \
                     len(self.__raftLog) < 2 or \
-                    self.__raftLog[0] != data[2] or \
-                    self.__raftLog[1] != data[1]:
+                    tuple(self.__raftLog[0]) != prev or \
+                    tuple(self.__raftLog[1]) != last:
                 self.__raftLog.clear()
-                self.__raftLog.add(*data[2])
-                self.__raftLog.add(*data[1])
+                self.__raftLog.add(*prev)
+                self.__raftLog.add(*last)
 
-            self.__raftLastApplied = data[1][1]
+            self.__raftLastApplied = last[1]
 
             if self.__raftCommitIndex > self.__getCurrentLogIndex():
                 logger.warning('raftCommitIndex (%d) exceeds journal end (%d) after loading dump, '
@@ -1503,156 +1233,6 @@ class SyncObj(object):
                                self.__raftCommitIndex, self.__getCurrentLogIndex())
                 self.__raftCommitIndex = self.__getCurrentLogIndex()
                 self.__raftLog.setRaftCommitIndex(self.__raftCommitIndex)
-
-            if self.__conf.dynamicMembershipChange:
-                self.__updateClusterConfiguration([node for node in data[3] if node != self.__selfNode])
-            self.__onSetCodeVersion(0)
         except:
             logger.exception('failed to load full dump')
 
-    def __updateClusterConfiguration(self, newNodes):
-        # newNodes: list of Node or node ID
-        newNodes = {self.__nodeClass(node) if not isinstance(node, Node) else node for node in newNodes}
-        nodesToRemove = self.__otherNodes - newNodes
-        nodesToAdd = newNodes - self.__otherNodes
-        for node in nodesToRemove:
-            self.__raftNextIndex.pop(node, None)
-            self.__raftMatchIndex.pop(node, None)
-            self.__transport.dropNode(node)
-        self.__otherNodes = newNodes
-        for node in nodesToAdd:
-            self.__transport.addNode(node)
-            self.__raftNextIndex[node] = self.__getCurrentLogIndex() + 1
-            self.__raftMatchIndex[node] = 0
-
-def __copy_func(f, name):
-    if is_py3:
-        res = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
-        res.__dict__ = f.__dict__
-    else:
-        res = types.FunctionType(f.func_code, f.func_globals, name, f.func_defaults, f.func_closure)
-        res.func_dict = f.func_dict
-    return res
-
-class AsyncResult(object):
-    def __init__(self):
-        self.result = None
-        self.error = None
-        self.event = threading.Event()
-
-    def onResult(self, res, err):
-        self.result = res
-        self.error = err
-        self.event.set()
-
-
-def replicated(*decArgs, **decKwargs):
-    """Replicated decorator. Use it to mark your class members that modifies
-    a class state. Function will be called asynchronously. Function accepts
-    flowing additional parameters (optional):
-        'callback': callback(result, failReason), failReason - `FAIL_REASON <#pysyncobj.FAIL_REASON>`_.
-        'sync': True - to block execution and wait for result, False - async call. If callback is passed,
-            'sync' option is ignored.
-        'timeout': if 'sync' is enabled, and no result is available for 'timeout' seconds -
-            SyncObjException will be raised.
-    These parameters are reserved and should not be used in kwargs of your replicated method.
-
-    :param func: arbitrary class member
-    :type func: function
-    :param ver: (optional) - code version (for zero deployment)
-    :type ver: int
-    """
-    def replicatedImpl(func):
-        def newFunc(self, *args, **kwargs):
-
-            if kwargs.pop('_doApply', False):
-                return func(self, *args, **kwargs)
-            else:
-                if isinstance(self, SyncObj):
-                    applier = self._applyCommand
-                    funcName = self._getFuncName(func.__name__)
-                    funcID = self._methodToID[funcName]
-                elif isinstance(self, SyncObjConsumer):
-                    consumerId = id(self)
-                    funcName = self._syncObj._getFuncName((consumerId, func.__name__))
-                    funcID = self._syncObj._methodToID[(consumerId, funcName)]
-                    applier = self._syncObj._applyCommand
-                else:
-                    raise SyncObjException("Class should be inherited from SyncObj or SyncObjConsumer")
-
-                callback = kwargs.pop('callback', None)
-                if kwargs:
-                    cmd = (funcID, args, kwargs)
-                elif args and not kwargs:
-                    cmd = (funcID, args)
-                else:
-                    cmd = funcID
-                sync = kwargs.pop('sync', False)
-                if callback is not None:
-                    sync = False
-
-                if sync:
-                    asyncResult = AsyncResult()
-                    callback = asyncResult.onResult
-
-                timeout = kwargs.pop('timeout', None)
-                applier(pickle.dumps(cmd), callback, _COMMAND_TYPE.REGULAR)
-
-                if sync:
-                    res = asyncResult.event.wait(timeout)
-                    if not res:
-                        raise SyncObjException('Timeout')
-                    if not asyncResult.error == 0:
-                        raise SyncObjException(asyncResult.error)
-                    return asyncResult.result
-
-        func_dict = newFunc.__dict__ if is_py3 else newFunc.func_dict
-        func_dict['replicated'] = True
-        func_dict['ver'] = int(decKwargs.get('ver', 0))
-        func_dict['origName'] = func.__name__
-
-        callframe = sys._getframe(1 if decKwargs else 2)
-        namespace = callframe.f_locals
-        newFuncName = func.__name__ + '_v' + str(func_dict['ver'])
-        namespace[newFuncName] = __copy_func(newFunc, newFuncName)
-        functools.update_wrapper(newFunc, func)
-        return newFunc
-
-    if len(decArgs) == 1 and len(decKwargs) == 0 and callable(decArgs[0]):
-        return replicatedImpl(decArgs[0])
-
-    return replicatedImpl
-
-def replicated_sync(*decArgs, **decKwargs):
-    def replicated_sync_impl(func, timeout = None):
-        """Same as replicated, but synchronous by default.
-
-        :param func: arbitrary class member
-        :type func: function
-        :param timeout: time to wait (seconds). Default: None
-        :type timeout: float or None
-        """
-
-        def newFunc(self, *args, **kwargs):
-            if kwargs.get('_doApply', False):
-                return replicated(func)(self, *args, **kwargs)
-            else:
-                kwargs.setdefault('timeout', timeout)
-                kwargs.setdefault('sync', True)
-                return replicated(func)(self, *args, **kwargs)
-        func_dict = newFunc.__dict__ if is_py3 else newFunc.func_dict
-        func_dict['replicated'] = True
-        func_dict['ver'] = int(decKwargs.get('ver', 0))
-        func_dict['origName'] = func.__name__
-
-        callframe = sys._getframe(1 if decKwargs else 2)
-        namespace = callframe.f_locals
-        newFuncName = func.__name__ + '_v' + str(func_dict['ver'])
-        namespace[newFuncName] = __copy_func(newFunc, newFuncName)
-        functools.update_wrapper(newFunc, func)
-        return newFunc
-
-    if len(decArgs) == 1 and len(decKwargs) == 0 and callable(decArgs[0]):
-        return replicated_sync_impl(decArgs[0])
-
-    return replicated_sync_impl

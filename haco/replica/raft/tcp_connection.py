@@ -1,14 +1,11 @@
+# Fork: frames are haco's wire (wire.py), read into bounded buffers; PATCHES.md, "wire".
 import time
 import socket
 from sys import platform
-import zlib
-import struct
-
-import pysyncobj.pickle as pickle
-import pysyncobj.win_inet_pton
 
 from .poller import POLL_EVENT_TYPE
 from .monotonic import monotonic as monotonicTime
+from . import wire
 
 
 class CONNECTION_STATE:
@@ -54,27 +51,46 @@ def set_keepalive(sock, after_idle_sec=1, interval_sec=3, max_fails=5):
         set_keepalive_windows(sock, after_idle_sec, interval_sec, max_fails)
 
 
+class HandshakeFrame(object):
+    """A frame received before the connection authenticated: the transport checks it."""
+    __slots__ = ('body',)
+
+    def __init__(self, body):
+        self.body = body
+
+
 class TcpConnection(object):
 
     def __init__(self, poller, onMessageReceived = None, onConnected = None, onDisconnected = None,
                  socket=None, timeout=10.0, sendBufferSize = 2 ** 13, recvBufferSize = 2 ** 13,
-                 keepalive=None):
-        self.sendRandKey = None
-        self.recvRandKey = None
-        self.recvLastTimestamp = 0
-        self.encryptor = None
+                 keepalive=None, handshakeBytesMax=512, frameBytesMax=64 * 2 ** 20, onRefused=None):
+        #: wire.Channel once the handshake gave both nonces; before it, frames are HandshakeFrame bodies
+        self.channel = None
+        #: True once the peer proved it holds the session key (its first sealed frame verified)
+        self.authenticated = False
+        self.openedAt = monotonicTime()
+        self.peerName = None  #: a node id once known, else the remote address (for logs and counters)
+        self.handshake = None  #: the transport's handshake state for this connection
 
         self.__socket = socket
-        self.__readBuffer = bytes()
-        self.__writeBuffer = bytes()
+        self.__readBuffer = bytearray()
+        self.__writeBuffer = bytearray()
+        self.__preambleSeen = False
         self.__lastReadTime = monotonicTime()
         self.__timeout = timeout
         self.__poller = poller
         self.__keepalive = keepalive
+        self.__handshakeBytesMax = handshakeBytesMax
+        self.__frameBytesMax = frameBytesMax
+        self.__onRefused = onRefused
         if socket is not None:
             self.__socket = socket
             self.__fileno = socket.fileno()
             self.__state = CONNECTION_STATE.CONNECTED
+            try:
+                self.peerName = '%s:%s' % socket.getpeername()[:2]
+            except OSError:
+                self.peerName = '?'
             self.setSockoptKeepalive()
             self.__poller.subscribe(self.__fileno,
                                      self.__processConnection,
@@ -111,6 +127,9 @@ class TcpConnection(object):
     def setOnDisconnectedCallback(self, onDisconnected):
         self.__onDisconnected = onDisconnected
 
+    def setOnRefusedCallback(self, onRefused):
+        self.__onRefused = onRefused
+
     def connect(self, host, port):
         if host is None:
             return False
@@ -122,9 +141,13 @@ class TcpConnection(object):
         self.__socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.setSockoptKeepalive()
         self.__socket.setblocking(0)
-        self.__readBuffer = bytes()
-        self.__writeBuffer = bytes()
-        self.__lastReadTime = monotonicTime()
+        self.__readBuffer = bytearray()
+        self.__writeBuffer = bytearray()
+        self.__preambleSeen = False
+        self.channel = None
+        self.authenticated = False
+        self.handshake = None
+        self.openedAt = self.__lastReadTime = monotonicTime()
 
         try:
             self.__socket.connect((host, port))
@@ -139,33 +162,39 @@ class TcpConnection(object):
         return True
 
     def send(self, message):
-        if self.sendRandKey:
-            message = (self.sendRandKey, message)
-        data = zlib.compress(pickle.dumps(message), 3)
-        if self.encryptor:
-            data = self.encryptor.encrypt_at_time(data, int(monotonicTime()))
-        data = struct.pack('i', len(data)) + data
+        """Seal and send one Raft message (the connection must be authenticated)."""
+        self.__writeBuffer += self.channel.seal(message)
+        self.__trySendBuffer()
+
+    def sendRaw(self, data):
+        """Send bytes as they are: the preamble and the handshake frames."""
         self.__writeBuffer += data
         self.__trySendBuffer()
 
     def fileno(self):
         return self.__fileno
 
+    def refuse(self, reason, detail=''):
+        """Count and log (the transport's callback) a refused frame, then drop the connection."""
+        if self.__onRefused is not None:
+            self.__onRefused(self, reason, detail)
+        self.disconnect()
+
     def disconnect(self):
         needCallDisconnect = False
         if self.__onDisconnected is not None and self.__state != CONNECTION_STATE.DISCONNECTED:
             needCallDisconnect = True
-        self.sendRandKey = None
-        self.recvRandKey = None
-        self.recvLastTimestamp = 0
+        self.channel = None
+        self.authenticated = False
+        self.handshake = None
         if self.__socket is not None:
             self.__socket.close()
             self.__socket = None
         if self.__fileno is not None:
             self.__poller.unsubscribe(self.__fileno)
             self.__fileno = None
-        self.__writeBuffer = bytes()
-        self.__readBuffer = bytes()
+        self.__writeBuffer = bytearray()
+        self.__readBuffer = bytearray()
         self.__state = CONNECTION_STATE.DISCONNECTED
         if needCallDisconnect:
             self.__onDisconnected()
@@ -193,12 +222,10 @@ class TcpConnection(object):
                 return
 
             if self.__state == CONNECTION_STATE.CONNECTING:
-                if self.__onConnected is not None:
-                    self.__onConnected()
-                if self.__state == CONNECTION_STATE.DISCONNECTED:
-                    return
                 self.__state = CONNECTION_STATE.CONNECTED
                 self.__lastReadTime = monotonicTime()
+                if self.__onConnected is not None:
+                    self.__onConnected()
                 return
 
         if eventType & POLL_EVENT_TYPE.WRITE:
@@ -216,7 +243,11 @@ class TcpConnection(object):
                 return
 
             while True:
-                message = self.__processParseMessage()
+                try:
+                    message = self.__processParseMessage()
+                except wire.FrameRefused as e:
+                    self.refuse(e.reason, str(e))
+                    return
                 if message is None:
                     break
                 if self.__onMessageReceived is not None:
@@ -246,7 +277,7 @@ class TcpConnection(object):
                 return False
             if res == 0:
                 return False
-            self.__writeBuffer = self.__writeBuffer[res:]
+            del self.__writeBuffer[:res]
             return True
         except socket.error as e:
             if e.errno not in (socket.errno.EAGAIN, socket.errno.EWOULDBLOCK):
@@ -258,15 +289,21 @@ class TcpConnection(object):
             pass
         self.__lastReadTime = monotonicTime()
 
+    def __readLimit(self):
+        """Bytes this connection may still buffer: before it authenticates, one handshake frame."""
+        if self.authenticated:
+            return self.__recvBufferSize
+        return len(wire.PREAMBLE) + wire.LENGTH.size + self.__handshakeBytesMax - len(self.__readBuffer)
+
     def __processRead(self):
+        limit = self.__readLimit()
+        if limit <= 0:
+            return False  # the parser decides (a whole handshake frame is buffered, or it is refused)
         try:
-            incoming = self.__socket.recv(self.__recvBufferSize)
+            incoming = self.__socket.recv(min(limit, self.__recvBufferSize))
         except socket.error as e:
             if e.errno not in (socket.errno.EAGAIN, socket.errno.EWOULDBLOCK):
                 self.disconnect()
-            return False
-        if self.__socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-            self.disconnect()
             return False
         if not incoming:
             self.disconnect()
@@ -275,29 +312,30 @@ class TcpConnection(object):
         return True
 
     def __processParseMessage(self):
-        if len(self.__readBuffer) < 4:
+        buf = self.__readBuffer
+        if not self.__preambleSeen:
+            n = len(wire.PREAMBLE)
+            if len(buf) < n:
+                return None
+            if bytes(buf[:n]) != wire.PREAMBLE:
+                if wire.looks_like_previous_release(bytes(buf[:10])):
+                    raise wire.FrameRefused('previous_release', 'the peer speaks the previous release\'s Raft wire')
+                raise wire.FrameRefused('not_haco', 'the connection does not start with the haco Raft preamble')
+            del buf[:n]
+            self.__preambleSeen = True
+        if len(buf) < 4:
             return None
-        l = struct.unpack('i', self.__readBuffer[:4])[0]
-        if len(self.__readBuffer) - 4 < l:
+        l = wire.LENGTH.unpack_from(buf)[0]
+        bound = self.__frameBytesMax if self.authenticated else self.__handshakeBytesMax
+        if l > bound:
+            raise wire.FrameRefused('length', 'frame length %d over the bound %d' % (l, bound))
+        if len(buf) - 4 < l:
             return None
-        data = self.__readBuffer[4:4 + l]
-        try:
-            if self.encryptor:
-                dataTimestamp = self.encryptor.extract_timestamp(data)
-                assert dataTimestamp >= self.recvLastTimestamp
-                self.recvLastTimestamp = dataTimestamp
-                # Unfortunately we can't get a timestamp and data in one go
-                data = self.encryptor.decrypt(data)
-            message = pickle.loads(zlib.decompress(data))
-            if self.recvRandKey:
-                randKey, message = message
-                assert randKey == self.recvRandKey
-        except:
-            # Why no logging of security errors?
-            self.disconnect()
-            return None
-        self.__readBuffer = self.__readBuffer[4 + l:]
-        return message
+        body = bytes(buf[4:4 + l])
+        del buf[:4 + l]
+        if self.channel is None:
+            return HandshakeFrame(body)
+        return self.channel.open(body)
 
     @property
     def state(self):

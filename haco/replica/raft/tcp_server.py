@@ -17,7 +17,11 @@ class TcpServer(object):
             recvBufferSize = 2 ** 13,
             connectionTimeout = 3.5,
             keepalive = None,
+            handshakeBytesMax = 512,
+            frameBytesMax = 64 * 2 ** 20,
     ):
+        self.__handshakeBytesMax = handshakeBytesMax
+        self.__frameBytesMax = frameBytesMax
         self.__poller = poller
         self.__host = host
         self.__port = int(port)
@@ -69,6 +73,8 @@ class TcpServer(object):
                     sendBufferSize=self.__sendBufferSize,
                     recvBufferSize=self.__recvBufferSize,
                     keepalive=self.__keepalive,
+                    handshakeBytesMax=self.__handshakeBytesMax,
+                    frameBytesMax=self.__frameBytesMax,
                 )
                 self.__onNewConnectionCallback(conn)
             except socket.error as e:

@@ -2,13 +2,21 @@ from .config import FAIL_REASON
 from .dns_resolver import globalDnsResolver
 from .monotonic import monotonic as monotonicTime
 from .node import Node, TCPNode
-from .tcp_connection import TcpConnection, CONNECTION_STATE
+from .tcp_connection import TcpConnection, CONNECTION_STATE, HandshakeFrame
 from .tcp_server import TcpServer
+from . import wire
+import collections
 import functools
+import logging
 import os
 import threading
 import time
 import random
+
+logger = logging.getLogger(__name__)
+
+#: a refused peer is logged at most once per this many seconds
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class TransportNotReadyError(Exception):
@@ -186,80 +194,72 @@ class Transport(object):
 
 
 class TCPTransport(Transport):
+    """TCP between replicas with haco's wire (wire.py): a handshake that authenticates both ends
+    by node id, then sealed msgpack frames. Fork: no utility commands, no read-only nodes, no
+    pickle; refused frames are counted (wireStats) and logged once per peer per minute."""
+
     def __init__(self, syncObj, selfNode, otherNodes):
-        """
-        Initialise the TCP transport. On normal (non-read-only) nodes, this will start a TCP server. On all nodes, it will initiate relevant connections to other nodes.
-
-        :param syncObj: SyncObj
-        :type syncObj: SyncObj
-        :param selfNode: current node (None if this is a read-only node)
-        :type selfNode: TCPNode or None
-        :param otherNodes: partner nodes
-        :type otherNodes: iterable of TCPNode
-        """
-
         super(TCPTransport, self).__init__(syncObj, selfNode, otherNodes)
+        conf = syncObj.conf
         self._syncObj = syncObj
         self._server = None
         self._connections = {} # Node object -> TcpConnection object
         self._unknownConnections = set() # set of TcpConnection objects
         self._selfNode = selfNode
         self._selfIsReadonlyNode = selfNode is None
+        if self._selfIsReadonlyNode:
+            raise ValueError('the fork has no read-only nodes')
         self._nodes = set() # set of TCPNode
-        self._readonlyNodes = set() # set of Node
-        self._nodeAddrToNode = {} # node ID/address -> TCPNode (does not include read-only nodes)
+        self._readonlyNodes = set()
+        self._nodeAddrToNode = {} # node address -> TCPNode
+        self._nodeIdToNode = {} # wire id -> TCPNode
+        self._nodeIds = dict(conf.nodeIds or {})
+        self._selfId = conf.nodeId or selfNode.address
+        self._key = wire.cluster_key(conf.password)
         self._lastConnectAttempt = {} # TPCNode -> float (seconds since epoch)
         self._preventConnectNodes = set() # set of TCPNode to which no (re)connection should be triggered on _connectIfNecessary; used via dropNode and destroy to cleanly remove a node
-        self._readonlyNodesCounter = 0
         self._lastBindAttemptTime = 0
         self._bindAttempts = 0
         self._bindOverEvent = threading.Event() # gets triggered either when the server has either been bound correctly or when the number of bind attempts exceeds the config value maxBindRetries
         self._ready = False
         self._send_random_sleep_duration = 0
+        self.refused = collections.Counter()  #: reason -> frames or connections refused
+        self._refusalLogged = {}  #: peer -> when it was last logged
 
         self._syncObj.addOnTickCallback(self._onTick)
 
         for node in otherNodes:
             self.addNode(node)
 
-        if not self._selfIsReadonlyNode:
-            self._createServer()
-        else:
-            self._ready = True
+        self._createServer()
+
+    def wireId(self, node):
+        return self._nodeIds.get(node.address, node.address)
+
+    def wireStats(self):
+        return {'refused': dict(self.refused), 'refused_total': sum(self.refused.values())}
 
     def _connToNode(self, conn):
-        """
-        Find the node to which a connection belongs.
-
-        :param conn: connection object
-        :type conn: TcpConnection
-        :returns corresponding node or None if the node cannot be found
-        :rtype Node or None
-        """
-
         for node in self._connections:
             if self._connections[node] is conn:
                 return node
         return None
 
     def tryGetReady(self):
-        """
-        Try to bind the server if necessary.
-
-        :raises TransportNotReadyError if the server could not be bound
-        """
-
         self._maybeBind()
 
     @property
     def ready(self):
         return self._ready
 
-    def _createServer(self):
-        """
-        Create the TCP server (but don't bind yet)
-        """
+    def _newConnection(self, **kwargs):
+        conf = self._syncObj.conf
+        return TcpConnection(poller=self._syncObj._poller, timeout=conf.connectionTimeout,
+                             sendBufferSize=conf.sendBufferSize, recvBufferSize=conf.recvBufferSize,
+                             keepalive=conf.tcp_keepalive, handshakeBytesMax=conf.handshakeBytesMax,
+                             frameBytesMax=conf.frameBytesMax, onRefused=self._onRefused, **kwargs)
 
+    def _createServer(self):
         conf = self._syncObj.conf
         bindAddr = conf.bindAddress
         seflAddr = getattr(self._selfNode, 'address')
@@ -273,22 +273,18 @@ class TCPTransport(Transport):
                 host = '0.0.0.0'
         else:
             raise RuntimeError('Unable to determine bind address')
-        
+
         if host != '0.0.0.0':
             host = globalDnsResolver().resolve(host)
         self._server = TcpServer(self._syncObj._poller, host, port, onNewConnection = self._onNewIncomingConnection,
                                  sendBufferSize = conf.sendBufferSize,
                                  recvBufferSize = conf.recvBufferSize,
-                                 connectionTimeout = conf.connectionTimeout)
+                                 connectionTimeout = conf.connectionTimeout,
+                                 handshakeBytesMax = conf.handshakeBytesMax,
+                                 frameBytesMax = conf.frameBytesMax)
 
     def _maybeBind(self):
-        """
-        Bind the server unless it is already bound, this is a read-only node, or the last attempt was too recently.
-
-        :raises TransportNotReadyError if the bind attempt fails
-        """
-
-        if self._ready or self._selfIsReadonlyNode or monotonicTime() < self._lastBindAttemptTime + self._syncObj.conf.bindRetryTime:
+        if self._ready or monotonicTime() < self._lastBindAttemptTime + self._syncObj.conf.bindRetryTime:
             return
         self._lastBindAttemptTime = monotonicTime()
         try:
@@ -303,119 +299,107 @@ class TCPTransport(Transport):
             self._bindOverEvent.set()
 
     def _onTick(self):
-        """
-        Tick callback. Binds the server and connects to other nodes as necessary.
-        """
-
         try:
             self._maybeBind()
         except TransportNotReadyError:
             pass
         self._connectIfNecessary()
+        self._closeSlowHandshakes()
+
+    def _closeSlowHandshakes(self):
+        """A connection that has not authenticated within handshakeTimeout is closed (also one that
+        sends nothing at all: the poller would never wake it)."""
+        limit = monotonicTime() - self._syncObj.conf.handshakeTimeout
+        pending = [c for c in self._unknownConnections if c.openedAt < limit]
+        pending += [c for c in self._connections.values()
+                    if c.state == CONNECTION_STATE.CONNECTED and not c.authenticated and c.openedAt < limit]
+        for conn in pending:
+            conn.refuse('timeout', 'no authenticated handshake within %.1fs' % self._syncObj.conf.handshakeTimeout)
+
+    def _onRefused(self, conn, reason, detail):
+        self.refused[reason] += 1
+        peer = conn.peerName or '?'
+        now = monotonicTime()
+        last = self._refusalLogged.get(peer)
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            return
+        self._refusalLogged[peer] = now
+        if len(self._refusalLogged) > 1024:  # bounded: forget the oldest peers
+            for key in sorted(self._refusalLogged, key=self._refusalLogged.get)[:512]:
+                del self._refusalLogged[key]
+        if reason == 'previous_release':
+            logger.error('raft wire: refused %s: it speaks the previous release\'s Raft wire (pysyncobj pickle '
+                         'frames); this release cannot join a cluster with it: stop every replica and start them '
+                         'all on this release (full-cluster restart, see "Upgrading" in the docs)', peer)
+        elif reason == 'timeout' and conn.handshake is not None and not isinstance(conn.handshake, tuple):
+            logger.warning('raft wire: %s did not answer the handshake (%s); a replica of the previous release '
+                           'never does: all replicas must run this release (see "Upgrading" in the docs)', peer,
+                           detail)
+        else:
+            logger.warning('raft wire: refused a frame from %s: %s (%s); connection closed (logged once a minute '
+                           'per peer)', peer, reason, detail)
+
+    # ---- incoming connections: hello -> ack -> the dialer's first sealed frame ----
 
     def _onNewIncomingConnection(self, conn):
-        """
-        Callback for connections initiated by the other side
-
-        :param conn: connection object
-        :type conn: TcpConnection
-        """
-
         self._unknownConnections.add(conn)
-        encryptor = self._syncObj.encryptor
-        if encryptor:
-            conn.encryptor = encryptor
+        conn.setOnRefusedCallback(self._onRefused)
         conn.setOnMessageReceivedCallback(functools.partial(self._onIncomingMessageReceived, conn))
         conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
 
+    def _acceptPeer(self, node):
+        """Whether a peer that authenticated may connect (a hook for the chaos transport)."""
+        return True
+
     def _onIncomingMessageReceived(self, conn, message):
-        """
-        Callback for initial messages on incoming connections. Handles encryption, utility messages, and association of the connection with a Node.
-        Once this initial setup is done, the relevant connected callback is executed, and further messages are deferred to the onMessageReceived callback.
-
-        :param conn: connection object
-        :type conn: TcpConnection
-        :param message: received message
-        :type message: any
-        """
-
-        if self._syncObj.encryptor and not conn.sendRandKey:
-            conn.sendRandKey = message
-            conn.recvRandKey = os.urandom(32)
-            conn.send(conn.recvRandKey)
-            return
-
-        # Utility messages
-        if isinstance(message, list) and self._onUtilityMessage(conn, message):
-            return
-
-        # At this point, message should be either a node ID (i.e. address) or 'readonly'
-        node = self._nodeAddrToNode[message] if message in self._nodeAddrToNode else None
-
-        if node is None and message != 'readonly':
-            conn.disconnect()
-            self._unknownConnections.discard(conn)
-            return
-
-        readonly = node is None
-        if readonly:
-            nodeId = str(self._readonlyNodesCounter)
-            node = Node(nodeId)
-            self._readonlyNodes.add(node)
-            self._readonlyNodesCounter += 1
-
-        self._unknownConnections.discard(conn)
-        self._connections[node] = conn
-        conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
-        if not readonly:
-            self._onNodeConnected(node)
-        else:
-            self._onReadonlyNodeConnected(node)
-
-    def _onUtilityMessage(self, conn, message):
-        command = message[0]
-        if command in self._onUtilityMessageCallbacks:
-            message[0] = command.upper()
-            callback = functools.partial(self._utilityCallback, conn = conn, args = message)
+        if conn.handshake is None:
+            if not isinstance(message, HandshakeFrame):
+                conn.refuse('hello', 'expected a hello')
+                return
             try:
-                self._onUtilityMessageCallbacks[command](message[1:], callback)
-            except Exception as e:
-                conn.send(str(e))
-            return True
+                _, sender, receiver, nonceD = wire.open_hello(self._key, message.body, ack=False)
+            except wire.FrameRefused as e:
+                conn.refuse(e.reason, str(e))
+                return
+            node = self._nodeIdToNode.get(sender)
+            if receiver != self._selfId or node is None:
+                conn.refuse('hello', 'hello from %r to %r: not a member, or not for this node' % (sender, receiver))
+                return
+            if not self._acceptPeer(node):
+                self._unknownConnections.discard(conn)
+                conn.disconnect()
+                return
+            nonceA = os.urandom(16)
+            ack = wire.seal_hello(self._key, self._selfId, sender, nonceA, echo=nonceD)
+            conn.channel = wire.Channel(self._key, self._selfId, sender, nonceD, nonceA)
+            conn.handshake = ('confirm', node)
+            conn.sendRaw(wire.PREAMBLE + wire.LENGTH.pack(len(ack)) + ack)
+            return
+        _, node = conn.handshake
+        if isinstance(message, HandshakeFrame) or message.get('type') != 'hello_done':
+            conn.refuse('hello', 'expected the handshake confirmation')
+            return
+        conn.authenticated = True
+        conn.peerName = self.wireId(node)
+        self._unknownConnections.discard(conn)
+        old = self._connections.get(node)
+        self._connections[node] = conn
+        if old is not None and old is not conn:
+            old.disconnect()  # no longer in _connections: its disconnect callback finds no node
+        conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+        self._onNodeConnected(node)
 
-    def _utilityCallback(self, res, err, conn, args):
-        """
-        Callback for the utility messages
+    def _onMessageReceived(self, node, message):
+        if isinstance(message, HandshakeFrame):
+            return
+        super(TCPTransport, self)._onMessageReceived(node, message)
 
-        :param res: result of the command
-        :param err: error code (one of pysyncobj.config.FAIL_REASON)
-        :param conn: utility connection
-        :param args: command with arguments
-        """
-
-        if not (err is None and res):
-            cmdResult = 'SUCCESS' if err == FAIL_REASON.SUCCESS else 'FAIL'
-            res = ' '.join(map(str, [cmdResult] + args))
-        conn.send(res)
+    # ---- outgoing connections: this node dials the peers whose address sorts lower ----
 
     def _shouldConnect(self, node):
-        """
-        Check whether this node should initiate a connection to another node
-
-        :param node: the other node
-        :type node: Node
-        """
-
-        return isinstance(node, TCPNode) and node not in self._preventConnectNodes and (self._selfIsReadonlyNode or self._selfNode.address > node.address)
+        return isinstance(node, TCPNode) and node not in self._preventConnectNodes and self._selfNode.address > node.address
 
     def _connectIfNecessarySingle(self, node):
-        """
-        Connect to a node if necessary.
-
-        :param node: node to connect to
-        :type node: Node
-        """
-
         if node in self._connections and self._connections[node].state != CONNECTION_STATE.DISCONNECTED:
             return True
         if not self._shouldConnect(node):
@@ -427,164 +411,86 @@ class TCPTransport(Transport):
         return self._connections[node].connect(node.ip, node.port)
 
     def _connectIfNecessary(self):
-        """
-        Connect to all nodes as necessary.
-        """
-
         for node in self._nodes:
             self._connectIfNecessarySingle(node)
 
-    def _sendSelfAddress(self, conn):
-        if self._selfIsReadonlyNode:
-            conn.send('readonly')
-        else:
-            conn.send(self._selfNode.address)
+    def _onOutgoingConnected(self, conn, node):
+        nonceD = os.urandom(16)
+        conn.handshake = nonceD
+        conn.peerName = self.wireId(node)
+        hello = wire.seal_hello(self._key, self._selfId, self.wireId(node), nonceD)
+        conn.setOnMessageReceivedCallback(functools.partial(self._onOutgoingMessageReceived, conn, node))
+        conn.sendRaw(wire.PREAMBLE + wire.LENGTH.pack(len(hello)) + hello)
 
-    def _onOutgoingConnected(self, conn):
-        """
-        Callback for when a new connection from this to another node is established. Handles encryption and informs the other node which node this is.
-        If encryption is disabled, this triggers the onNodeConnected callback and messages are deferred to the onMessageReceived callback.
-        If encryption is enabled, the first message is handled by _onOutgoingMessageReceived.
-
-        :param conn: connection object
-        :type conn: TcpConnection
-        """
-
-        if self._syncObj.encryptor:
-            conn.setOnMessageReceivedCallback(functools.partial(self._onOutgoingMessageReceived, conn)) # So we can process the sendRandKey
-            conn.recvRandKey = os.urandom(32)
-            conn.send(conn.recvRandKey)
-        else:
-            self._sendSelfAddress(conn)
-            # The onMessageReceived callback is configured in addNode already.
-            self._onNodeConnected(self._connToNode(conn))
-
-    def _onOutgoingMessageReceived(self, conn, message):
-        """
-        Callback for receiving a message on a new outgoing connection. Used only if encryption is enabled to exchange the random keys.
-        Once the key exchange is done, this triggers the onNodeConnected callback, and further messages are deferred to the onMessageReceived callback.
-
-        :param conn: connection object
-        :type conn: TcpConnection
-        :param message: received message
-        :type message: any
-        """
-
-        if not conn.sendRandKey:
-            conn.sendRandKey = message
-            self._sendSelfAddress(conn)
-
-        node = self._connToNode(conn)
+    def _onOutgoingMessageReceived(self, conn, node, message):
+        if not isinstance(message, HandshakeFrame) or conn.handshake is None:
+            conn.refuse('hello', 'expected the handshake answer')
+            return
+        try:
+            _, sender, receiver, nonceA, echo = wire.open_hello(self._key, message.body, ack=True)
+        except wire.FrameRefused as e:
+            conn.refuse(e.reason, str(e))
+            return
+        if sender != self.wireId(node) or receiver != self._selfId or echo != conn.handshake:
+            conn.refuse('hello', 'answer from %r to %r does not match this handshake' % (sender, receiver))
+            return
+        conn.channel = wire.Channel(self._key, self._selfId, sender, conn.handshake, nonceA)
+        conn.authenticated = True
+        conn.send({'type': 'hello_done'})
         conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
         self._onNodeConnected(node)
 
     def _onDisconnected(self, conn):
-        """
-        Callback for when a connection is terminated or considered dead. Initiates a reconnect if necessary.
-
-        :param conn: connection object
-        :type conn: TcpConnection
-        """
-
         self._unknownConnections.discard(conn)
         node = self._connToNode(conn)
-        if node is not None:
-            if node in self._nodes:
-                self._onNodeDisconnected(node)
-                self._connectIfNecessarySingle(node)
-            else:
-                self._readonlyNodes.discard(node)
-                self._onReadonlyNodeDisconnected(node)
+        if node is not None and node in self._nodes:
+            self._onNodeDisconnected(node)
+            self._connectIfNecessarySingle(node)
 
     def waitReady(self):
-        """
-        Wait for the TCP transport to become ready for operation, i.e. the server to be bound.
-        This method should be called from a different thread than used for the SyncObj ticks.
-
-        :raises TransportNotReadyError: if the number of bind tries exceeds the configured limit
-        """
-
         self._bindOverEvent.wait()
         if not self._ready:
             raise TransportNotReadyError
 
     def addNode(self, node):
-        """
-        Add a node to the network
-
-        :param node: node to add
-        :type node: TCPNode
-        """
-
         self._nodes.add(node)
         self._nodeAddrToNode[node.address] = node
+        self._nodeIdToNode[self.wireId(node)] = node
         if self._shouldConnect(node):
-            conn = TcpConnection(
-                poller = self._syncObj._poller,
-                timeout = self._syncObj.conf.connectionTimeout,
-                sendBufferSize = self._syncObj.conf.sendBufferSize,
-                recvBufferSize = self._syncObj.conf.recvBufferSize,
-                keepalive = self._syncObj.conf.tcp_keepalive,
-            )
-            conn.encryptor = self._syncObj.encryptor
-            conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
-            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+            conn = self._newConnection()
+            conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn, node))
             conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
             self._connections[node] = conn
 
     def dropNode(self, node):
-        """
-        Drop a node from the network
-
-        :param node: node to drop
-        :type node: Node
-        """
-
         conn = self._connections.pop(node, None)
         if conn is not None:
             # Calling conn.disconnect() immediately triggers the onDisconnected callback if the connection isn't already disconnected, so this is necessary to prevent the automatic reconnect.
             self._preventConnectNodes.add(node)
             conn.disconnect()
             self._preventConnectNodes.remove(node)
-        if isinstance(node, TCPNode):
-            self._nodes.discard(node)
-            self._nodeAddrToNode.pop(node.address, None)
-        else:
-            self._readonlyNodes.discard(node)
+        self._nodes.discard(node)
+        self._nodeAddrToNode.pop(node.address, None)
+        self._nodeIdToNode.pop(self.wireId(node), None)
         self._lastConnectAttempt.pop(node, None)
 
     def send(self, node, message):
-        """
-        Send a message to a node. Returns False if the connection appears to be dead either before or after actually trying to send the message.
-
-        :param node: target node
-        :type node: Node
-        :param message: message
-        :param message: any
-        :returns success
-        :rtype bool
-        """
-
-        if node not in self._connections or self._connections[node].state != CONNECTION_STATE.CONNECTED:
+        """Send a message to a node. Returns False if the connection is not authenticated or appears dead."""
+        conn = self._connections.get(node)
+        if conn is None or conn.state != CONNECTION_STATE.CONNECTED or not conn.authenticated:
             return False
         if self._send_random_sleep_duration:
             time.sleep(random.random() * self._send_random_sleep_duration)
-        self._connections[node].send(message)
-        if self._connections[node].state != CONNECTION_STATE.CONNECTED:
-            return False
-        return True
+        conn.send(message)
+        return conn.state == CONNECTION_STATE.CONNECTED
 
     def destroy(self):
-        """
-        Destroy this transport
-        """
-
         self.setOnMessageReceivedCallback(None)
         self.setOnNodeConnectedCallback(None)
         self.setOnNodeDisconnectedCallback(None)
         self.setOnReadonlyNodeConnectedCallback(None)
         self.setOnReadonlyNodeDisconnectedCallback(None)
-        for node in self._nodes | self._readonlyNodes:
+        for node in list(self._nodes):
             self.dropNode(node)
         if self._server is not None:
             self._server.unbind()
