@@ -17,8 +17,6 @@ def configure(level: str = "warning", *, stream: object = None, extra_quiet: tup
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # pysyncobj logs every reconnect at WARNING; it is noise unless we are debugging.
-    logging.getLogger("pysyncobj").setLevel(max(numeric, logging.ERROR if numeric > logging.DEBUG else numeric))
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
     for name in extra_quiet:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,11 +1,11 @@
-"""The replication adapter: with its plumbing in plumbing.py, the only code that imports pysyncobj.
+"""The replication adapter: drives haco's Raft (haco/replica/raft, a fork of pysyncobj 0.3.17).
 
-Two contexts meet here. pysyncobj's tick thread (autoTick) does Raft I/O, applies entries
+Two contexts meet here. The Raft tick thread (autoTick) does Raft I/O, applies entries
 (`_apply_on_tick`) and runs the snapshot hooks; the asyncio loop proposes commands and reads
 state. Every crossing happens in this file:
 
 - loop -> tick: `propose()` queues commands; one `call_soon` flush packs everything queued in
-  that loop iteration into one log entry (group commit) and hands it to pysyncobj, which never
+  that loop iteration into one log entry (group commit) and hands it to Raft, which never
   blocks the caller. Outcomes come back through `call_soon_threadsafe`.
 - tick -> loop: after each applied entry the tick thread records (index, ended job ids) and
   schedules at most one `_publish` on the loop; the tick thread never waits on the loop.
@@ -14,7 +14,7 @@ state. Every crossing happens in this file:
 
 Snapshots: the serializer hook only captures (cheap) and starts a background writer that
 publishes the DuckDB file atomically itself; the deserializer verifies and swaps in a fully
-built state, or stops the process. haco/replica/DESIGN.md lists what it relies on.
+built state, or stops the process. The Raft layer's behaviour is in haco/replica/DESIGN.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pickle
 import threading
 import time
 from collections import deque
@@ -32,9 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
-from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.transport import TCPTransport
 
 from raft_state import CODE_VERSION, Command, Rejected, RejectCode, State, encode, outcome_from_wire, outcome_to_wire
 from raft_state import snapshot
@@ -43,13 +39,11 @@ from raft_state.outcomes import Outcome
 from haco.config import NodeConfig
 from haco.errors import NotApplied, OutcomeUnknown, Overloaded
 from haco.replica.journal import ApplyGuard, RaftJournal
-from haco.replica.plumbing import (_FaultTransport, build_syncobj, cancel_transmissions, defer_compaction_while_streaming,
-                                   append_sent, file_identity, fsync_info, fsync_path, hold_commands, patch_append_entries,
-                                   publish_streamed_dumps_under, raft_clock, stop_on_repeated_apply_failure,
-                                   watch_tick_stalls)
-from haco.replica.flow import check_messages, send_once_per_drain
+from haco.replica.plumbing import FaultTransport, file_identity, fsync_info, fsync_path, rewrite_raft_data
+from haco.replica.raft import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, TCPTransport
+from haco.replica.raft import legacy
 
-__all__ = ["Applied", "Replica", "_FaultTransport"]  # the last: pinned by tests
+__all__ = ["Applied", "Replica"]
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +52,17 @@ _NOT_APPLIED = {FAIL_REASON.QUEUE_FULL: "queue full", FAIL_REASON.MISSING_LEADER
                 FAIL_REASON.REQUEST_DENIED: "request denied"}
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 DIGEST_EVERY = 16  #: every replica records its digest at indexes that are multiples of this
-#: Log entries this replica has handed to pysyncobj and not yet seen settle. pysyncobj 0.3.17 rewinds
+#: Log entries this replica has handed to Raft and not yet seen settle. pysyncobj 0.3.17 rewound
 #: a follower's nextIndex to the acknowledged index on every success response, so each further entry
 #: in flight got re-sent (and truncated and re-appended by the follower) again and again: with 64
-#: busy clients that quadratic traffic took batch submits down to ~200 jobs/s (flow.py now
+#: busy clients that quadratic traffic took batch submits down to ~200 jobs/s (the Raft fork
 #: stops the rewind; 4 in flight measured no better than 2). Proposals made while the pipeline is
 #: full wait in the queue and go out together in the next entry (group commit).
 ENTRIES_IN_FLIGHT_MAX = 2
 ENTRY_WEIGHT_MAX = 1000  #: jobs (or assignments) per log entry, so one apply stays well under a heartbeat
-
-
-class _Shim(SyncObjConsumer):  # type: ignore[misc]
-    """All pysyncobj ever sees: one replicated method that takes bytes and never raises."""
-
-    def __init__(self, owner: Replica) -> None:
-        super().__init__()
-        self.owner = owner
-
-    @replicated  # type: ignore[untyped-decorator]
-    def apply_entry(self, entry: bytes) -> bytes:
-        return self.owner._apply_on_tick(entry)
+#: snapshot chunks (logCompactionBatchSize each, 256 KiB) a leader streams per tick, to all followers
+#: together; more per tick stalled a leader streaming a dump of 1M jobs
+STREAM_CHUNKS_PER_TICK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +75,7 @@ class Applied:
 
 
 class Replica:
-    """One coordinator replica: State + pysyncobj node + snapshot hooks + the asyncio bridge."""
+    """One coordinator replica: State + Raft node + snapshot hooks + the asyncio bridge."""
 
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
@@ -108,7 +93,7 @@ class Replica:
         self.snapshot_seconds = 0.0  #: how long the last background write took
         self.snapshot_installs = 0  #: snapshots received from a leader and loaded
         self.elections = 0
-        self.stalls, self.stall_max_s = 0, 0.0  #: pysyncobj ticks over half an election timeout; longest
+        self.stalls, self.stall_max_s = 0, 0.0  #: Raft ticks over half an election timeout; longest
         self.role = "follower"
         self._addr_to_id = {p.raft_addr: p.id for p in cfg.peers} | {cfg.raft_addr: cfg.id}
         self._dump_identity: tuple[int, int, int] | None = None  #: the dump file last written or loaded
@@ -119,15 +104,14 @@ class Replica:
         self._publish_pending = False
         self._queue: list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]] = []
         self._flush_pending = False
-        self._entries_out = 0  #: entries handed to pysyncobj, not yet settled (ENTRIES_IN_FLIGHT_MAX)
+        self._entries_out = 0  #: entries handed to Raft, not yet settled (ENTRIES_IN_FLIGHT_MAX)
         self.in_flight = 0
         self.admission_refused = 0  #: proposals refused by admission control (503)
-        self.forwarded = 0  #: commands proposed while following: pysyncobj forwards them to the leader
+        self.forwarded = 0  #: commands proposed while following: Raft forwards them to the leader
         self._listeners: list[Callable[[Applied], None]] = []
         self._role_listeners: list[Callable[[str], None]] = []
         self._index_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._shim = _Shim(self)
         self._syncobj: Any = None
         self._journal: RaftJournal | None = None
         self._stopping = False
@@ -145,7 +129,11 @@ class Replica:
         loaded = snapshot.load(self.dump_path)
         self.state = loaded.state
         self.applied = (loaded.raft_index, loaded.digest)
-        self._remember_dump(loaded.raft_index, pickle.loads(loaded.raft_data))
+        raft_data, previous_release = legacy.unpack_raft_data(loaded.raft_data, local=True)
+        if previous_release:  # never stream pickled raft data to a peer: rewrite it once, as msgpack
+            rewrite_raft_data(self.dump_path, legacy.pack_raft_data(raft_data))
+            log.info("snapshot raft data of the previous release rewritten index=%d", loaded.raft_index)
+        self._remember_dump(loaded.raft_index, raft_data)
         self.snapshot_at = self.dump_path.stat().st_mtime
         log.info("loaded snapshot index=%d jobs=%d seconds=%.2f", loaded.raft_index, len(self.state.jobs),
                  time.monotonic() - started)
@@ -175,17 +163,14 @@ class Replica:
             dynamicMembershipChange=False, pollerType="auto", useFork=False, serializer=self._serialize_tick,
             serializeChecker=self._check_serialize_tick, deserializer=self._deserialize_tick,
             onCodeVersionChanged=None, tcp_keepalive=(16, 3, 5),
+            nodeId=self.cfg.id, nodeIds=dict(self._addr_to_id), onTickStall=self._on_tick_stall,
+            tickStallLimit=r.election_timeout_s_min / 2, streamChunksPerTick=STREAM_CHUNKS_PER_TICK,
+            dumpPublishLock=self._dump_lock, applyGuard=ApplyGuard(self.journal_path),
         )
         others = [p.raft_addr for p in self.cfg.peers]
-        transport = _FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
-        self._syncobj = build_syncobj(self._journal, self.cfg.raft_addr, others, conf=conf, consumers=[self._shim],
-                                       transportClass=transport)
-        stop_on_repeated_apply_failure(self._syncobj, ApplyGuard(self.journal_path))
-        watch_tick_stalls(self._syncobj, r.election_timeout_s_min / 2, self._on_tick_stall)
-        patch_append_entries(self._syncobj)
-        check_messages(self._syncobj)
-        send_once_per_drain(self._syncobj)
-        publish_streamed_dumps_under(self._syncobj, self._dump_lock)
+        transport = FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
+        self._syncobj = SyncObj(self.cfg.raft_addr, others, conf, applier=self._apply_on_tick, journal=self._journal,
+                                transportClass=transport)
         # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
         # before it may call an election: otherwise its higher term deposes the leader
         self._postpone_election(r.connection_retry_s + r.election_timeout_s_max)
@@ -204,15 +189,15 @@ class Replica:
                      "done" if not self.is_leader() else "timed out", sent, successor)
         await asyncio.to_thread(so.destroy_synchronous)
         self._syncobj = None
-        self._journal = None  # closed by pysyncobj
+        self._journal = None  # closed by Raft
 
     async def _transfer_leadership(self, so: Any, timeout_s: float) -> int:
         """Raft TimeoutNow, retried on the tick thread until a follower took over; returns how
-        many were sent. The log stops growing first (Raft's transfer rule): pysyncobj's command
+        many were sent. The log stops growing first (Raft's transfer rule): the command
         queue, which also holds what followers forward, is no longer drained (those commands end
         LEADER_CHANGED once the successor is known; clients retry with their keys). Else an entry
         appended after the TimeoutNow reaches the third replica but not the target, both refuse
-        the target their votes and a second election follows (term +2/+3). pysyncobj denies a
+        the target their votes and a second election follows (term +2/+3). Raft denies a
         transfer unless the target's match index is the leader's last index, so each tick retries
         until one is sent (resent after 0.2 s if no election followed). This replica never stands
         for election again and waits to hear from its successor, so its vote is there for the target.
@@ -223,12 +208,12 @@ class Replica:
             if err == FAIL_REASON.SUCCESS:
                 sent.append(time.monotonic())
 
-        def on_tick() -> None:  # tick thread: pysyncobj's transferLeadership is not thread-safe
+        def on_tick() -> None:  # tick thread: transferLeadership is not thread-safe
             self._postpone_election(timeout_s + 1.0)  # once deposed, its stale deadline would fire at once
             if so._isLeader() and (not sent or time.monotonic() - sent[-1] > 0.2):
                 so.transferLeadership(callback=on_sent)
 
-        so._checkCommandsToApply = hold_commands  # the tick thread looks it up on every tick (pinned)
+        so.holdCommands()
         await asyncio.to_thread(so.addOnTickCallback, on_tick)
         try:
             deadline = time.monotonic() + timeout_s
@@ -244,14 +229,12 @@ class Replica:
 
     # ---- the tick thread ------------------------------------------------------------------
 
-    def _apply_on_tick(self, entry: bytes) -> bytes:
+    def _apply_on_tick(self, entry: bytes, index: int) -> bytes:
         """Apply one entry (tick thread; every replica; also on replay). Never raises."""
-        so = self._shim._syncObj  # set before pysyncobj's tick thread starts; self._syncobj may not be yet
-        index = so.raftLastApplied + 1 if so is not None else self.applied_index + 1
         with self.state_lock:
             try:
                 outcomes = self.state.apply_entry(entry)
-            except Exception:  # a bug; left alone, pysyncobj would retry this entry forever and halt
+            except Exception:  # a bug; left alone, Raft would retry this entry forever and halt
                 log.critical("apply failed index=%d", index, exc_info=True)
                 outcomes = [Rejected(RejectCode.INTERNAL, "apply failed")]
             ended = self.state.ended
@@ -277,9 +260,7 @@ class Replica:
 
     def _on_state_changed_tick(self, old: int, new: int) -> None:
         role = _ROLES.get(new, "follower")
-        so = self._shim._syncObj
-        if so is not None:
-            cancel_transmissions(so)  # a stream must never resume across terms
+        so = self._syncobj
         if role == "candidate":
             self.elections += 1
         term = int(so.raftCurrentTerm) if so is not None else 0  # tick thread: the term of this role
@@ -290,13 +271,10 @@ class Replica:
                 pass
 
     def _serialize_tick(self, tmp_name: str, raft_data: Any) -> None:
-        """pysyncobj's serializer hook: capture now (tick thread), write in the background.
-        pysyncobj renames `tmp_name` into place as soon as this returns; it must not exist then,
-        so that rename fails harmlessly and the writer publishes the real file itself."""
+        """Raft's serializer hook: capture now (tick thread), write in the background.
+        Raft renames `tmp_name` into place if it exists when this returns; it must not, so the
+        background writer publishes the real file itself."""
         Path(tmp_name).unlink(missing_ok=True)
-        if defer_compaction_while_streaming(self._shim._syncObj):  # a writer would hog the stream's GIL
-            self._snap_state = SERIALIZER_STATE.FAILED
-            return
         started = time.monotonic()
         with self.state_lock:
             cap = snapshot.capture(self.state)
@@ -311,8 +289,8 @@ class Replica:
         started = time.monotonic()
         writing = self.dump_path.with_name(self.dump_path.name + ".writing")
         try:
-            snapshot.dump(cap, writing, raft_index=index, raft_term=term, raft_data=pickle.dumps(raft_data))
-            with self._dump_lock:  # pysyncobj renames a dump streamed from the leader into place under it
+            snapshot.dump(cap, writing, raft_index=index, raft_term=term, raft_data=legacy.pack_raft_data(raft_data))
+            with self._dump_lock:  # Raft renames a dump streamed from the leader into place under it
                 if file_identity(self.dump_path) != self._dump_identity:
                     writing.unlink(missing_ok=True)  # a newer dump was streamed in meanwhile: keep that
                     log.info("snapshot superseded index=%d by a dump from the leader", index)
@@ -342,14 +320,14 @@ class Replica:
         self.snapshot_index = index
 
     def _deserialize_tick(self, path: str) -> Any:
-        """pysyncobj's deserializer: at start (our own file, already loaded) or after a leader
+        """Raft's deserializer: at start (our own file, already loaded) or after a leader
         streamed us its dump. Verifies and swaps in a fully built state, or stops the process."""
         if self._dump_identity == file_identity(Path(path)):
             return self._dump_raft_data
         started = time.monotonic()
         try:
             loaded = snapshot.load(path)
-            raft_data = pickle.loads(loaded.raft_data)
+            raft_data, _ = legacy.unpack_raft_data(loaded.raft_data, local=False)  # streamed: msgpack only
         except Exception:
             log.critical("installed snapshot %s does not load; stopping rather than running on a broken state",
                          path, exc_info=True)
@@ -359,7 +337,7 @@ class Replica:
             self.state = loaded.state
             self.applied = (loaded.raft_index, loaded.digest)
         del loaded
-        if self.cfg.raft.fsync:  # pysyncobj renamed the streamed file into place without a sync
+        if self.cfg.raft.fsync:  # Raft renamed the streamed file into place without a sync
             fsync_path(path)
             fsync_path(Path(path).parent)
         self._remember_dump(self.applied_index, raft_data)
@@ -374,7 +352,7 @@ class Replica:
         return max(3.0, self.cfg.raft.election_timeout_s_max)
 
     def _on_tick_stall(self, took_s: float) -> None:
-        """A tick took `took_s` (tick thread; plumbing.watch_tick_stalls). Past half the connection
+        """A tick took `took_s` beyond its poll wait (tick thread; the Raft conf's onTickStall). Past half the connection
         timeout (a 1M-job dump from the leader: 20-30 s in the deserializer) both ends drop the connection
         unread and re-dial; without PreVote an election meanwhile raises every term needlessly."""
         self.stalls += 1
@@ -388,11 +366,11 @@ class Replica:
             log.info("raft tick stalled ms=%.0f", took_s * 1000)
 
     def _postpone_election(self, seconds: float) -> None:
-        """Push this replica's election deadline at least `seconds` out (pysyncobj has no PreVote;
-        pinned internal; tick thread, or just after SyncObj starts)."""
-        so = self._shim._syncObj
-        if so is not None and hasattr(so, "_SyncObj__raftElectionDeadline"):
-            so._SyncObj__raftElectionDeadline = max(so._SyncObj__raftElectionDeadline, raft_clock() + seconds)
+        """Push this replica's election deadline at least `seconds` out (the Raft layer has no PreVote;
+        tick thread, or just after SyncObj starts)."""
+        so = self._syncobj
+        if so is not None:
+            so.postponeElection(seconds)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -509,7 +487,7 @@ class Replica:
                     loop.call_soon_threadsafe(self._settle_entry, futures, result, err, release, timer)
                 except RuntimeError:
                     pass
-            self._shim.apply_entry(encode(*(cmd for cmd, _ in chunk)), callback=on_result)
+            so.propose(encode(*(cmd for cmd, _ in chunk)), on_result)
 
     def _take_chunk(self) -> list[tuple[Command, asyncio.Future[tuple[int, Outcome]]]]:
         """Pop the next entry's worth of live proposals off the queue."""
@@ -611,9 +589,11 @@ class Replica:
             "digest": f"{digest:016x}",
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
             "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
-            "peers": peers, "in_flight": self.in_flight, "append_sent": append_sent(so), "code_version": CODE_VERSION,
+            "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
+            "append_sent": {"messages": so.sentMessages, "entries": so.sentEntries} if so is not None else {},
             "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(self._journal),
             "journal": self._journal.stats() if self._journal is not None else None,
+            "raft_wire": so.wireStats() if so is not None else {"refused": {}, "refused_total": 0},
         }
 
 

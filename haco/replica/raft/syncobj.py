@@ -81,7 +81,7 @@ class SyncObj(object):
         :param otherNodes: addresses of partner nodes ['host1:port1', 'host2:port2', ...]
         :param conf: configuration object
         :type conf: SyncObjConf
-        :param applier: applier(entry: bytes) -> result, called on the tick thread for each committed entry
+        :param applier: applier(entry: bytes, index: int) -> result, on the tick thread for each committed entry
         :param journal: an open journal (the Journal interface); None: createJournal(conf.journalFile)
         :param transportClass: the Transport subclass to be used for transferring messages to and from other nodes
         """
@@ -549,7 +549,7 @@ class SyncObj(object):
             for entry in entries:
                 currentTermID = entry[2]
                 try:
-                    res = self.__doApplyCommand(entry[0])
+                    res = self.__doApplyCommand(entry[0], entry[1])
                 except Exception as exc:  # retried on the next tick, like stock; the guard may stop the process
                     if guard is None:
                         raise
@@ -699,10 +699,10 @@ class SyncObj(object):
         """Force to start log compaction (without waiting required time or required number of entries)"""
         self.__forceLogCompaction = True
 
-    def __doApplyCommand(self, command):
+    def __doApplyCommand(self, command, index):
         if ord(command[:1]) != _COMMAND_TYPE.ENTRY:
             return None  # no-op (converted legacy membership and version commands too)
-        return self.__applier(command[1:])
+        return self.__applier(command[1:], index)
 
     def __onMessageReceived(self, node, message):
 
