@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from haco.replica.raft.wire import REASONS as RAFT_REFUSAL_REASONS
 from raft_state import Assignment, State
 from raft_state.records import JobStatus, WorkerStatus
 
@@ -126,6 +127,12 @@ class ReplicaCollector(Collector):
         yield _counter("haco_snapshot_installs", "snapshots received from a leader and loaded",
                        info["snapshot_installs"])
         yield _counter("haco_elections", "elections this replica started as a candidate", info["elections"])
+        refused = CounterMetricFamily("haco_raft_frames_refused", "Raft-port frames or connections refused "
+                                      "(failed a wire check: bad tag, replay, length, handshake, timeout)",
+                                      labels=["reason"])
+        for reason in RAFT_REFUSAL_REASONS:
+            refused.add_metric([reason], info["raft_wire"]["refused"].get(reason, 0))
+        yield refused
         yield _gauge("haco_writes_in_flight", "proposals awaiting an outcome", info["in_flight"])
         yield _counter("haco_admission_refusals", "writes refused by admission control (503 Retry-After)",
                        r.admission_refused)

@@ -1,33 +1,11 @@
-"""haco's journal (haco/replica/journal.py) is installed through pysyncobj 0.3.17 internals (the
-version is pinned): pin them here, then check `--fsync` on a real file."""
+"""`--fsync` on a real file: haco's journal (haco/replica/journal.py), handed to the Raft fork opened."""
 
 from __future__ import annotations
 
-import inspect
-import re
 from pathlib import Path
-
-import pysyncobj.journal as pso_journal
-import pysyncobj.syncobj as pso_syncobj
 
 from haco.config import NodeConfig
 from haco.replica.journal import RaftJournal
-
-
-def test_pysyncobj_internals_the_journal_relies_on() -> None:
-    from pysyncobj.version import VERSION
-    assert VERSION == "0.3.17"
-    # SyncObj builds its journal through the module-level name we swap, from conf.journalFile
-    init = inspect.getsource(pso_syncobj.SyncObj.__init__)
-    assert "self.__raftLog = createJournal(self.__conf.journalFile)" in init
-    assert pso_syncobj.createJournal is pso_journal.createJournal
-    # every journal call SyncObj makes is one RaftJournal implements (and syncs, when it writes)
-    source = inspect.getsource(pso_syncobj)
-    called = set(re.findall(r"self\.__raftLog\.(\w+)\(", source))
-    assert called == {"add", "clear", "deleteEntriesFrom", "deleteEntriesTo", "setCurrentTerm",
-                      "setRaftCommitIndex", "getCurrentTerm", "getVotedForNodeId", "getRaftCommitIndex",
-                      "onOneSecondTimer", "_destroy"}, called
-    assert all(callable(getattr(RaftJournal, name)) for name in called)
 
 
 def test_fsync_journal_syncs_each_change_once_and_stays_readable(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ class TcpConnection(object):
             self.__fileno = socket.fileno()
             self.__state = CONNECTION_STATE.CONNECTED
             try:
-                self.peerName = '%s:%s' % socket.getpeername()[:2]
+                self.peerName = socket.getpeername()[0]  # the address only: one log line per host
             except OSError:
                 self.peerName = '?'
             self.setSockoptKeepalive()

@@ -362,8 +362,9 @@ class TCPTransport(Transport):
                 conn.refuse(e.reason, str(e))
                 return
             node = self._nodeIdToNode.get(sender)
-            if receiver != self._selfId or node is None:
-                conn.refuse('hello', 'hello from %r to %r: not a member, or not for this node' % (sender, receiver))
+            if receiver != self._selfId or node is None or self._shouldConnect(node):
+                conn.refuse('hello', 'hello from %r to %r: not a member, not for this node, or a peer this '
+                            'node dials itself' % (sender, receiver))
                 return
             if not self._acceptPeer(node):
                 self._unknownConnections.discard(conn)
