@@ -3,7 +3,7 @@
 Processes start, get signalled and stop through haco.cluster.procs (the launcher haco up and the
 tests use: one process group per process, logs in files); this module adds what faults need:
 SIGSTOP/SIGCONT bookkeeping, wiping a data dir, and the blocklist file the replicas' fault
-transport reads (`HACO_FAULT_FILE`, see haco/replica/plumbing.py `_FaultTransport`).
+transport reads (`HACO_FAULT_FILE`, see haco/replica/plumbing.py `FaultTransport`).
 
 Nothing is left behind: every process started here is tracked; `stop_all()` (called from the
 runner's `finally`, an atexit hook and the SIGTERM/SIGINT/SIGHUP handlers) SIGCONTs and SIGKILLs

@@ -45,7 +45,7 @@ class RaftConfig:
     propose_timeout_s: float = 5.0  #: past this a write's outcome is unknown (504)
     in_flight_max: int = 20_000  #: commands proposed and not yet answered; beyond it 503 Retry-After
     entry_commands_max: int = 256  #: group commit packs at most this many commands in one log entry
-    fsync: bool = False  #: msync the journal before pysyncobj acts on a record (survives power loss; slower)
+    fsync: bool = False  #: msync the journal before Raft acts on a record (survives power loss; slower)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +145,7 @@ class NodeConfig:
             raise ConfigError("peer ids must be unique")
         if not self.raft_password:
             raise ConfigError("a Raft password is required (--raft-password-file or HACO_RAFT_PASSWORD): "
-                              "without one pysyncobj's port runs unauthenticated pickles")
+                              "it is the Raft port's cluster key (32 random bytes, hex)")
         self._validate_security()
         r = self.raft
         if r.entry_commands_max < 1:

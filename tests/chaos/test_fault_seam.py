@@ -50,7 +50,7 @@ def test_a_partitioned_leader_never_acknowledges_entries_its_successor_replaced(
     the old leader learns the new log through a streamed snapshot. Its writes of the old term were
     never committed; none may be acknowledged unless the job exists afterwards. pysyncobj let the
     snapshot stream's messages raise the old leader's commit index over those entries, which it
-    then applied and acknowledged (haco/replica/flow.py check_messages)."""
+    then applied and acknowledged (haco/replica/raft/PATCHES.md, change 4)."""
     fault_file = tmp_path / "faults.json"
     c = Cluster(tmp_path, 3, extra_env={"HACO_FAULT_FILE": str(fault_file), "HACO_COMPACTION_MIN_ENTRIES": "20",
                                         "HACO_COMPACTION_MIN_TIME_S": "0.3"})

@@ -255,7 +255,7 @@ def test_fsync_journal_cluster_syncs_and_keeps_every_ack(cluster_factory: Any) -
 
 def test_leader_sends_each_entry_once_per_follower(cluster_factory: Any) -> None:
     """Under 24 clients spread over all replicas (forwarded entries, several in flight), the leader
-    sends each log entry to each follower once (haco/replica/flow.py: pysyncobj alone re-sent
+    sends each log entry to each follower once (haco/replica/raft/PATCHES.md 5-6: stock pysyncobj re-sent
     ~30% of them, every ack rewinding the follower's nextIndex)."""
     import asyncio
 
