@@ -27,9 +27,8 @@ def test_no_pysyncobj_import_and_no_pickle_on_the_raft_path() -> None:
                if re.search(r"^\s*(import|from)\s+pysyncobj", p.read_text(), re.M)]
     assert imports == []
     # the fork's only pickle reader is legacy.py (the previous release's files on this disk, restricted)
-    # and the journal's local meta file
     unpickling = sorted(str(p.relative_to(ROOT)) for p in RAFT.rglob("*.py") if re.search(r"pickle\.", p.read_text()))
-    assert unpickling == ["haco/replica/raft/journal.py", "haco/replica/raft/legacy.py"], unpickling
+    assert unpickling == ["haco/replica/raft/legacy.py"], unpickling
     node = (ROOT / "haco" / "replica" / "node.py").read_text()
     assert "pickle" not in node.replace("pickled", "")
 

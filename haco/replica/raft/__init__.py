@@ -3,10 +3,10 @@
 The only Raft code in haco; haco/replica/node.py drives it. What it exports is all haco uses."""
 
 from .config import FAIL_REASON, SERIALIZER_STATE, SyncObjConf
-from .journal import FileJournal, FsyncJournal, createJournal
+from .journal import Journal, MemoryJournal
 from .monotonic import monotonic as raft_clock
 from .syncobj import SyncObj
 from .transport import TCPTransport
 
-__all__ = ["FAIL_REASON", "SERIALIZER_STATE", "FileJournal", "FsyncJournal", "SyncObj", "SyncObjConf", "TCPTransport",
-           "createJournal", "raft_clock"]
+__all__ = ["FAIL_REASON", "SERIALIZER_STATE", "Journal", "MemoryJournal", "SyncObj", "SyncObjConf", "TCPTransport",
+           "raft_clock"]

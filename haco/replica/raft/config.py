@@ -182,8 +182,6 @@ class SyncObjConf(object):
         self.dumpPublishLock = kwargs.get('dumpPublishLock', None)
         #: Object with .failed(index, exc) and .ok(index): told about every entry applied or failing.
         self.applyGuard = kwargs.get('applyGuard', None)
-        #: fsync the journal before acting on a change (FsyncJournal).
-        self.journalFsync = kwargs.get('journalFsync', False)
         #: Largest frame accepted from an authenticated peer, and from a peer that has not authenticated.
         self.frameBytesMax = kwargs.get('frameBytesMax', 64 * 2 ** 20)
         self.handshakeBytesMax = kwargs.get('handshakeBytesMax', 512)

@@ -82,7 +82,7 @@ class SyncObj(object):
         :param conf: configuration object
         :type conf: SyncObjConf
         :param applier: applier(entry: bytes, index: int) -> result, on the tick thread for each committed entry
-        :param journal: an open journal (the Journal interface); None: createJournal(conf.journalFile)
+        :param journal: an open journal (the Journal interface, journal.py); None: an in-memory one
         :param transportClass: the Transport subclass to be used for transferring messages to and from other nodes
         """
 
@@ -115,7 +115,7 @@ class SyncObj(object):
         # the outgoing leader's heartbeats from postponing the forced election.
         self.__transferInProgress = False
         if journal is None:
-            journal = createJournal(self.__conf.journalFile, fsync=self.__conf.journalFsync)
+            journal = createJournal(self.__conf.journalFile)
         self.__raftLog = journal
         legacy.convert_journal(self.__raftLog)
         if len(self.__raftLog) == 0:
@@ -269,10 +269,6 @@ class SyncObj(object):
     def postponeElection(self, seconds):
         """Push this node's election deadline at least `seconds` out (tick thread)."""
         self.__raftElectionDeadline = max(self.__raftElectionDeadline, monotonicTime() + seconds)
-
-    def journalStats(self):
-        stats = getattr(self.__raftLog, 'stats', None)
-        return stats() if stats is not None else {'enabled': False}
 
     def wireStats(self):
         return self.__transport.wireStats()
