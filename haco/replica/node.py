@@ -229,8 +229,11 @@ class Replica:
 
     # ---- the tick thread ------------------------------------------------------------------
 
-    def _apply_on_tick(self, entry: bytes, index: int) -> bytes:
-        """Apply one entry (tick thread; every replica; also on replay). Never raises."""
+    def _apply_on_tick(self, entry: bytes, index: int | None = None) -> bytes:
+        """Apply the entry at `index` (tick thread; every replica; also on replay; by default the
+        next one). Never raises."""
+        if index is None:
+            index = self.applied_index + 1
         with self.state_lock:
             try:
                 outcomes = self.state.apply_entry(entry)

@@ -77,7 +77,7 @@ def convert_journal(journal: Any) -> int:
     """Rewrite the previous release's entries in `journal` (the Journal interface) in place, once;
     returns how many were converted."""
     entries = [journal[i] for i in range(len(journal))]
-    converted = [(convert_command(bytes(c)), i, t) for c, i, t in entries]
+    converted = [(_convert_or_keep(bytes(c), i), i, t) for c, i, t in entries]
     changed = sum(1 for (a, _, _), (b, _, _) in zip(entries, converted) if a != b)
     if not changed:
         return 0
@@ -95,6 +95,16 @@ def convert_journal(journal: Any) -> int:
         journal.flush()
     log.info("converted %d journal entries of the previous release to this release's format", changed)
     return changed
+
+
+def _convert_or_keep(command: bytes, index: int) -> bytes:
+    """An entry that does not convert stays as it is: applying it fails (SyncObj reports it to its
+    apply guard, which stops the replica), it is never unpickled anywhere else."""
+    try:
+        return convert_command(command)
+    except LegacyFormatError as exc:
+        log.error("journal entry %d is not a command this release can read: %s", index, exc)
+        return command
 
 
 def _entry(e: Any) -> tuple[bytes, int, int]:

@@ -696,9 +696,13 @@ class SyncObj(object):
         self.__forceLogCompaction = True
 
     def __doApplyCommand(self, command, index):
-        if ord(command[:1]) != _COMMAND_TYPE.ENTRY:
-            return None  # no-op (converted legacy membership and version commands too)
-        return self.__applier(command[1:], index)
+        commandType = ord(command[:1])
+        if commandType == _COMMAND_TYPE.ENTRY:
+            return self.__applier(command[1:], index)
+        if commandType == _COMMAND_TYPE.NO_OP:
+            return None
+        # a command this release cannot read (a previous-release one that did not convert, or damage)
+        raise legacy.LegacyFormatError('entry %d has command type %d' % (index, commandType))
 
     def __onMessageReceived(self, node, message):
 
