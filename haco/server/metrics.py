@@ -130,8 +130,9 @@ class ReplicaCollector(Collector):
         refused = CounterMetricFamily("haco_raft_frames_refused", "Raft-port frames or connections refused "
                                       "(failed a wire check: bad tag, replay, length, handshake, timeout)",
                                       labels=["reason"])
+        counts = info.get("raft_wire", {}).get("refused", {})
         for reason in RAFT_REFUSAL_REASONS:
-            refused.add_metric([reason], info["raft_wire"]["refused"].get(reason, 0))
+            refused.add_metric([reason], counts.get(reason, 0))
         yield refused
         yield _gauge("haco_writes_in_flight", "proposals awaiting an outcome", info["in_flight"])
         yield _counter("haco_admission_refusals", "writes refused by admission control (503 Retry-After)",
