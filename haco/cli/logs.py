@@ -8,11 +8,13 @@ the worker and how many bytes the tail leaves out; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from haco.client import FINAL_STATUSES, HacoClient, LogCursor
+from haco.client import FINAL_STATUSES, HacoClient, LogChunk, LogCursor
 from haco.errors import LogUnavailable, WorkerOffline
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -36,7 +38,7 @@ async def _logs(args: argparse.Namespace, client: HacoClient) -> int:
         raise UsageError("--tail takes a number of lines, 0 or more")
     cursor = LogCursor(args.attempt, 0, args.tail)
     try:
-        await copy_logs(client, args.job_id, cursor, stream=args.stream, follow=args.follow)
+        await copy_logs(client, args.job_id, cursor, stream=args.stream, follow=args.follow, as_json=args.json)
     except (WorkerOffline, LogUnavailable) as exc:
         print_tail(exc, args.stream, args.tail)
         return EXIT_FAILED
@@ -44,14 +46,15 @@ async def _logs(args: argparse.Namespace, client: HacoClient) -> int:
 
 
 async def copy_logs(client: HacoClient, job_id: str, cursor: LogCursor, *, stream: str = "both",
-                    follow: bool = False) -> None:
-    """Write the attempt's output to this process's stdout/stderr as it arrives."""
+                    follow: bool = False, as_json: bool = False) -> None:
+    """Write the attempt's output to this process's stdout/stderr as it arrives (with `as_json`:
+    one JSON object per chunk on stdout, `{"offset", "stream", "t_ms", "text" | "b64"}`)."""
     outs: dict[str, BinaryIO] = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     sys.stdout.flush()
     async for chunk in client.logs(job_id, attempt=cursor.attempt, stream=stream, offset=cursor.offset,
                                    tail=cursor.tail, follow=follow, cursor=cursor):
-        out = outs[chunk.stream]
-        out.write(chunk.data)
+        out = outs["stdout" if as_json else chunk.stream]
+        out.write(_chunk_line(chunk) if as_json else chunk.data)
         if follow:
             out.flush()
     for out in outs.values():
@@ -59,6 +62,15 @@ async def copy_logs(client: HacoClient, job_id: str, cursor: LogCursor, *, strea
     if cursor.dropped_bytes:
         print(f"haco: the oldest {cursor.dropped_bytes} bytes of this attempt's output were dropped on the worker "
               "(per-attempt log bound); the rest is shown", file=sys.stderr)
+
+
+def _chunk_line(chunk: LogChunk) -> bytes:
+    obj: dict[str, Any] = {"offset": chunk.offset, "stream": chunk.stream, "t_ms": chunk.t_ms}
+    try:
+        obj["text"] = chunk.data.decode("utf-8")
+    except UnicodeDecodeError:
+        obj["b64"] = base64.b64encode(chunk.data).decode("ascii")
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
 def print_tail(exc: WorkerOffline | LogUnavailable, stream: str, lines: int | None) -> None:
