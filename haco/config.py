@@ -46,6 +46,7 @@ class RaftConfig:
     in_flight_max: int = 20_000  #: commands proposed and not yet answered; beyond it 503 Retry-After
     entry_commands_max: int = 256  #: group commit packs at most this many commands in one log entry
     fsync: bool = False  #: msync the journal before Raft acts on a record (survives power loss; slower)
+    stuck_after_s: float = 10.0  #: committed entries waiting this long on a still applied index: stuck
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +118,8 @@ class NodeConfig:
             raft_tuning["entry_commands_max"] = int(env["HACO_ENTRY_COMMANDS_MAX"])
         if "HACO_DNS_CACHE_S" in env:
             raft_tuning["dns_cache_s"] = float(env["HACO_DNS_CACHE_S"])
+        if "HACO_STUCK_AFTER_S" in env:
+            raft_tuning["stuck_after_s"] = float(env["HACO_STUCK_AFTER_S"])
         if raft_tuning:
             values["raft"] = RaftConfig(**raft_tuning)  # type: ignore[arg-type]
         sched: dict[str, object] = {}

@@ -26,7 +26,7 @@ from haco.errors import HacoError, NotApplied, OutcomeUnknown, Unreachable
 log = logging.getLogger(__name__)
 
 DEFAULT_COORDINATORS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
-EXIT_OK, EXIT_FAILED, EXIT_UNHEALTHY, EXIT_UNREACHABLE, EXIT_USAGE = 0, 1, 2, 3, 64
+EXIT_OK, EXIT_FAILED, EXIT_UNHEALTHY, EXIT_UNREACHABLE, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2, 3, 4, 64
 PLUGINS = ("haco.server.main", "haco.worker.agent")
 EPILOG = """\
 coordinators: --coordinators URL,... or $HACO_COORDINATORS, else the `haco up` defaults
@@ -37,6 +37,8 @@ exit codes:
   1   the job failed, was cancelled or expired; or the cluster refused the operation
   2   cluster unhealthy: no leader, no majority, digest divergence, or writes not committing
   3   no replica reachable
+  4   (status) cluster degraded: it works, but a replica is unreachable, lagging or stuck,
+      snapshots keep failing or a worker is lost; the text says what and what it risks
   64  usage error
 """
 
@@ -125,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="wait for the result; exit 1 unless it completed")
     s.add_argument("--follow", "-f", action="store_true", help="with --wait: print the job's output live")
     s.add_argument("argv", nargs="*", help="the command, after --")
-    add("status", "replicas, leader, digests, workers and queue; exit 2 when unhealthy", _status)
+    add("status", "replicas, leader, digests, workers, queue and a health verdict: exit 0 healthy, "
+        "4 degraded, 2 unhealthy, 3 unreachable", _status)
     j = add("jobs", "list jobs", _jobs)
     j.add_argument("--status", choices=["pending", "running", *sorted(FINAL_STATUSES)])
     j.add_argument("--limit", type=int, default=50)
@@ -375,7 +378,7 @@ async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:
     emit(args, fmt.status_text(report), report)
     if not report["reachable"]:
         return EXIT_UNREACHABLE
-    return EXIT_OK if report["healthy"] else EXIT_UNHEALTHY
+    return {"healthy": EXIT_OK, "degraded": EXIT_DEGRADED}.get(report["health"]["status"], EXIT_UNHEALTHY)
 
 
 async def _jobs_impl(args: argparse.Namespace, client: HacoClient) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from haco.cli import job_output
 from haco.client import ReplicaStatus
+from haco.health import HEALTHY, digest_check, held_digests, verdict
 
 FINAL = ("completed", "failed", "cancelled", "expired")
 
@@ -157,52 +158,27 @@ def _short(value: Any, limit: int = 60) -> str | None:
 
 def cluster_report(replicas: Sequence[ReplicaStatus], workers: Sequence[dict[str, Any]] | None,
                    queue: dict[str, Any] | None) -> dict[str, Any]:
-    """The `haco status` verdict as a JSON-able dict; `healthy` is False, with `problems`, when no
-    leader is known, no majority of replicas answers, or two replicas hold different digests at
-    the same index."""
+    """The `haco status` report as a JSON-able dict. Its `health` block is haco.health's verdict
+    (healthy, degraded or unhealthy, each problem with what it risks), the same one
+    `GET /api/health/cluster` gives; `healthy` is True only for a healthy verdict, `problems` lists
+    what is wrong. A replica that does not answer is named by the id its peers know it by."""
+    ids = {str(p["api_url"]).rstrip("/"): str(p["id"]) for r in replicas for p in (r.info or {}).get("peers") or []
+           if p.get("api_url") and p.get("id")}
+    rows = [{"id": ids.get(r.url.rstrip("/")), "url": r.url, "info": r.info} for r in replicas]
+    health = verdict(rows, workers)
     up = [r for r in replicas if r.info is not None]
-    size = max([len(replicas)] + [len(r.info.get("peers") or []) + 1 for r in up if r.info])
     leaders = sorted((r for r in up if r.info and r.info.get("role") == "leader"),
                      key=lambda r: -int((r.info or {}).get("term") or 0))
     digest = digest_check([r.info for r in up if r.info])
-    problems: list[str] = []
-    if not up:
-        problems.append("no replica reachable")
-    elif len(up) <= size // 2:
-        problems.append(f"no majority: {len(up)} of {size} replicas reachable")
-    if not leaders:
-        problems.append("no leader")
-    if digest["diverged"]:
-        problems.append(f"digest divergence at index {digest['index']}")
     leader = leaders[0].info if leaders and leaders[0].info else None
     return {
-        "healthy": not problems, "problems": problems, "size": size, "reachable": len(up),
+        "healthy": health["status"] == HEALTHY, "problems": [p["what"] for p in health["problems"]],
+        "health": health, "size": health["size"], "reachable": len(up),
         "leader": None if leader is None else {"id": leader.get("id"), "url": leader.get("api_url") or leaders[0].url,
                                                "term": leader.get("term")},
-        "replicas": [_replica_row(r, digest["index"]) for r in replicas],
+        "replicas": [_replica_row(r, digest["index"], ids.get(r.url.rstrip("/"))) for r in replicas],
         "digest": digest, "workers": worker_summary(workers), "queue": queue,
     }
-
-
-def digest_check(infos: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Compare the replicas' recent (index, digest) pairs: report the highest index they all hold
-    (or, failing that, the highest held by two or more) and whether any shared index differs."""
-    held = [_held(info) for info in infos]
-    diverged_at = [i for i in sorted(set().union(*held)) if len({h[i] for h in held if i in h}) > 1] if held else []
-    common = set.intersection(*(set(h) for h in held)) if held else set()
-    shared = [i for i in (set().union(*held) if held else set()) if sum(i in h for h in held) >= 2]
-    index = max(diverged_at) if diverged_at else max(common) if common else max(shared) if shared else None
-    values = sorted({h[index] for h in held if index in h}) if index is not None else []
-    return {"index": index, "diverged": bool(diverged_at), "diverged_at": diverged_at[-5:],
-            "digests": values, "replicas_compared": sum(index in h for h in held) if index is not None else 0}
-
-
-def _held(info: dict[str, Any]) -> dict[int, str]:
-    """A replica's recent (index, digest) pairs, plus its current digest at its applied index."""
-    held = {int(i): str(d) for i, d in (info.get("digests") or [])}
-    if info.get("digest") and info.get("applied_index") is not None:
-        held[int(info["applied_index"])] = str(info["digest"])
-    return held
 
 
 def worker_summary(workers: Sequence[dict[str, Any]] | None) -> dict[str, Any] | None:
@@ -216,10 +192,11 @@ def worker_summary(workers: Sequence[dict[str, Any]] | None) -> dict[str, Any] |
             "used": sum(len(w.get("running") or []) for w in live)}
 
 
-def _replica_row(r: ReplicaStatus, index: int | None) -> dict[str, Any]:
+def _replica_row(r: ReplicaStatus, index: int | None, configured_id: str | None) -> dict[str, Any]:
     info = r.info or {}
-    digests = _held(info)
-    return {"id": info.get("id"), "url": r.url, "reachable": r.info is not None, "error": r.error,
+    digests = held_digests(info)
+    apply = info.get("apply") or {}
+    return {"id": info.get("id") or configured_id, "stuck": bool(apply.get("stuck")), "url": r.url, "reachable": r.info is not None, "error": r.error,
             "role": info.get("role"), "term": info.get("term"), "leader": info.get("leader"),
             "commit_index": info.get("commit_index"), "applied_index": info.get("applied_index"),
             "log_entries": info.get("log_entries"), "snapshot_index": info.get("snapshot_index"),
@@ -250,5 +227,16 @@ def status_text(report: dict[str, Any]) -> str:
     if q is not None:
         counts = ", ".join(f"{s} {n}" for s, n in sorted((q.get("counts") or {}).items())) or "empty"
         lines.append(f"queue:    {counts}; ready {q.get('ready', '?')}{'; PAUSED' if q.get('paused') else ''}")
-    lines.append("health:   " + ("ok" if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"])))
+    lines += health_lines(report["health"])
     return "\n".join(lines)
+
+
+def health_lines(health: dict[str, Any]) -> list[str]:
+    """`health:   ok`, or the verdict in capitals with each problem and what it risks."""
+    problems = health["problems"]
+    if not problems:
+        return ["health:   ok"]
+    head = f"health:   {health['status'].upper()}: "
+    if len(problems) == 1:
+        return [head + f"{problems[0]['what']}; {problems[0]['risk']}"]
+    return [head.rstrip(": ")] + [f"  {p['severity']}: {p['what']}; {p['risk']}" for p in problems]

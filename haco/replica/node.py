@@ -39,7 +39,9 @@ from raft_state.outcomes import Outcome
 from haco.config import NodeConfig
 from haco.errors import NotApplied, OutcomeUnknown, Overloaded
 from haco.replica.journal import ApplyGuard, RaftJournal
-from haco.replica.plumbing import FaultTransport, file_identity, fsync_info, fsync_path, rewrite_raft_data
+from haco.replica.plumbing import (FaultTransport, Once, file_identity, fsync_info, fsync_path, rewrite_raft_data,
+                                   time_out)
+from haco.replica.progress import ApplyProgress
 from haco.replica.raft import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, TCPTransport
 from haco.replica.raft import legacy
 
@@ -92,6 +94,8 @@ class Replica:
         self.snapshot_at = 0.0  #: wall time the current dump file was written or loaded
         self.snapshot_seconds = 0.0  #: how long the last background write took
         self.snapshot_installs = 0  #: snapshots received from a leader and loaded
+        self.snapshot_failures = 0  #: snapshot writes failed in a row (haco.health: degraded from 2)
+        self.progress = ApplyProgress.from_env(cfg.raft.stuck_after_s, os.environ)  #: is apply keeping up?
         self.elections = 0
         self.stalls, self.stall_max_s = 0, 0.0  #: Raft ticks over half an election timeout; longest
         self.role = "follower"
@@ -234,6 +238,7 @@ class Replica:
         next one). Never raises."""
         if index is None:
             index = self.applied_index + 1
+        self.progress.before_apply()
         with self.state_lock:
             try:
                 outcomes = self.state.apply_entry(entry)
@@ -245,6 +250,7 @@ class Replica:
             self.applied = (index, self.state.digest())
             if index % DIGEST_EVERY == 0:
                 self.digests.append(self.applied)
+        self.progress.after_apply()
         # entries are applied only once a leader (or, replaying at restart, the persisted commit
         # index) committed them: a long replay must not end in an election
         self._postpone_election(self.cfg.raft.election_timeout_s_min)
@@ -305,9 +311,11 @@ class Replica:
             self.snapshot_at = time.time()
             self.snapshot_seconds = time.monotonic() - started
             self._snap_state = SERIALIZER_STATE.SUCCESS
+            self.snapshot_failures = 0
             log.info("snapshot written index=%d jobs=%d seconds=%.2f", index, len(cap.jobs), self.snapshot_seconds)
         except Exception:
             log.exception("snapshot write failed index=%d", index)
+            self.snapshot_failures += 1
             writing.unlink(missing_ok=True)
             self._snap_state = SERIALIZER_STATE.FAILED
 
@@ -432,7 +440,7 @@ class Replica:
         (fut,) = self.propose_batch([cmd])
         # a plain timer on the future, not asyncio.timeout (a context manager, a timer and a task
         # uncancel per write): the loop's cost per single submit
-        timer = asyncio.get_running_loop().call_later(timeout_s or self.cfg.raft.propose_timeout_s, _time_out, fut)
+        timer = asyncio.get_running_loop().call_later(timeout_s or self.cfg.raft.propose_timeout_s, time_out, fut)
         try:
             return await fut
         finally:
@@ -481,10 +489,10 @@ class Replica:
             if not so._isLeader():
                 self.forwarded += len(chunk)
             self._entries_out += 1
-            release = _Once(self._entry_settled)
+            release = Once(self._entry_settled)
             timer = loop.call_later(self.cfg.raft.propose_timeout_s + 1.0, release)  # a callback may never come
 
-            def on_result(result: Any, err: int, futures: list[Any] = futures, release: _Once = release,
+            def on_result(result: Any, err: int, futures: list[Any] = futures, release: Once = release,
                           timer: asyncio.TimerHandle = timer) -> None:  # either thread
                 try:
                     loop.call_soon_threadsafe(self._settle_entry, futures, result, err, release, timer)
@@ -520,7 +528,7 @@ class Replica:
             self._loop.call_soon(self._flush)
 
     def _settle_entry(self, futures: list[asyncio.Future[tuple[int, Outcome]]], result: Any, err: int,
-                      release: _Once, timer: asyncio.TimerHandle) -> None:
+                      release: Once, timer: asyncio.TimerHandle) -> None:
         timer.cancel()
         self._settle(futures, result, err)
         release()
@@ -580,16 +588,18 @@ class Replica:
             peers.append({"id": p.id, "raft_addr": p.raft_addr, "api_url": p.api_url, "reachable": reachable})
         digests = list(self.digests)
         applied_index, digest = self.applied
+        commit_index = int(status.get("commit_idx", 0))
         return {
             "id": self.cfg.id, "api_url": self.cfg.api_url, "raft_addr": self.cfg.raft_addr,
             "role": _ROLES.get(status.get("state", 0), "follower") if so is not None else "stopped",
             "leader": self.leader_id(), "leader_url": self.leader_url(), "term": self.term(),
-            "commit_index": int(status.get("commit_idx", 0)), "applied_index": applied_index,
+            "commit_index": commit_index, "applied_index": applied_index,
+            "apply": self.progress.report(applied_index, commit_index) if so is not None else None,
             "log_entries": int(status.get("log_len", 0)), "has_quorum": bool(status.get("has_quorum", False)),
             "snapshot_index": self.snapshot_index,
             "snapshot_age_s": round(time.time() - self.snapshot_at, 1) if self.snapshot_at else None,
             "snapshot_seconds": round(self.snapshot_seconds, 3), "snapshot_installs": self.snapshot_installs,
-            "digest": f"{digest:016x}",
+            "snapshot_failures": self.snapshot_failures, "digest": f"{digest:016x}",
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
             "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
             "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
@@ -598,26 +608,6 @@ class Replica:
             "journal": self._journal.stats() if self._journal is not None else None,
             "raft_wire": so.wireStats() if so is not None else {"refused": {}, "refused_total": 0},
         }
-
-
-def _time_out(fut: asyncio.Future[Any]) -> None:
-    """A proposal's caller stops waiting: its outcome is unknown (a queued one is never proposed)."""
-    if not fut.done():
-        fut.set_exception(OutcomeUnknown("the write was not confirmed in time; retry with the same key"))
-
-
-class _Once:
-    """Calls `fn` the first time it is called, never again (an entry settles or times out once)."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self.fn: Callable[[], None] | None = fn
-
-    def __call__(self) -> None:
-        fn, self.fn = self.fn, None
-        if fn is not None:
-            fn()
 
 
 def _version() -> str:

@@ -1,17 +1,21 @@
 """Plumbing under `Replica` (haco/replica/node.py): the fault-injecting transport the chaos
 harness drives, the upgrade of a previous-release snapshot's raft data, fsync of files and
-directories. Nothing here knows about jobs."""
+directories, the small helpers of proposal futures. Nothing here knows about jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from haco.errors import OutcomeUnknown
 
 from .raft import TCPTransport
 
@@ -118,3 +122,23 @@ def fsync_path(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def time_out(fut: asyncio.Future[Any]) -> None:
+    """A proposal's caller stops waiting: its outcome is unknown (a queued one is never proposed)."""
+    if not fut.done():
+        fut.set_exception(OutcomeUnknown("the write was not confirmed in time; retry with the same key"))
+
+
+class Once:
+    """Calls `fn` the first time it is called, never again (an entry settles or times out once)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()

@@ -89,6 +89,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     """The replica's app. `authorize` defaults to tokens checked with `cfg.token_secret` (the open
     API when it is None, which config validation allows only with --insecure-open-api)."""
     from haco.server.routes import cluster as routes_cluster
+    from haco.server.routes import health as routes_health
     from haco.server.routes import jobs as routes_jobs
     from haco.server.routes import logs as routes_logs
     from haco.server.routes import tokens as routes_tokens
@@ -123,6 +124,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     app.add_routes(routes_jobs.routes)
     app.add_routes(routes_workers.routes)
     app.add_routes(routes_cluster.routes)
+    app.add_routes(routes_health.routes)
     app.add_routes(routes_tokens.routes)
     routes_logs.install(app)
     app.add_routes(routes_flows.routes)

@@ -38,6 +38,7 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/health"): OPEN,
     ("GET", "/api/health/ready"): OPEN,
     ("GET", "/api/health/db"): READ,
+    ("GET", "/api/health/cluster"): READ,
     ("GET", "/api/cluster"): READ,
     ("GET", "/metrics"): READ,
     ("GET", "/api/dashboard"): READ,

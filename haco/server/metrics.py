@@ -127,6 +127,12 @@ class ReplicaCollector(Collector):
         yield _counter("haco_snapshot_installs", "snapshots received from a leader and loaded",
                        info["snapshot_installs"])
         yield _counter("haco_elections", "elections this replica started as a candidate", info["elections"])
+        apply = info.get("apply") or {}
+        yield _gauge("haco_apply_stuck", "1 when committed entries have waited longer than the bound (10 s) on an "
+                     "applied index that does not move", 1.0 if apply.get("stuck") else 0.0)
+        yield _gauge("haco_apply_stalled_seconds", "how long committed entries have waited on an applied index "
+                     "that does not move (0: none waiting)", float(apply.get("stalled_s") or 0.0))
+        yield _gauge("haco_snapshot_failures", "snapshot writes failed in a row", info.get("snapshot_failures") or 0)
         refused = CounterMetricFamily("haco_raft_frames_refused", "Raft-port frames or connections refused "
                                       "(failed a wire check: bad tag, replay, length, handshake, timeout)",
                                       labels=["reason"])

@@ -224,7 +224,8 @@ def test_status_exits_2_without_a_majority(capsys: pytest.CaptureFixture[str]) -
         code, out, _ = run(capsys, "--coordinators", ",".join([*urls, dead_url(), dead_url()]), "status", "--json")
     report = json.loads(out)
     assert code == 2 and report["leader"]["id"] == "r1"
-    assert report["problems"] == ["no majority: 1 of 3 replicas reachable"]
+    assert report["problems"][0].startswith("no majority: 1 of 3 replicas reachable (http://127.0.0.1:")
+    assert report["health"]["status"] == "unhealthy"
 
 
 def test_status_exits_2_without_a_leader(capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,8 +250,40 @@ def test_status_discovers_peers_from_one_url(capsys: pytest.CaptureFixture[str])
         fakes[0].cluster_info["peers"] = [{"id": "r2", "api_url": urls[1]}, {"id": "r3", "api_url": dead_url()}]
         code, out, _ = run(capsys, "--coordinators", urls[0], "status", "--json")
     report = json.loads(out)
-    assert [r["id"] for r in report["replicas"]] == ["r1", "r2", None]
-    assert code == 0 and report["size"] == 3 and report["reachable"] == 2
+    assert [r["id"] for r in report["replicas"]] == ["r1", "r2", "r3"]  # a replica down keeps its configured id
+    assert code == 4 and report["size"] == 3 and report["reachable"] == 2
+    assert report["health"]["summary"] == "degraded: replica r3 unreachable; one more loss stops all writes"
+
+
+def test_status_exits_4_when_degraded_and_names_each_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    fakes = _replicas(3)
+    fakes[2].cluster_info.update(commit_index=14, apply={"stuck": True, "stalled_s": 12.0, "lag": 4})
+    fakes[1].cluster_info["snapshot_failures"] = 3
+    fakes[0].workers.append({"worker_id": "w2", "status": "lost", "capacity": 2, "running": []})
+    with serve(*fakes) as urls:
+        code, out, _ = run(capsys, "--coordinators", ",".join(urls), "status")
+    assert code == 4, out
+    lines = out.splitlines()
+    assert "health:   DEGRADED" in lines
+    assert ("  degraded: replica r3 stuck: applied index 10 has not moved for 12s with 4 committed entries waiting; "
+            "its reads are stale and it is no spare for the quorum; see its log") in lines
+    assert any(line.startswith("  degraded: replica r2: the last 3 snapshots failed") for line in lines)
+    assert any(line.startswith("  degraded: worker w2 lost; 2 job slots gone") for line in lines)
+
+
+def test_health_verdict_counts_the_losses_left() -> None:
+    from haco.health import verdict
+    info = {"role": "follower", "peers": [{}] * 4, "applied_index": 5, "digest": "aa"}
+    rows = [{"id": "r1", "url": "u1", "info": {**info, "id": "r1", "role": "leader", "term": 2}},
+            *({"id": f"r{i}", "url": f"u{i}", "info": {**info, "id": f"r{i}"}} for i in (2, 3, 4)),
+            {"id": "r5", "url": "u5", "info": None}]
+    v = verdict(rows, [])
+    assert (v["status"], v["summary"]) == ("degraded", "degraded: replica r5 unreachable; writes stop after 2 more "
+                                                       "losses")
+    rows[1]["info"] = None
+    assert verdict(rows, [])["summary"] == "degraded: replica r2 unreachable; one more loss stops all writes (+1 more)"
+    rows[2]["info"] = None
+    assert verdict(rows, [])["status"] == "unhealthy"
 
 
 def test_digest_check_uses_the_highest_common_index() -> None:

@@ -38,6 +38,7 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("GET", "/api/health", "/api/health", None, 200, None),
     ("GET", "/api/health/ready", "/api/health/ready", None, 200, None),
     ("GET", "/api/health/db", "/api/health/db", None, 200, None),
+    ("GET", "/api/health/cluster", "/api/health/cluster", None, 200, None),
     ("GET", "/api/cluster", "/api/cluster", None, 200, None),
     ("GET", "/api/jobs", "/api/jobs", None, 200, None),
     ("GET", "/api/jobs", "/api/jobs?status=sleeping", None, 400, "BAD_QUERY"),

@@ -39,9 +39,10 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
     info = replica.info()
-    ok = info["leader"] is not None and info["applied_index"] >= info["commit_index"] - 1000
+    stuck = bool((info.get("apply") or {}).get("stuck"))
+    ok = info["leader"] is not None and info["applied_index"] >= info["commit_index"] - 1000 and not stuck
     return web.json_response({"ready": ok, "leader": info["leader"], "applied_index": info["applied_index"],
-                              "commit_index": info["commit_index"]}, status=200 if ok else 503)
+                              "commit_index": info["commit_index"], "stuck": stuck}, status=200 if ok else 503)
 
 
 @routes.get("/api/health/db")
