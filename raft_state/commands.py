@@ -16,7 +16,7 @@ from .flow_commands import (CreateSchedule, DeleteSchedule, FireSchedule, RetryJ
 from .records import JobSpec
 
 #: highest cluster version this code understands
-CODE_VERSION: Final = 3
+CODE_VERSION: Final = 4
 #: bounds that keep one log entry from stalling the Raft thread; proposers split above them
 SUBMIT_BATCH_MAX: Final = 2000
 ASSIGN_BATCH_MAX: Final = 2000
@@ -228,17 +228,29 @@ class RevokeToken:
     expires_at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class UndrainWorker:
+    """A draining worker takes new work again (the way back from DrainWorker); a lost worker is
+    refused (it comes back by registering), an active one is already undrained."""
+
+    TAG: ClassVar[int] = 17
+    MOVES_CLOCK: ClassVar[bool] = False
+    SINCE_VERSION: ClassVar[int] = 4
+    at_ms: int
+    worker_id: str
+
+
 Command = (
     SubmitJobs | CancelJob | RegisterWorker | DeregisterWorker | DrainWorker | MarkWorkerLost | AssignJobs
     | StartAttempt | CompleteAttempt | FailAttempt | TimeoutAttempt | Tick | SetPaused | PruneJobs
-    | SetClusterVersion | RevokeToken
+    | SetClusterVersion | RevokeToken | UndrainWorker
     | SubmitFlow | RetryJobs | CreateSchedule | SetSchedulePaused | DeleteSchedule | FireSchedule
 )
 
 COMMAND_TYPES: Final[tuple[type[Command], ...]] = (
     SubmitJobs, CancelJob, RegisterWorker, DeregisterWorker, DrainWorker, MarkWorkerLost, AssignJobs,
     StartAttempt, CompleteAttempt, FailAttempt, TimeoutAttempt, Tick, SetPaused, PruneJobs,
-    SetClusterVersion, RevokeToken,
+    SetClusterVersion, RevokeToken, UndrainWorker,
     SubmitFlow, RetryJobs, CreateSchedule, SetSchedulePaused, DeleteSchedule, FireSchedule,
 )
 TYPE_BY_TAG: Final[dict[int, type[Command]]] = {t.TAG: t for t in COMMAND_TYPES}

@@ -33,6 +33,8 @@ def dispatch(s: State, cmd: c.Command) -> Outcome:
             return deregister(s, cmd)
         case c.DrainWorker():
             return drain(s, cmd)
+        case c.UndrainWorker():
+            return undrain(s, cmd)
         case c.MarkWorkerLost():
             return mark_lost(s, cmd)
         case c.AssignJobs():
@@ -204,6 +206,19 @@ def drain(s: State, cmd: c.DrainWorker) -> Outcome:
     if worker.status is not WorkerStatus.ACTIVE:
         return Accepted(cmd.worker_id, already=True)
     s._put_worker(worker.evolve(status=WorkerStatus.DRAINING))
+    return Accepted(cmd.worker_id)
+
+
+def undrain(s: State, cmd: c.UndrainWorker) -> Outcome:
+    worker = s.workers.get(cmd.worker_id)
+    if worker is None:
+        return Rejected(RejectCode.UNKNOWN_WORKER, f"no worker {cmd.worker_id}")
+    if worker.status is WorkerStatus.ACTIVE:
+        return Accepted(cmd.worker_id, already=True)
+    if worker.status is WorkerStatus.LOST:
+        return Rejected(RejectCode.WORKER_UNAVAILABLE,
+                        f"worker {cmd.worker_id} is lost; it becomes active when it registers again")
+    s._put_worker(worker.evolve(status=WorkerStatus.ACTIVE))
     return Accepted(cmd.worker_id)
 
 

@@ -20,8 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from raft_state import (Accepted, AssignJobs, Assignment, AttemptOutcome, CancelJob, Command, DeregisterWorker, DrainWorker, JobStatus,
                         MarkWorkerLost, NewJob, PruneJobs, Rejected, RevokeToken, SetClusterVersion, SetPaused,
-                        StartAttempt, State, SubmitJobs, Tick, TimeoutAttempt, encode, queries, snapshot)
-from raft_state.commands import MAX_CLOCK_STEP_MS
+                        StartAttempt, State, SubmitJobs, Tick, TimeoutAttempt, WorkerStatus, encode, queries,
+                        snapshot)
+from raft_state.commands import MAX_CLOCK_STEP_MS, UndrainWorker
 from raft_state.flow_commands import DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused
 from raft_state.schedules import next_fire
 from tests.raft_state.flow_helpers import create_schedule, flow, flow_job
@@ -110,9 +111,9 @@ class StateMachine(RuleBasedStateMachine):
 
     # ---- jobs -----------------------------------------------------------------------------
 
-    @initialize(caps=st.lists(st.integers(1, 3), min_size=1, max_size=2), version=st.sampled_from((1, 2, 3, 3)))
+    @initialize(caps=st.lists(st.integers(1, 3), min_size=1, max_size=2), version=st.sampled_from((1, 2, 3, 4, 4)))
     def workers_first(self, caps: list[int], version: int) -> None:
-        self._apply(SetClusterVersion(self.now, version))  # at 2 token revocation, at 3 workflows are allowed
+        self._apply(SetClusterVersion(self.now, version))  # at 2 token revocation, 3 workflows, 4 undrain
         for i, cap in enumerate(caps):
             self._apply(register(WORKERS[i], at_ms=self.now, capacity=cap, tags=TAGS[: i + 1]))
 
@@ -225,6 +226,10 @@ class StateMachine(RuleBasedStateMachine):
     def worker_goes_away(self, worker: str, how: str, step: int) -> None:
         if how == "drain":
             self._apply(DrainWorker(at_ms=self.now, worker_id=worker))
+        elif how == "undrain":  # the way back: a draining worker if there is one, so undrains get accepted
+            draining = [w for w in WORKERS if w in self.state.workers
+                        and self.state.workers[w].status is WorkerStatus.DRAINING]
+            self._apply(UndrainWorker(at_ms=self.now, worker_id=draining[0] if draining else worker))
         elif how == "lose":
             self._apply(MarkWorkerLost(at_ms=self._tick(step), worker_id=worker))
         else:
@@ -404,14 +409,15 @@ ACTION_ARGS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "register_worker": {"worker": st.sampled_from(WORKERS), "cap": st.integers(0, 3),
                         "tags": st.sets(st.sampled_from(TAGS)), "step": dt},
     "worker_goes_away": {"worker": st.sampled_from(WORKERS),
-                         "how": st.sampled_from(("drain", "lose", "lose", "deregister")), "step": dt},
+                         "how": st.sampled_from(("drain", "drain", "undrain", "undrain", "lose", "lose",
+                                                 "deregister")), "step": dt},
     "schedule": {},
     "assign_any": {"worker": st.sampled_from(WORKERS), "stale": st.sampled_from((0, 0, -1, 1)), "step": dt},
     "report": {"kind": st.sampled_from(("start", "complete", "complete", "fail", "timeout")),
                "step": st.integers(0, 70_000)},
     "tick": {"step": st.integers(0, 200_000)},
     "housekeeping": {"what": st.sampled_from(("pause", "resume", "resume", "prune", "prune", "version", "revoke")),
-                     "age": st.integers(-10_000, 300_000), "arg": st.integers(0, 3)},
+                     "age": st.integers(-10_000, 300_000), "arg": st.integers(0, 4)},
     "snapshot_round_trip": {"term": st.integers(1, 5)},
     "submit_flow": {"n": st.integers(1, 4)},
     "retry": {},
@@ -424,7 +430,7 @@ ACTION_ARGS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
 }
 #: relative weights, by repetition
 ACTIONS = (["submit"] * 4 + ["schedule"] * 4 + ["report"] * 6 + ["tick"] * 2 + ["register_worker"] * 2
-           + ["cancel", "worker_goes_away", "assign_any", "housekeeping", "housekeeping", "snapshot_round_trip",
+           + ["cancel", "worker_goes_away", "worker_goes_away", "assign_any", "housekeeping", "housekeeping", "snapshot_round_trip",
               "garbage_entry"] + ["submit_flow"] * 2 + ["retry"] * 2 + ["schedule_admin", "fire", "fire", "fire"])
 NEEDS_DATA = frozenset({"submit", "cancel", "assign_any", "report", "submit_flow", "retry", "fire"})
 NEEDS_JOBS = frozenset({"cancel", "assign_any", "report", "retry"})
