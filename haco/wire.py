@@ -61,6 +61,7 @@ def job_json(job: Job, pending_reason: dict[str, Any] | None = None, *, full: bo
         "job_id": job.job_id, "key": job.key, "type": spec.type, "priority": spec.priority,
         "status": str(job.status), "attempt": job.attempt, "created_at_ms": job.created_at_ms,
         "finished_at_ms": job.finished_at_ms, "worker_id": job.worker_id, "error": job.error,
+        "last_worker_id": job.attempts[-1].worker_id if job.attempts else None,
         "result": unpack(job.result), "labels": unpack(spec.labels) or {},
     }
     if full:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from haco.cli import format as fmt
 from haco.cli import job_output
 from haco.client import FINAL_STATUSES, HacoClient
-from haco.errors import HacoError, NotApplied, OutcomeUnknown, Unreachable
+from haco.errors import ConfigError, HacoError, NotApplied, OutcomeUnknown, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
         "4 degraded, 2 unhealthy, 3 unreachable", _status)
     j = add("jobs", "list jobs", _jobs)
     j.add_argument("--status", choices=["pending", "running", *sorted(FINAL_STATUSES)])
-    j.add_argument("--limit", type=int, default=50)
+    j.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    j.add_argument("--after", type=int, metavar="CURSOR", help="the page after CURSOR (the footer names it)")
+    j.add_argument("--type", help="only jobs of this executor type")
+    j.add_argument("--oldest", action="store_true", help="oldest first (default: newest first)")
     j.add_argument("--group", help="only this group's jobs")
     j.add_argument("--label", action="append", default=[], metavar="K=V", help="only jobs with this label (repeatable)")
     add("job", "one job: attempts, result, and why it is pending", _job).add_argument("job_id")
-    add("cancel", "cancel a job", _cancel).add_argument("job_id")
+    c = add("cancel", "cancel a job", _cancel)
+    c.add_argument("job_id")
+    c.add_argument("--reason", metavar="TEXT", help="why: recorded as the job's error (default: cancelled by user)")
     add("workers", "list workers", _workers)
     add("drain", "drain a worker: it finishes its jobs and takes no more", _drain).add_argument("worker_id")
+    add("undrain", "undo a drain: the worker takes new jobs again", _undrain).add_argument("worker_id")
     r = add("results", "read-only SQL over the results history", _results)
     r.epilog = RESULTS_HELP + "\n" + EPILOG
     r.add_argument("--sql", required=True, metavar="SELECT",
@@ -238,12 +244,23 @@ def _client_command(fn: ClientCommand) -> Callable[[argparse.Namespace], Awaitab
 
 
 def make_client(args: argparse.Namespace, urls: Sequence[str] | str | None = None) -> HacoClient:
+    """A client for --coordinators, else $HACO_COORDINATORS (empty counts as unset), else the
+    `haco up` defaults. A bad or empty URL list is a UsageError (exit 64), before any request."""
+    if urls is None and args.coordinators is not None and not args.coordinators.strip(" ,"):
+        raise UsageError("--coordinators is empty; give URL,... (e.g. http://127.0.0.1:7001)")
     urls = urls or args.coordinators or os.environ.get("HACO_COORDINATORS") or DEFAULT_COORDINATORS
     env = os.environ
-    return HacoClient(urls, token=_token(args), deadline_s=args.deadline,
-                      ca_file=args.ca_file or env.get("HACO_CA_FILE") or None,
-                      client_cert=args.client_cert or env.get("HACO_CLIENT_CERT") or None,
-                      client_key=args.client_key or env.get("HACO_CLIENT_KEY") or None)
+    try:
+        return HacoClient(urls, token=_token(args), deadline_s=args.deadline, on_wait=_say_waiting,
+                          ca_file=args.ca_file or env.get("HACO_CA_FILE") or None,
+                          client_cert=args.client_cert or env.get("HACO_CLIENT_CERT") or None,
+                          client_key=args.client_key or env.get("HACO_CLIENT_KEY") or None)
+    except ConfigError as exc:
+        raise UsageError(exc.message) from None
+
+
+def _say_waiting(line: str) -> None:
+    print(f"haco: {line}", file=sys.stderr, flush=True)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -382,14 +399,14 @@ async def _status_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 
 async def _jobs_impl(args: argparse.Namespace, client: HacoClient) -> int:
-    if args.group or args.label:
-        if any("=" not in kv for kv in args.label):
-            raise UsageError("--label takes KEY=VALUE")
-        labels = dict(kv.split("=", 1) for kv in args.label)
-        jobs = await client.jobs(args.status, args.limit, group=args.group, labels=labels)
-    else:
-        jobs = await client.jobs(args.status, args.limit)
-    emit(args, fmt.jobs_table(jobs), jobs)
+    if any("=" not in kv for kv in args.label):
+        raise UsageError("--label takes KEY=VALUE")
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    labels = dict(kv.split("=", 1) for kv in args.label)
+    page = await client.jobs_page(args.status, args.limit, after=args.after, group=args.group, labels=labels,
+                                  type=args.type, order="oldest" if args.oldest else "newest")
+    emit(args, fmt.jobs_table(page["jobs"]) + fmt.jobs_footer(page, oldest=args.oldest), page["jobs"])
     return EXIT_OK
 
 
@@ -400,8 +417,9 @@ async def _job_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 
 async def _cancel_impl(args: argparse.Namespace, client: HacoClient) -> int:
-    answer = await client.cancel(args.job_id)
-    emit(args, f"{args.job_id} {'was already cancelled' if answer.get('already') else 'cancelled'}", answer)
+    answer = await client.cancel(args.job_id, reason=args.reason)
+    job_id = answer.get("job_id") or args.job_id
+    emit(args, f"{job_id} {'was already cancelled' if answer.get('already') else 'cancelled'}", answer)
     return EXIT_OK
 
 
@@ -413,6 +431,12 @@ async def _workers_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 async def _drain_impl(args: argparse.Namespace, client: HacoClient) -> int:
     emit(args, f"{args.worker_id} draining", await client.drain(args.worker_id))
+    return EXIT_OK
+
+
+async def _undrain_impl(args: argparse.Namespace, client: HacoClient) -> int:
+    answer = await client.undrain(args.worker_id)
+    emit(args, f"{args.worker_id} {'was already active' if answer.get('already') else 'active again'}", answer)
     return EXIT_OK
 
 
@@ -432,6 +456,6 @@ async def _resume_impl(args: argparse.Namespace, client: HacoClient) -> int:
     return EXIT_OK
 
 
-_submit, _status, _jobs, _job, _cancel, _workers, _drain, _results, _pause, _resume = map(
+_submit, _status, _jobs, _job, _cancel, _workers, _drain, _undrain, _results, _pause, _resume = map(
     _client_command, (_submit_impl, _status_impl, _jobs_impl, _job_impl, _cancel_impl, _workers_impl,
-                      _drain_impl, _results_impl, _pause_impl, _resume_impl))
+                      _drain_impl, _undrain_impl, _results_impl, _pause_impl, _resume_impl))

@@ -68,7 +68,18 @@ def duration(ms: float, suffix: str = "") -> str:
 def jobs_table(jobs: Sequence[dict[str, Any]]) -> str:
     return table(["JOB", "STATUS", "TYPE", "PRIORITY", "ATTEMPT", "WORKER", "CREATED"],
                  [(j.get("job_id"), j.get("status"), j.get("type"), j.get("priority"), j.get("attempt"),
-                   j.get("worker_id"), ago(j.get("created_at_ms"))) for j in jobs])
+                   j.get("worker_id") or j.get("last_worker_id"), ago(j.get("created_at_ms"))) for j in jobs])
+
+
+def jobs_footer(page: dict[str, Any], *, oldest: bool = False) -> str:
+    """`\n50 of 1,029 shown (newest first); older: --after 979, or a larger --limit` when more jobs
+    follow this page; "" on the last page."""
+    if page.get("next") is None:
+        return ""
+    shown, total = len(page.get("jobs") or ()), page.get("total")
+    counted = f"{shown:,} of {total:,} shown" if isinstance(total, int) else f"{shown:,} shown"
+    return (f"\n{counted} ({'oldest' if oldest else 'newest'} first); {'newer' if oldest else 'older'}: "
+            f"--after {page['next']}, or a larger --limit")
 
 
 def job_report(job: dict[str, Any]) -> str:
@@ -131,10 +142,25 @@ def pending_reasons(reason: Any) -> list[str]:
 
 
 def workers_table(workers: Sequence[dict[str, Any]]) -> str:
+    """`haco workers`; CONNECTED and LOAD are the leader's view (`unknown` when the answering replica
+    could not reach the leader)."""
     return table(["WORKER", "STATUS", "USED", "TAGS", "HARDWARE", "MEM_GB", "CPUS", "CONNECTED", "LOAD"],
                  [(w.get("worker_id"), w.get("status"), f"{len(w.get('running') or [])}/{w.get('capacity', '?')}",
-                   w.get("tags"), w.get("hardware"), w.get("memory_gb"), w.get("cpus"), w.get("connected"),
-                   w.get("load")) for w in workers])
+                   w.get("tags"), w.get("hardware"), w.get("memory_gb"), w.get("cpus"),
+                   "unknown" if w.get("connected") is None else w.get("connected"), load_text(w.get("load")))
+                  for w in workers])
+
+
+def load_text(load: Any) -> str | None:
+    """`cpu 12% mem 40% jobs 2` from a worker's heartbeat load; None when there is none."""
+    if not isinstance(load, dict) or not load:
+        return None
+    parts = []
+    for key, label, unit in (("cpu_percent", "cpu", "%"), ("memory_percent", "mem", "%"), ("running", "jobs", "")):
+        value = load.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{label} {value:.0f}{unit}")
+    return " ".join(parts) or None
 
 
 def results_table(answer: dict[str, Any]) -> str:

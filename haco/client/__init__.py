@@ -12,7 +12,12 @@ deadline (`ClientConfig.deadline_s`); within it the client:
 - raises the typed exception of the error body for any other 4xx/5xx (`error_from_body`).
 
 When the deadline passes it raises the last retryable error: `Unreachable`, `NotApplied` or
-`OutcomeUnknown`. Nothing here prints or configures logging; every await is bounded.
+`OutcomeUnknown`. Nothing here prints or configures logging; every await is bounded. While no
+replica answers, `ClientConfig.on_wait` (when set) is told so, with the URLs being tried: the CLI
+prints it, so a dead cluster is not silence until the deadline.
+
+The URLs are checked when the client is made (`parse_urls`): http or https, a host, a port in
+1..65535; anything else is a ConfigError naming the bad URL.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import threading
 import random
 import uuid
+from urllib.parse import urlsplit
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,7 +44,7 @@ from haco.errors import (
 )
 
 __all__ = ["ClientConfig", "HacoClient", "LogChunk", "LogCursor", "ReplicaStatus", "SubmitResult", "SyncClient",
-           "error_from_body", "FINAL_STATUSES", "BATCH_MAX"]
+           "error_from_body", "parse_urls", "FINAL_STATUSES", "BATCH_MAX"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +74,39 @@ class ClientConfig:
     ca_file: str | None = None  #: CA bundle for https replicas
     client_cert: str | None = None  #: PEM certificate (and key) presented when a replica requires mTLS
     client_key: str | None = None
+    #: called with one line while no replica answers: after `wait_notice_s`, then every `wait_every_s`
+    on_wait: Callable[[str], None] | None = None
+    wait_notice_s: float = 1.0
+    wait_every_s: float = 10.0
+
+
+def parse_urls(urls: Iterable[str] | str) -> list[str]:
+    """Replica URLs from a list or a comma-separated string, without trailing slashes. Raises
+    ConfigError for none at all, or for one that is not http(s)://HOST[:PORT] with a port in 1..65535."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    out: list[str] = []
+    for raw in urls:
+        url = raw.strip().rstrip("/")
+        if not url:
+            continue
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # raises ValueError when out of range or not a number
+        except ValueError:
+            raise ConfigError(f"coordinator URL {url!r}: the port must be a number from 1 to 65535",
+                              {"url": url}) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            hint = f"; did you mean http://{url}?" if "://" not in url else ""
+            raise ConfigError(f"coordinator URL {url!r} is not http://HOST:PORT or https://HOST:PORT{hint}",
+                              {"url": url})
+        if port == 0 or parts.query or parts.fragment or parts.path not in ("", "/"):
+            raise ConfigError(f"coordinator URL {url!r}: give only scheme, host and port (1 to 65535)",
+                              {"url": url})
+        out.append(url)
+    if not out:
+        raise ConfigError("no coordinator URL given")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +176,7 @@ class HacoClient:
     `close()`; the aiohttp session is created on first use, inside the running loop."""
 
     def __init__(self, urls: Iterable[str] | str, *, config: ClientConfig | None = None, **overrides: Any) -> None:
-        if isinstance(urls, str):
-            urls = urls.split(",")
-        self.urls = [u.strip().rstrip("/") for u in urls if u.strip()]
-        if not self.urls:
-            raise ConfigError("no coordinator URL given")
+        self.urls = parse_urls(urls)
         base = config or ClientConfig()
         self.config = ClientConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **overrides})
         self._current = 0
@@ -193,6 +228,7 @@ class HacoClient:
         last: HacoError | None = None
         hint: str | None = None
         failures = 0
+        notice_at = loop.time() + self.config.wait_notice_s
         while (remaining := deadline - loop.time()) > 0:
             url = hint or self.urls[self._current]
             followed, hint = hint is not None, None
@@ -209,6 +245,10 @@ class HacoClient:
                 if not followed:
                     self._current = (self._current + 1) % len(self.urls)
                 if failures % len(self.urls) == 0:
+                    if self.config.on_wait is not None and loop.time() >= notice_at:
+                        notice_at = loop.time() + self.config.wait_every_s
+                        self.config.on_wait(f"no replica answers yet; trying {', '.join(self.urls)} "
+                                            f"(last: {last.message if last else '-'}; giving up in {max(0.0, remaining):.0f}s)")
                     await self._pause(min(1.0, self.config.retry_pause_s * 2 ** (failures // len(self.urls) - 1)),
                                       deadline)
                 continue
@@ -296,8 +336,10 @@ class HacoClient:
             if end is not None and loop.time() >= end:
                 raise TimeoutError(f"job {job_id} is still {job.get('status')} after {timeout_s:g}s")
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/api/jobs/{job_id}/cancel"))
+    async def cancel(self, job_id: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Cancel a pending or running job; `reason` (at most 1,024 characters kept) becomes its error."""
+        body = {"reason": reason} if reason else None
+        return dict(await self.request("POST", f"/api/jobs/{job_id}/cancel", body=body))
 
     def logs(self, job_id: str, *, attempt: int | None = None, stream: str = "both", offset: int = 0,
              tail: int | None = None, follow: bool = False, resume_s: float = 60.0,
@@ -311,19 +353,32 @@ class HacoClient:
                          resume_s=resume_s, cursor=cursor)
 
     async def jobs(self, status: str | None = None, limit: int = 100, *, group: str | None = None,
-                   labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Up to `limit` jobs, following the server's `next` cursor; only `group`'s, only with `labels`."""
+                   labels: Mapping[str, str] | None = None, type: str | None = None,
+                   order: str = "oldest") -> list[dict[str, Any]]:
+        """Up to `limit` jobs, following the server's `next` cursor; only `group`'s, only with `labels`
+        (all of them), only of executor `type`; `order` oldest (default) or newest first."""
+        page = await self.jobs_page(status, limit, group=group, labels=labels, type=type, order=order)
+        return list(page["jobs"])
+
+    async def jobs_page(self, status: str | None = None, limit: int = 100, *, after: int | None = None,
+                        group: str | None = None, labels: Mapping[str, str] | None = None,
+                        type: str | None = None, order: str = "oldest") -> dict[str, Any]:
+        """`{"jobs", "total", "next"}`: up to `limit` jobs from cursor `after` (a `next` of an
+        earlier page), `total` of all that match the filters, `next` the cursor of the page after
+        (None at the end). Follows the server's cursor for a `limit` above one page (1,000)."""
         out: list[dict[str, Any]] = []
-        after: str | None = None
-        while len(out) < limit:
-            params = [("status", status), ("limit", limit - len(out)), ("after", after), ("group", group)]
+        total: int | None = None
+        while True:
+            params = [("status", status), ("limit", limit - len(out)), ("after", after), ("group", group),
+                      ("type", type), ("order", None if order == "oldest" else order)]
             params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
             page = await self.request("GET", "/api/jobs", params=params)
             out.extend(page.get("jobs", []))
+            total = page.get("total") if total is None else total
             after = page.get("next")
-            if not after or not page.get("jobs"):
+            if not after or not page.get("jobs") or len(out) >= limit:
                 break
-        return out[:limit]
+        return {"jobs": out[:limit], "total": total, "next": after}
 
     # --- workflows, groups, reruns, schedules -------------------------------------------------------
 
@@ -391,6 +446,10 @@ class HacoClient:
 
     async def drain(self, worker_id: str) -> dict[str, Any]:
         return dict(await self.request("POST", f"/api/workers/{worker_id}/drain"))
+
+    async def undrain(self, worker_id: str) -> dict[str, Any]:
+        """A draining worker takes new work again (needs every replica at code version 4)."""
+        return dict(await self.request("POST", f"/api/workers/{worker_id}/undrain"))
 
     async def remove_worker(self, worker_id: str) -> dict[str, Any]:
         return dict(await self.request("DELETE", f"/api/workers/{worker_id}"))

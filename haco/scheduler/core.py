@@ -35,6 +35,7 @@ class WorkerHub(Protocol):
     def push_assignments(self, state: State, items: list[Assignment]) -> None: ...
     def push_cancel(self, worker_id: str, job_id: str, attempt: int) -> None: ...
     def notify_drain(self, worker_id: str) -> None: ...
+    def notify_undrain(self, worker_id: str) -> None: ...
 
 
 DELAY_TICK_S = 0.1  #: a Tick this soon when a delayed start or backoff ended (else every tick_interval_s)
@@ -241,6 +242,9 @@ class Scheduler:
             if w.status is WorkerStatus.DRAINING and w.worker_id in connected and w.worker_id not in self._drain_notified:
                 self._drain_notified.add(w.worker_id)
                 self.hub.notify_drain(w.worker_id)
+            elif w.status is WorkerStatus.ACTIVE and w.worker_id in self._drain_notified:  # undrained
+                self._drain_notified.discard(w.worker_id)
+                self.hub.notify_undrain(w.worker_id)
             if w.worker_id in connected or in_grace:
                 continue
             seen = self.hub.last_seen(w.worker_id)

@@ -53,6 +53,7 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("POST", "/api/jobs/batch"): SUBMIT,
     ("POST", "/api/jobs/{job_id}/cancel"): SUBMIT,
     ("POST", "/api/workers/{worker_id}/drain"): ADMIN,
+    ("POST", "/api/workers/{worker_id}/undrain"): ADMIN,
     ("DELETE", "/api/workers/{worker_id}"): ADMIN,
     ("POST", "/api/queue/pause"): ADMIN,
     ("POST", "/api/queue/resume"): ADMIN,

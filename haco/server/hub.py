@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from raft_state import (Accepted, Assignment, CompleteAttempt, DeregisterWorker, DrainWorker, FailAttempt,
                         RegisterWorker, Rejected, StartAttempt, State, canonical)
 from raft_state.payloads import BUILTIN_EXECUTORS
-from raft_state.records import JobStatus
+from raft_state.records import JobStatus, WorkerStatus
 from raft_state.validate import worker_problem
 
 from haco.errors import HacoError, ReplicationError
@@ -60,6 +60,7 @@ class Hub:
         self.stale_reports = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.log_asks = LogAsks()
+        self._drained: set[str] = set()  #: workers told to drain, not told to undrain since
         self.progress = ProgressBoard()
         #: called with (worker id, slots its final reports free) while they are proposed (Scheduler.assign_behind)
         self.assign_behind: Callable[[str, int], None] | None = None
@@ -83,6 +84,8 @@ class Hub:
             conn = self.conns.get(item.worker_id)
             if job is None or conn is None:
                 continue  # reconciled when the worker says hello again
+            if item.worker_id in self._drained:  # committed work means active again: undrain it first
+                self.notify_undrain(item.worker_id)
             fields = {"job_id": job.job_id, "attempt": item.attempt, "type": job.spec.type,
                       "payload": unpack(job.spec.payload), "timeout_s": job.spec.timeout_ms / 1000}
             if conn.batch:
@@ -106,7 +109,15 @@ class Hub:
     def notify_drain(self, worker_id: str) -> None:
         conn = self.conns.get(worker_id)
         if conn is not None:
+            self._drained.add(worker_id)
             self._send(conn, frame("drain"))
+
+    def notify_undrain(self, worker_id: str) -> None:
+        """Sent before anything is assigned to a worker this hub drained (frames keep their order)."""
+        self._drained.discard(worker_id)
+        conn = self.conns.get(worker_id)
+        if conn is not None:
+            self._send(conn, frame("undrain"))
 
     def on_role(self, role: str) -> None:
         """No longer the leader: send every worker to the new one (an idle worker has no reports
@@ -235,8 +246,11 @@ class Hub:
         self.conns[worker_id] = conn
         self._seen[worker_id] = time.monotonic()
         log.info("worker connected worker=%s capacity=%d", worker_id, cmd.capacity)
+        registered = self.replica.state.workers.get(worker_id)
+        draining = registered is not None and registered.status is WorkerStatus.DRAINING
+        (self._drained.add if draining else self._drained.discard)(worker_id)
         await ws.send_bytes(frame("welcome", worker_id=worker_id, leader=True, heartbeat_s=self.heartbeat_s,
-                                  batch=True))
+                                  batch=True, draining=draining))
         self._reconcile(conn, body.get("running") or [])
         return conn
 

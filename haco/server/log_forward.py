@@ -1,4 +1,5 @@
-"""Reads a follower cannot answer itself: forwarded to the leader (job logs, progress).
+"""Reads a follower cannot answer itself: forwarded to the leader (job logs, progress, the
+workers' connections and load).
 
 The leader's hub alone talks to the workers and holds progress, so a follower sends these reads to
 it with the caller's Authorization header and streams the answer back. A forwarded request carries
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 FOLLOW_WAIT_S: Final = 5.0  #: the worker holds a follow read this long without output (then keepalive)
 ASK_MARGIN_S: Final = 5.0
 PROGRESS_TIMEOUT_S: Final = 0.5
+LEADER_READ_TIMEOUT_S: Final = 2.0
 FORWARDED: Final = "X-Haco-Forwarded"
 
 
@@ -49,6 +51,28 @@ async def progress_of(request: web.Request, job: Job) -> dict[str, Any] | None:
         return None
     progress = body.get("progress") if isinstance(body, dict) else None
     return progress if isinstance(progress, dict) and body.get("attempt") == job.attempt else None
+
+
+async def leader_json(request: web.Request, timeout_s: float = LEADER_READ_TIMEOUT_S) -> dict[str, Any] | None:
+    """On a follower: the leader's 200 JSON answer to this same GET (path and query), for reads
+    of leader memory (which workers are connected, their load). None on the leader, for a
+    forwarded request, without a known leader, or when the leader does not answer in time:
+    the caller then answers from its own state and says the live part is unknown."""
+    replica = request.app[REPLICA]
+    leader = replica.leader_url()
+    if replica.is_leader() or not leader or request.headers.get(FORWARDED) \
+            or leader.rstrip("/") == request.app[CONFIG].api_url.rstrip("/"):
+        return None
+    try:
+        async with request.app[PEER_HTTP].get(leader.rstrip("/") + request.path_qs, headers=_forward_headers(request),
+                                              timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            if resp.status != 200:
+                return None
+            body = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        log.debug("leader read failed leader=%s path=%s error=%r", leader, request.path, exc)
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _forward_headers(request: web.Request) -> dict[str, str]:
@@ -106,4 +130,5 @@ async def peer_http_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[PEER_HTTP].close()
 
 
-__all__ = ["ASK_MARGIN_S", "FOLLOW_WAIT_S", "FORWARDED", "forward", "peer_http_ctx", "peer_session", "progress_of"]
+__all__ = ["ASK_MARGIN_S", "FOLLOW_WAIT_S", "FORWARDED", "forward", "leader_json", "peer_http_ctx", "peer_session",
+           "progress_of"]

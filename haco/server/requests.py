@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from raft_state import Accepted, SetClusterVersion
 from raft_state.outcomes import Outcome
 
-from haco.errors import PayloadTooLarge, Rejected
+from haco.errors import NotFound, PayloadTooLarge, Rejected
 from haco.scheduler.core import now_ms
 from haco.server.keys import CONFIG, REPLICA
 
@@ -24,6 +24,39 @@ def require_accepted(outcome: Outcome) -> Accepted:
     if not isinstance(outcome, Accepted):
         raise Rejected(str(outcome.code), outcome.message, outcome.detail)
     return outcome
+
+
+JOB_ID_PREFIX_MIN: Final = 6  #: shorter prefixes are not looked up: too likely to be ambiguous
+_MATCHES_SHOWN: Final = 10
+_SCAN_ON_LOOP_MAX: Final = 20_000  #: more job ids than this are scanned off the loop
+
+
+async def job_id_of(request: web.Request, text: str | None = None) -> str:
+    """The job a request names: `text` (default: the path's `{job_id}`) when it is a job id, else
+    the one job whose id starts with it (6 characters or more), so `haco job e8784b5e` works.
+    Raises NotFound for none, a 400 AMBIGUOUS_JOB_ID listing the matches for several. Every route
+    that takes a job id resolves it here, and only here."""
+    jobs = request.app[REPLICA].state.jobs
+    job_id = request.match_info["job_id"] if text is None else text
+    if job_id in jobs:
+        return job_id
+    if len(job_id) < JOB_ID_PREFIX_MIN:
+        hint = f" (an id prefix needs {JOB_ID_PREFIX_MIN} characters or more)" if job_id else ""
+        raise NotFound(f"no job {job_id}{hint}", {"job_id": job_id})
+    ids = list(jobs)  # one atomic copy: apply may add jobs meanwhile
+    matches = await asyncio.to_thread(_prefixed, ids, job_id) if len(ids) > _SCAN_ON_LOOP_MAX else \
+        _prefixed(ids, job_id)
+    if not matches:
+        raise NotFound(f"no job {job_id}", {"job_id": job_id})
+    if len(matches) > 1:
+        shown = ", ".join(matches[:_MATCHES_SHOWN]) + (", ..." if len(matches) > _MATCHES_SHOWN else "")
+        raise_bad("AMBIGUOUS_JOB_ID", f"{len(matches)} jobs start with {job_id}: {shown}; give more of the id",
+                  {"field": "job_id", "prefix": job_id, "count": len(matches), "matches": matches[:_MATCHES_SHOWN]})
+    return matches[0]
+
+
+def _prefixed(ids: list[str], prefix: str) -> list[str]:
+    return sorted(i for i in ids if i.startswith(prefix))
 
 
 JSON_DEPTH_MAX = 40  #: a job's payload may nest 32 deep inside the body's own two levels
@@ -131,6 +164,22 @@ def _too_deep(value: Any, limit: int) -> bool:
 
 def raise_bad(code: str, message: str, detail: dict[str, Any] | None = None) -> Any:
     raise Rejected(code, message, detail)
+
+
+#: query parameters every read takes (`fresh_enough`)
+READ_PARAMS: Final = frozenset({"min_index", "consistency"})
+
+
+def known_params(request: web.Request, *names: str) -> None:
+    """Refuse query parameters the route does not take: a 400 BAD_QUERY naming them, so a typo or
+    a filter this version lacks is not silently ignored. `names` plus READ_PARAMS are allowed."""
+    allowed = READ_PARAMS.union(names)
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        listed = ", ".join(f"?{name[:64]}" for name in unknown[:10])
+        raise_bad("BAD_QUERY", f"unknown query parameter{'s' if len(unknown) > 1 else ''} {listed}; "
+                  f"{request.path} takes {', '.join(f'?{n}' for n in sorted(allowed))}",
+                  {"field": unknown[0][:64], "unknown": [u[:64] for u in unknown[:10]], "known": sorted(allowed)})
 
 
 def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:

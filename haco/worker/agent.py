@@ -293,8 +293,14 @@ class Agent:
             task.cancel()
 
     def on_drain(self) -> None:
-        log.info("drained by an operator worker=%s running=%d", self.config.worker_id, len(self.jobs))
+        if not self.flags.paused:
+            log.info("drained by an operator worker=%s running=%d", self.config.worker_id, len(self.jobs))
         self.flags.paused = True
+
+    def on_undrain(self) -> None:
+        if self.flags.paused:
+            log.info("undrained by an operator worker=%s", self.config.worker_id)
+        self.flags.paused = False
 
     def wants_draining(self) -> bool:
         return self.flags.draining

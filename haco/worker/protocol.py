@@ -175,6 +175,7 @@ class LinkOwner(Protocol):
     def on_assign(self, body: dict[str, Any]) -> None: ...
     def on_cancel(self, body: dict[str, Any]) -> None: ...
     def on_drain(self) -> None: ...
+    def on_undrain(self) -> None: ...
     def on_settled(self) -> None: ...
     def on_bye_done(self) -> None: ...
     def take_progress(self) -> bytes | None: ...
@@ -223,6 +224,10 @@ class Link:
             log.info("connected url=%s heartbeat_s=%s unacked=%d", url, first.get("heartbeat_s"), len(owner.outbox))
             link = cls(owner, ws, url, float(first.get("heartbeat_s") or s.heartbeat_s))
             link.batch = first.get("batch") is True
+            if first.get("draining") is True:  # the replicated status, as this leader knows it
+                owner.on_drain()
+            elif first.get("draining") is False:  # undrained while we talked to another leader
+                owner.on_undrain()
             await link._serve()
             return link.end
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -276,6 +281,8 @@ class Link:
                 self._on_ack(body)
             case "drain":
                 self.owner.on_drain()
+            case "undrain":
+                self.owner.on_undrain()
             case "log_read":
                 task = asyncio.create_task(self._answer_log(body))
                 self._log_reads.add(task)

@@ -74,6 +74,8 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("GET", "/api/workers/{worker_id}", "/api/workers/nobody", None, 404, "NOT_FOUND"),
     ("POST", "/api/workers/{worker_id}/drain", "/api/workers/{worker}/drain", None, 200, None),
     ("POST", "/api/workers/{worker_id}/drain", "/api/workers/nobody/drain", None, 404, None),
+    ("POST", "/api/workers/{worker_id}/undrain", "/api/workers/{worker}/undrain", None, 200, None),
+    ("POST", "/api/workers/{worker_id}/undrain", "/api/workers/nobody/undrain", None, 404, None),
     ("DELETE", "/api/workers/{worker_id}", "/api/workers/{worker}", None, 200, None),
     ("DELETE", "/api/workers/{worker_id}", "/api/workers/nobody", None, 404, None),
     ("GET", "/api/workers/connect", "/api/workers/connect", None, 400, None),
@@ -99,6 +101,12 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("GET", "/api/groups/{group_id}", "/api/groups/nosuch", None, 404, "NOT_FOUND"),
     ("GET", "/api/jobs", "/api/jobs?group={group}&label=a=b", None, 200, None),
     ("GET", "/api/jobs", "/api/jobs?label=nokeyvalue", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?type=shell&label=a=b&label=c=d&order=newest&after=5", None, 200, None),
+    ("GET", "/api/jobs", "/api/jobs?labels=a=b", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?order=sideways", None, 400, "BAD_QUERY"),
+    ("GET", "/api/workers", "/api/workers?status=active", None, 400, "BAD_QUERY"),
+    ("GET", "/api/groups", "/api/groups?schedul=s1", None, 400, "BAD_QUERY"),
+    ("GET", "/api/schedules", "/api/schedules?limit=5", None, 400, "BAD_QUERY"),
     ("POST", "/api/groups/{group_id}/retry", "/api/groups/{group}/retry", None, 200, None),
     ("POST", "/api/groups/{group_id}/retry", "/api/groups/nosuch/retry", None, 404, None),
     ("POST", "/api/jobs/retry", "/api/jobs/retry", {"job_ids": ["{job}"]}, 200, None),
@@ -172,6 +180,56 @@ def test_every_route_has_a_case(client: TestClient) -> None:
     assert len(routes) > 20, routes
     covered = {(m, route) for m, route, *_ in CASES}
     assert routes - covered == set(), f"routes without a case in CASES: {sorted(routes - covered)}"
+
+
+async def test_list_filters_count_and_page_newest_first(client: TestClient) -> None:
+    for n in range(5):
+        await _job(client, labels={"suite": "nightly" if n % 2 else "smoke", "n": str(n)})
+    await _job(client, type="noop", payload={})
+    r = await client.get("/api/jobs?label=suite=nightly")
+    assert [j["labels"]["n"] for j in (await r.json())["jobs"]] == ["1", "3"]
+    r = await client.get("/api/jobs?label=suite=smoke&label=n=4")
+    assert [j["labels"]["n"] for j in (await r.json())["jobs"]] == ["4"]
+    r = await client.get("/api/jobs?type=noop")
+    assert [j["type"] for j in (await r.json())["jobs"]] == ["noop"]
+    first = await (await client.get("/api/jobs?order=newest&limit=4")).json()
+    assert first["total"] == 6 and first["jobs"][0]["type"] == "noop" and first["next"] is not None
+    rest = await (await client.get(f"/api/jobs?order=newest&limit=4&after={first['next']}")).json()
+    assert [j["labels"].get("n") for j in rest["jobs"]] == ["1", "0"] and rest["next"] is None
+    r = await client.get("/api/jobs?stauts=failed&colour=red")
+    error = (await r.json())["error"]
+    assert r.status == 400 and error["detail"]["unknown"] == ["colour", "stauts"]
+    assert "?colour, ?stauts" in error["message"] and "?status" in error["message"]
+
+
+async def test_a_job_id_prefix_resolves_in_every_job_route(client: TestClient, replica: FakeReplica) -> None:
+    job_id = await _job(client)
+    prefix = job_id[:8]
+    r = await client.get(f"/api/jobs/{prefix}")
+    assert r.status == 200 and (await r.json())["job"]["job_id"] == job_id
+    assert (await client.get(f"/api/jobs/{prefix}/progress")).status == 200
+    assert (await client.get(f"/api/jobs/{prefix}/logs")).status == 200  # not started: an empty page
+    r = await client.post(f"/api/jobs/{prefix}/cancel", json={"reason": "wrong input"})
+    assert r.status == 200 and (await r.json())["job_id"] == job_id
+    assert replica.state.jobs[job_id].error == "wrong input"
+    r = await client.post("/api/jobs/retry", json={"job_ids": [prefix]})
+    assert r.status == 200, await r.text()
+    short = await client.get(f"/api/jobs/{job_id[:5]}")
+    assert short.status == 404 and "6 characters" in (await short.json())["error"]["message"]
+
+
+async def test_an_ambiguous_job_id_prefix_lists_the_matches(client: TestClient, replica: FakeReplica) -> None:
+    from raft_state import NewJob, SubmitJobs, parse_job
+    spec, _ = parse_job(JOB, {})
+    replica._apply(SubmitJobs(1_000, (NewJob("abcdef01", None, spec), NewJob("abcdef02", None, spec))))
+    before = replica.state.digest()
+    for method, path in (("GET", "/api/jobs/abcdef"), ("POST", "/api/jobs/abcdef/cancel")):
+        r = await client.request(method, path)
+        error = (await r.json())["error"]
+        assert r.status == 400 and error["code"] == "AMBIGUOUS_JOB_ID", error
+        assert error["detail"]["matches"] == ["abcdef01", "abcdef02"] and "abcdef01, abcdef02" in error["message"]
+    assert replica.state.digest() == before
+    assert (await client.get("/api/jobs/abcdef02")).status == 200  # a whole id is never a prefix
 
 
 async def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:

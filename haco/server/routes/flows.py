@@ -16,7 +16,7 @@ from raft_state.groups import RETRYABLE, summary
 from haco.errors import NotFound, Rejected
 from haco.scheduler.core import now_ms
 from haco.server.keys import CONFIG, REPLICA, WAITERS
-from haco.server.requests import fresh_enough, query_float, query_int, raise_bad, read_json
+from haco.server.requests import fresh_enough, job_id_of, known_params, query_float, query_int, raise_bad, read_json
 from haco.server.routes.tokens import ensure_cluster_version
 
 routes = web.RouteTableDef()
@@ -28,6 +28,7 @@ GROUP_LIST_MAX = 1000
 async def list_groups(request: web.Request) -> web.Response:
     """Groups newest first; `?schedule=ID` only that schedule's runs."""
     replica = request.app[REPLICA]
+    known_params(request, "schedule", "limit")
     index = await fresh_enough(request)
     schedule = request.query.get("schedule")
     limit = query_int(request, "limit", 100, 1, GROUP_LIST_MAX) or 100
@@ -70,10 +71,13 @@ async def retry_jobs(request: web.Request) -> web.Response:
     ids = body.get("job_ids") if isinstance(body, dict) and set(body) == {"job_ids"} else None
     if not isinstance(ids, list) or not 1 <= len(ids) <= RETRY_BATCH_MAX or not all(isinstance(j, str) for j in ids):
         raise_bad("INVALID", f'body must be {{"job_ids": [1 to {RETRY_BATCH_MAX} job ids]}}', {"field": "job_ids"})
-    missing = [j for j in ids if j not in request.app[REPLICA].state.jobs]
-    if missing:  # before the version step: a refused request changes nothing
-        raise Rejected("UNKNOWN_JOB", f"no job {missing[0]}", {"job_id": missing[0]})
-    return await _retry(request, tuple(ids))
+    resolved: list[str] = []
+    for text in ids:  # before the version step: a refused request changes nothing
+        try:
+            resolved.append(await job_id_of(request, text))
+        except NotFound:
+            raise Rejected("UNKNOWN_JOB", f"no job {text}", {"job_id": text}) from None
+    return await _retry(request, tuple(dict.fromkeys(resolved)))
 
 
 @routes.post("/api/groups/{group_id}/retry")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
@@ -21,7 +22,8 @@ from haco.wire import job_json, unpack
 from haco.server import workflows
 from haco.server.keys import REPLICA, SCHEDULER, WAITERS
 from haco.server.log_forward import progress_of
-from haco.server.requests import fresh_enough, query_float, query_int, raise_bad, read_json, require_accepted
+from haco.server.requests import (fresh_enough, job_id_of, known_params, query_float, query_int, raise_bad, read_json,
+                                  require_accepted)
 from raft_state.flow_commands import FLOWS_SINCE
 from raft_state.flow_parse import has_flow_fields
 
@@ -120,40 +122,60 @@ async def submit_batch(request: web.Request) -> web.Response:
                              status=200 if outcome.already else 201)
 
 
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """`GET /api/jobs`' filters and page: status, type and labels narrow; `after` is the cursor in
+    `order` (oldest: seq above it; newest: seq below it), 0 for the first page."""
+
+    status: str | None
+    type: str | None
+    labels: dict[str, str]
+    newest: bool
+    after: int
+    limit: int
+
+
 @routes.get("/api/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
+    known_params(request, "status", "type", "label", "group", "order", "limit", "after")
     index = await fresh_enough(request)
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise_bad("BAD_QUERY", f"?status must be one of {', '.join(s.value for s in JobStatus)}", {"field": "status"})
-    limit = query_int(request, "limit", 100, 1, LIST_LIMIT_MAX) or 100
-    after = query_int(request, "after", 0, 0, 2**62) or 0
+    order = request.query.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise_bad("BAD_QUERY", "?order must be oldest or newest", {"field": "order"})
+    f = JobFilter(status=status, type=request.query.get("type") or None, labels=_label_filters(request),
+                  newest=order == "newest", after=query_int(request, "after", 0, 0, 2**62) or 0,
+                  limit=query_int(request, "limit", 100, 1, LIST_LIMIT_MAX) or 100)
     group = request.query.get("group")
-    labels = _label_filters(request)
     if group is not None:
         g = request.app[REPLICA].state.flows.groups.get(group)
         if g is None:
             raise NotFound(f"no group {group}", {"group_id": group})
-        jobs = _filtered([request.app[REPLICA].state.jobs.get(j) for j in g.job_ids], status, after, limit, labels)
+        jobs, total, more = _filtered([request.app[REPLICA].state.jobs.get(j) for j in g.job_ids], f)
     else:
-        jobs = await asyncio.to_thread(_page, request.app[REPLICA], status, after, limit, labels)
-    next_cursor = jobs[-1].seq if len(jobs) == limit else None
-    return web.json_response({"jobs": [job_json(j, full=False) for j in jobs], "index": index, "next": next_cursor})
+        jobs, total, more = await asyncio.to_thread(_page, request.app[REPLICA], f)
+    return web.json_response({"jobs": [job_json(j, full=False) for j in jobs], "index": index, "total": total,
+                              "next": jobs[-1].seq if more else None})
 
 
-def _page(replica: Replica, status: str | None, after: int, limit: int,
-          labels: dict[str, str] | None = None) -> list[Any]:
+def _page(replica: Replica, f: JobFilter) -> tuple[list[Any], int, bool]:
     snapshot = list(replica.state.jobs.values())  # one atomic copy; records are immutable
-    return _filtered(snapshot, status, after, limit, labels)
+    return _filtered(snapshot, f)
 
 
-def _filtered(jobs: list[Any], status: str | None, after: int, limit: int,
-              labels: dict[str, str] | None) -> list[Any]:
-    picked = [j for j in jobs if j is not None and j.seq > after and (status is None or j.status == status)]
-    if labels:
-        picked = [j for j in picked if _has_labels(j.spec.labels, labels)]
-    picked.sort(key=lambda j: j.seq)
-    return picked[:limit]
+def _filtered(jobs: list[Any], f: JobFilter) -> tuple[list[Any], int, bool]:
+    """The page, how many jobs match the filters in all, and whether more follow the page."""
+    picked = [j for j in jobs if j is not None and (f.status is None or j.status == f.status)
+              and (f.type is None or j.spec.type == f.type)]
+    if f.labels:
+        picked = [j for j in picked if _has_labels(j.spec.labels, f.labels)]
+    total = len(picked)
+    if f.after:
+        picked = [j for j in picked if (j.seq < f.after if f.newest else j.seq > f.after)]
+    picked.sort(key=lambda j: j.seq, reverse=f.newest)
+    return picked[:f.limit], total, len(picked) > f.limit
 
 
 def _label_filters(request: web.Request) -> dict[str, str]:
@@ -175,11 +197,9 @@ def _has_labels(packed: bytes, wanted: dict[str, str]) -> bool:
 @routes.get("/api/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
-    job_id = request.match_info["job_id"]
     wait_s = query_float(request, "wait_s", 0.0, WAIT_S_MAX)
     index = await fresh_enough(request)
-    if job_id not in replica.state.jobs:
-        raise NotFound(f"no job {job_id}", {"job_id": job_id})
+    job_id = await job_id_of(request)
     if wait_s:
         await request.app[WAITERS].wait_final(job_id, wait_s)
         index = replica.applied_index
@@ -207,7 +227,10 @@ def _why(replica: Replica, job_id: str) -> dict[str, Any] | None:
 @routes.post("/api/jobs/{job_id}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
-    job_id = request.match_info["job_id"]
+    try:
+        job_id = await job_id_of(request)
+    except NotFound:  # maybe not applied on this replica yet: apply decides
+        job_id = request.match_info["job_id"]
     reason = "cancelled by user"
     if request.can_read_body:
         body = await read_json(request)

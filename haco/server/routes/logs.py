@@ -45,7 +45,7 @@ from raft_state.records import Attempt, Job
 from haco.errors import HacoError, LogUnavailable, NotFound, NotStarted, WorkerOffline
 from haco.server.keys import HUB, REPLICA
 from haco.server.log_forward import ASK_MARGIN_S, FOLLOW_WAIT_S, forward, peer_http_ctx
-from haco.server.requests import query_int, raise_bad
+from haco.server.requests import job_id_of, query_int, raise_bad
 from haco.wire import unpack
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     if not replica.is_leader():
         return await forward(request, stream=query.follow)
     try:
-        job, attempt = _attempt(request, query.attempt)
+        job, attempt = _attempt(request, await job_id_of(request), query.attempt)
     except NotStarted as exc:
         if query.follow:
             raise
@@ -109,7 +109,7 @@ async def job_progress(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
     if not replica.is_leader():
         return await forward(request, stream=False)  # type: ignore[return-value]
-    job = replica.state.jobs.get(request.match_info["job_id"])
+    job = replica.state.jobs.get(await job_id_of(request))
     if job is None:
         raise NotFound(f"no job {request.match_info['job_id']}", {"job_id": request.match_info["job_id"]})
     return web.json_response({"job_id": job.job_id, "attempt": job.attempt,
@@ -119,8 +119,7 @@ async def job_progress(request: web.Request) -> web.Response:
 # ---- the leader: one page, or a follow stream ------------------------------------------------------
 
 
-def _attempt(request: web.Request, number: int | None) -> tuple[Job, Attempt]:
-    job_id = request.match_info["job_id"]
+def _attempt(request: web.Request, job_id: str, number: int | None) -> tuple[Job, Attempt]:
     job = request.app[REPLICA].state.jobs.get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id}", {"job_id": job_id})

@@ -15,7 +15,7 @@ from raft_state.schedules import schedule_json
 from haco.errors import NotFound, Rejected
 from haco.scheduler.core import now_ms
 from haco.server.keys import CONFIG, REPLICA
-from haco.server.requests import fresh_enough, query_int, raise_bad, read_json
+from haco.server.requests import fresh_enough, known_params, query_int, raise_bad, read_json
 from haco.server.routes.tokens import ensure_cluster_version
 
 routes = web.RouteTableDef()
@@ -42,6 +42,7 @@ async def create_schedule(request: web.Request) -> web.Response:
 
 @routes.get("/api/schedules")
 async def list_schedules(request: web.Request) -> web.Response:
+    known_params(request)
     replica = request.app[REPLICA]
     state = replica.state
     schedules = sorted(state.flows.schedules.values(), key=lambda sc: sc.schedule_id)

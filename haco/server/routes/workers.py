@@ -1,18 +1,24 @@
-"""Worker routes: the table, drain, deregister, and the worker websocket."""
+"""Worker routes: the table, drain and undrain, deregister, and the worker websocket."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
 from raft_state import DeregisterWorker, DrainWorker
+from raft_state.commands import UndrainWorker
+from raft_state.records import Worker
 
 from haco.errors import NotFound
 from haco.scheduler.core import now_ms
 from haco.wire import worker_json
-from haco.server.keys import HUB, REPLICA
-from haco.server.requests import fresh_enough, require_accepted
+from haco.server.keys import CONFIG, HUB, REPLICA
+from haco.server.requests import fresh_enough, known_params, require_accepted
 from haco.server.auth import worker_identity
 from haco.server.hub import Hub
+from haco.server.log_forward import leader_json
+from haco.server.routes.tokens import ensure_cluster_version
 
 routes = web.RouteTableDef()
 
@@ -24,11 +30,25 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/workers")
 async def list_workers(request: web.Request) -> web.Response:
+    """The worker table; `connected` and `load` are the leader's (workers connect to it): a follower
+    asks the leader, and when it cannot, answers its replicated table with both null, `view: local`."""
+    known_params(request)
     index = await fresh_enough(request)
-    hub = request.app[HUB]
+    answer = await leader_json(request)
+    if answer is not None and isinstance(answer.get("workers"), list):
+        return web.json_response(answer)
+    live = request.app[REPLICA].is_leader()
     workers = sorted(request.app[REPLICA].state.workers.values(), key=lambda w: w.seq)
-    return web.json_response({"workers": [worker_json(w, connected=w.worker_id in hub.conns,
-                                                      load=_load(hub, w.worker_id)) for w in workers], "index": index})
+    return web.json_response({"workers": [_json(request, w, live) for w in workers], "index": index,
+                              "view": "leader" if live else "local"})
+
+
+def _json(request: web.Request, w: Worker, live: bool) -> dict[str, Any]:
+    hub = request.app[HUB]
+    out = worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id))
+    if not live:
+        out["connected"] = out["load"] = None  # unknown here: only the leader's hub holds connections
+    return out
 
 
 def _load(hub: Hub, worker_id: str) -> dict[str, object] | None:
@@ -43,9 +63,12 @@ async def get_worker(request: web.Request) -> web.Response:
     w = request.app[REPLICA].state.workers.get(worker_id)
     if w is None:
         raise NotFound(f"no worker {worker_id}", {"worker_id": worker_id})
-    hub = request.app[HUB]
-    return web.json_response({"worker": worker_json(w, connected=worker_id in hub.conns, load=_load(hub, worker_id)),
-                              "index": index})
+    answer = await leader_json(request)
+    if answer is not None and isinstance(answer.get("worker"), dict):
+        return web.json_response(answer)
+    live = request.app[REPLICA].is_leader()
+    return web.json_response({"worker": _json(request, w, live), "index": index,
+                              "view": "leader" if live else "local"})
 
 
 async def _worker_command(request: web.Request, cmd: object) -> web.Response:
@@ -58,6 +81,16 @@ async def _worker_command(request: web.Request, cmd: object) -> web.Response:
 @routes.post("/api/workers/{worker_id}/drain")
 async def drain(request: web.Request) -> web.Response:
     return await _worker_command(request, DrainWorker(now_ms(), request.match_info["worker_id"]))
+
+
+@routes.post("/api/workers/{worker_id}/undrain")
+async def undrain(request: web.Request) -> web.Response:
+    """A draining worker takes work again (cluster version 4; raised here once every replica runs it)."""
+    worker_id = request.match_info["worker_id"]
+    if worker_id not in request.app[REPLICA].state.workers:  # before the version step: a refusal changes nothing
+        raise NotFound(f"no worker {worker_id}", {"worker_id": worker_id})
+    await ensure_cluster_version(request.app[REPLICA], request.app[CONFIG], UndrainWorker.SINCE_VERSION)
+    return await _worker_command(request, UndrainWorker(now_ms(), worker_id))
 
 
 @routes.delete("/api/workers/{worker_id}")
