@@ -13,8 +13,9 @@ deadline (`ClientConfig.deadline_s`); within it the client:
 
 When the deadline passes it raises the last retryable error: `Unreachable`, `NotApplied` or
 `OutcomeUnknown`. Nothing here prints or configures logging; every await is bounded. While no
-replica answers, `ClientConfig.on_wait` (when set) is told so, with the URLs being tried: the CLI
-prints it, so a dead cluster is not silence until the deadline.
+replica answers (or replicas answer only 503/504, as without a leader), `ClientConfig.on_wait`
+(when set) is told so, with the URLs being tried: the CLI prints it, so a dead cluster is not
+silence until the deadline.
 
 The URLs are checked when the client is made (`parse_urls`): http or https, a host, a port in
 1..65535; anything else is a ConfigError naming the bad URL.
@@ -268,6 +269,10 @@ class HacoClient:
                 log.debug("retrying status=%d code=%s url=%s hint=%s", status, exc.code, url, hint)
                 if status == 503 and hint is None:
                     self._current = (self._current + 1) % len(self.urls)
+                if self.config.on_wait is not None and loop.time() >= notice_at:  # answered, but cannot act yet
+                    notice_at = loop.time() + self.config.wait_every_s
+                    self.config.on_wait(f"{url} answers {status} ({exc.message}); retrying "
+                                        f"(giving up in {max(0.0, deadline - loop.time()):.0f}s)")
                 pause = _retry_after(headers, self.config.retry_after_max_s) if status == 503 else 0.05
                 await self._pause(pause, deadline)
                 continue

@@ -350,3 +350,46 @@ def test_busy_ports_sees_a_listener() -> None:
         port = s.getsockname()[1]
         assert busy_ports([port]) == [port]
         assert free_base_port(port, replicas=1) != port
+
+
+# --- haco jobs, workers, results: what people read ------------------------------------------------
+
+def test_jobs_footer_names_the_count_and_the_next_cursor() -> None:
+    page = {"jobs": [{}] * 50, "total": 1029, "next": 979}
+    assert cli_format.jobs_footer(page) == "\n50 of 1,029 shown (newest first); older: --after 979, or a larger --limit"
+    assert "(oldest first); newer: --after 979" in cli_format.jobs_footer(page, oldest=True)
+    assert cli_format.jobs_footer({"jobs": [{}] * 3, "total": 3, "next": None}) == ""
+
+
+def test_jobs_table_shows_the_last_worker_of_a_finished_job() -> None:
+    text = cli_format.jobs_table([{"job_id": "j1", "status": "completed", "worker_id": None, "last_worker_id": "w2"}])
+    assert text.splitlines()[1].split()[5] == "w2"
+
+
+def test_workers_table_shows_load_for_people_and_an_unknown_connection() -> None:
+    text = cli_format.workers_table([
+        {"worker_id": "w1", "status": "active", "capacity": 4, "running": ["a"], "connected": True,
+         "load": {"cpu_percent": 12.4, "memory_percent": 40.0, "running": 1}},
+        {"worker_id": "w2", "status": "draining", "capacity": 2, "running": [], "connected": None, "load": None}])
+    rows = text.splitlines()
+    assert rows[1].endswith("yes        cpu 12% mem 40% jobs 1") and "{" not in text
+    assert rows[2].split()[-2:] == ["unknown", "-"]
+
+
+def test_results_help_names_the_table_and_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "results", "--help")
+    assert code == 0 and "table `results`: one row per ended attempt" in out
+    for column in ("job_id, attempt", "worker_id", "outcome", "job_status", "wall_ms", "applied_index"):
+        assert column in out
+    assert "its final one" in out  # job_status: the job's final status on every attempt's row
+
+
+def test_a_replica_that_answers_503_is_not_silence(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeReplica()
+    fake.add_job("j1")
+    for _ in range(40):
+        fake.fail("get", 503, "NOT_APPLIED", headers={"Retry-After": "0.2"})
+    with serve(fake) as urls:
+        code, _, err = run(capsys, "--coordinators", urls[0], "--deadline", "2", "job", "j1")
+    assert code == 2 and f"haco: {urls[0]} answers 503 (not_applied); retrying (giving up in" in err, err
+    assert err.splitlines()[-1].startswith("haco: error: ")

@@ -188,3 +188,55 @@ def test_workers_shows_the_leaders_view_whichever_replica_answers(capsys: pytest
     code, out, _ = haco(capsys, c, "workers", url=follower)
     row = next(line for line in out.splitlines() if line.startswith("w1 "))
     assert code == 0 and " yes " in row and "cpu " in row and "{" not in row
+
+
+# --- an ambiguous prefix: the real app over an in-process replica, two ids made to share a prefix ---
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    import asyncio
+    import threading
+
+    from aiohttp.test_utils import TestServer
+
+    from haco.config import NodeConfig
+    from haco.results.store import ResultsStore
+    from haco.server.app import build_app
+    from tests.server.fake_replica import FakeReplica
+
+    replica = FakeReplica(NodeConfig(id="r1", raft_addr="127.0.0.1:1", api_url="http://127.0.0.1:1",
+                                     data_dir=tmp_path, insecure_open_api=True))
+    results = ResultsStore.open(tmp_path / "results.duckdb")
+    app = build_app(replica.cfg, replica, results)  # type: ignore[arg-type]
+    app.cleanup_ctx[:] = [ctx for ctx in app.cleanup_ctx if getattr(ctx, "__name__", "") != "_scheduler_ctx"]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = TestServer(app, host="127.0.0.1")
+    asyncio.run_coroutine_threadsafe(server.start_server(), loop).result(10)
+    try:
+        yield str(server.make_url("")).rstrip("/"), replica
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        results.close()
+
+
+def test_an_ambiguous_prefix_is_an_error_listing_the_matches(capsys: pytest.CaptureFixture[str],
+                                                             app_url: tuple[str, Any]) -> None:
+    from raft_state import NewJob, SubmitJobs, parse_job
+    url, replica = app_url
+    spec, _ = parse_job({"type": "shell", "payload": {"argv": ["true"]}}, {})
+    ids = ("e8784b5e" + "0" * 24, "e8784b5f" + "0" * 24, "e8784b5e" + "1" * 24)
+    replica._apply(SubmitJobs(1_000, tuple(NewJob(i, None, spec) for i in ids)))
+    for argv in (["job", "e8784b5e"], ["cancel", "e8784b5e", "--reason", "x"], ["logs", "e8784b5e"],
+                 ["retry", "e8784b5e"]):
+        code, out, err = run(capsys, "--coordinators", url, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err == (f"haco: error: 2 jobs start with e8784b5e: {ids[0]}, {ids[2]}; give more of the id "
+                       "[AMBIGUOUS_JOB_ID]\n"), (argv, err)
+    code, out, _ = run(capsys, "--coordinators", url, "job", "e8784b5f")
+    assert code == 0 and ids[1] in out
+    assert all(replica.state.jobs[i].status == "pending" for i in ids)
