@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_COORDINATORS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
 EXIT_OK, EXIT_FAILED, EXIT_UNHEALTHY, EXIT_UNREACHABLE, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2, 3, 4, 64
 PLUGINS = ("haco.server.main", "haco.worker.agent")
+JOB_ID_LEN = 32  #: the ids replicas mint; anything shorter given for a job is a prefix to resolve
 EPILOG = """\
 coordinators: --coordinators URL,... or $HACO_COORDINATORS, else the `haco up` defaults
   (http://127.0.0.1:7001..7003). Any replica will do; the client fails over by itself.
@@ -340,6 +341,9 @@ def _json_arg(flag: str, text: str) -> Any:
 
 async def _submit_impl(args: argparse.Namespace, client: HacoClient) -> int:
     job = build_job(args)
+    if job.get("depends_on"):  # a prefix is resolved by the cluster (GET /api/jobs/{prefix}), like every job id
+        job["depends_on"] = [d if len(d) >= JOB_ID_LEN else str((await client.get(d))["job_id"])
+                             for d in job["depends_on"]]
     if args.follow and not args.wait:
         raise UsageError("--follow goes with --wait")
     res = await client.submit(job, key=args.key)

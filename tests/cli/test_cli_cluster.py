@@ -111,6 +111,8 @@ def test_a_unique_prefix_works_in_every_command_taking_a_job_id(capsys: pytest.C
     assert code == 0 and out.startswith(f"job:") and done in out
     code, out, _ = haco(capsys, c, "logs", done[:8])
     assert code == 0 and "prefixed" in out
+    after = submit(capsys, c, "--wait", "--depends-on", done[:6], "--", "true")
+    assert as_json(capsys, c, "job", after)["depends_on"] == [done]
     later = submit(capsys, c, "--in", "1h", "--", "true")
     code, out, _ = haco(capsys, c, "cancel", later[:6], "--reason", "wrong input")
     assert (code, out) == (0, f"{later} cancelled\n")

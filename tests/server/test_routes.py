@@ -232,6 +232,20 @@ async def test_an_ambiguous_job_id_prefix_lists_the_matches(client: TestClient, 
     assert (await client.get("/api/jobs/abcdef02")).status == 200  # a whole id is never a prefix
 
 
+async def test_a_follower_without_the_leader_says_connections_are_unknown(client: TestClient,
+                                                                          replica: FakeReplica) -> None:
+    _register(replica)
+    r = await client.get("/api/workers")
+    led = await r.json()
+    assert led["view"] == "leader" and led["workers"][0]["connected"] is False
+    replica.leading = False  # and no leader known: nothing to ask
+    for path, key in (("/api/workers", "workers"), ("/api/workers/w1", "worker")):
+        body = await (await client.get(path)).json()
+        worker = body[key][0] if key == "workers" else body[key]
+        assert body["view"] == "local" and worker["connected"] is None and worker["load"] is None
+        assert worker["status"] == "active"
+
+
 async def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:
     r = await client.get("/api/nothing-here")
     assert r.status == 404 and (await r.json())["error"]["code"] == "NOT_FOUND"
