@@ -248,8 +248,9 @@ class HacoClient:
                 if failures % len(self.urls) == 0:
                     if self.config.on_wait is not None and loop.time() >= notice_at:
                         notice_at = loop.time() + self.config.wait_every_s
+                        why = last.message if last else "-"
                         self.config.on_wait(f"no replica answers yet; trying {', '.join(self.urls)} "
-                                            f"(last: {last.message if last else '-'}; giving up in {max(0.0, remaining):.0f}s)")
+                                            f"(last: {why}; giving up in {max(0.0, remaining):.0f}s)")
                     await self._pause(min(1.0, self.config.retry_pause_s * 2 ** (failures // len(self.urls) - 1)),
                                       deadline)
                 continue

@@ -43,11 +43,11 @@ async def create_schedule(request: web.Request) -> web.Response:
 @routes.get("/api/schedules")
 async def list_schedules(request: web.Request) -> web.Response:
     known_params(request)
-    replica = request.app[REPLICA]
-    state = replica.state
+    index = await fresh_enough(request)  # ?min_index and ?consistency are honoured, not just allowed
+    state = request.app[REPLICA].state
     schedules = sorted(state.flows.schedules.values(), key=lambda sc: sc.schedule_id)
     return web.json_response({"schedules": [schedule_json(state, sc, now_ms()) for sc in schedules],
-                              "index": replica.applied_index})
+                              "index": index})
 
 
 @routes.get("/api/schedules/{schedule_id}")
