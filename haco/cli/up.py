@@ -16,10 +16,13 @@ from haco.errors import HacoError
 
 def register_cli(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `up` and `demo` through cli.build_parser's `add(name, help, func)`."""
-    up = add("up", "a local cluster: 3 replicas + 2 workers under ./haco-data; Ctrl+C stops it", run_up)
-    up.add_argument("--data-dir", type=Path, default=Path("haco-data"))
-    up.add_argument("--replicas", type=int, default=3)
-    up.add_argument("--workers", type=int, default=2)
+    up = add("up", "a local cluster: 3 replicas + 2 workers under ./haco-data, each restarted (with backoff) "
+                   "if it exits; Ctrl+C stops it", run_up)
+    up.add_argument("--data-dir", type=Path, default=Path("haco-data"),
+                    help="replica data, worker scratch dirs, logs and the PID file (haco-up.json); one haco up "
+                         "at a time per directory (default: ./haco-data)")
+    up.add_argument("--replicas", type=int, default=3, help="replicas to run (default: 3)")
+    up.add_argument("--workers", type=int, default=2, help="workers to run (default: 2)")
     up.add_argument("--base-port", type=int, default=7001, help="replica HTTP ports from here; Raft ports +100")
     demo = add("demo", "a scripted tour on a throwaway cluster: jobs, a leader kill, nothing lost", _run_demo)
     demo.add_argument("--jobs", type=int, default=200)
@@ -49,6 +52,11 @@ async def _up(cluster: LocalCluster) -> int:
         loop.add_signal_handler(sig, stop.set)
     spec = cluster.spec
     try:
+        cluster.lock()  # before anything else: a second `haco up` on this dir leaves it untouched
+    except (HacoError, OSError) as exc:
+        print(f"haco: error: {exc}", file=sys.stderr)
+        return 1
+    try:
         cluster.prepare()
         cluster.start_replicas()
         print(f"haco up: starting {spec.replicas} replicas, logs in {spec.log_dir}", file=sys.stderr)
@@ -60,12 +68,9 @@ async def _up(cluster: LocalCluster) -> int:
         leader_id, leader_url = leader.result()
         cluster.start_workers()
         _banner(spec, leader_id, leader_url)
-        reported: set[str] = set()
         while not stop.is_set():
-            for name, code in cluster.exited():
-                if name not in reported:
-                    reported.add(name)
-                    print(f"haco up: {name} exited with code {code}; see {spec.log_dir / name}.log", file=sys.stderr)
+            for line in cluster.supervise():
+                print(f"haco up: {line}", file=sys.stderr, flush=True)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except TimeoutError:
@@ -88,7 +93,7 @@ def _banner(spec: ClusterSpec, leader_id: str, leader_url: str) -> None:
     print("\n".join([
         f"haco is up: {spec.replicas} replicas, {spec.workers} workers; leader {leader_id} at {leader_url}",
         *(f"  r{i}  {spec.api_url(i)}  (raft {spec.raft_addr(i)})" for i in range(1, spec.replicas + 1)),
-        f"  data {spec.data_dir}, logs {spec.log_dir}",
+        f"  data {spec.data_dir}, logs {spec.log_dir}, PIDs in {spec.pids_file}",
         "",
         "try, in another terminal:",
         f"  {env}haco status",
@@ -99,5 +104,5 @@ def _banner(spec: ClusterSpec, leader_id: str, leader_url: str) -> None:
         f"note: the API is open (no tokens) and listens on {HOST} only; the Raft ports use the password in",
         f"  {spec.password_file}. For a real deployment see README, Security (tokens, TLS).",
         "",
-        "Ctrl+C stops everything.",
+        "A replica or worker that exits is restarted (with backoff); Ctrl+C stops everything.",
     ]), flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -330,8 +331,21 @@ def test_cluster_spec_builds_the_documented_command_lines(tmp_path: Path) -> Non
         f"--raft-password-file {tmp_path}/raft-password --log-level info --insecure-open-api")
     assert " ".join(spec.worker_argv(1)[4:]) == (
         "--coordinators http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003 --id w1 --capacity 4 "
-        "--log-level info")
+        f"--log-level info --workdir {tmp_path}/w1")  # scratch dirs under the data dir
     assert spec.ports == [7001, 7101, 7002, 7102, 7003, 7103]
+
+
+def test_a_data_dir_is_held_by_one_haco_up_at_a_time(tmp_path: Path) -> None:
+    from haco.cluster.local import LocalCluster
+    from haco.errors import HacoError
+    first, second = LocalCluster(ClusterSpec(data_dir=tmp_path)), LocalCluster(ClusterSpec(data_dir=tmp_path))
+    first.lock()
+    with pytest.raises(HacoError, match=rf"{tmp_path} is in use by another haco up \(pid {os.getpid()}\)"):
+        second.lock()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["haco-up.lock"]
+    first.stop()
+    second.lock()
+    second.unlock()
 
 
 def test_password_file_is_private_and_kept(tmp_path: Path) -> None:

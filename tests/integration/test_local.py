@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import pytest
@@ -24,6 +25,8 @@ import pytest
 from haco import cli
 from haco.client import HacoClient
 from haco.cluster.local import ClusterSpec, LocalCluster, free_base_port
+
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -121,18 +124,62 @@ def test_haco_up_runs_jobs_stops_on_ctrl_c_and_recovers_on_the_next_run(
     password = (data / "raft-password").read_text()
 
     up = Up(data, base, "2")
+    learned: list[int] = []
     try:
         up.wait_up()
         assert (data / "raft-password").read_text() == password
         code, out, _ = haco(capsys, "--json", "jobs")
         assert code == 0 and {first, pending} <= {j["job_id"] for j in json.loads(out)}
-        for victim in [up.child("r2"), up.child("r3")]:  # look both up first: a killed one is a zombie
-            victim.kill()
-        code, out, _ = haco(capsys, "--deadline", "3", "status", "--json")
-        assert code == 2 and not json.loads(out)["healthy"]
+
+        second = subprocess.run([sys.executable, "-m", "haco", "up", "--data-dir", str(data), "--base-port",
+                                 str(base)], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and second.stdout == "", second
+        assert second.stderr.count("\n") == 1 and "is in use by another haco up" in second.stderr, second.stderr
+        assert up.proc.poll() is None
+
+        pids = json.loads((data / "haco-up.json").read_text())
+        assert pids["pid"] == up.proc.pid and set(pids["replicas"]) == {"r1", "r2", "r3"}
+        old = {"r2": pids["replicas"]["r2"], "w1": pids["workers"]["w1"]}
+        learned += [*pids["replicas"].values(), *pids["workers"].values()]
+        for pid in old.values():
+            os.kill(pid, signal.SIGKILL)
+
+        def restarted() -> dict[str, int] | None:
+            now = json.loads((data / "haco-up.json").read_text())
+            new = {"r2": now["replicas"]["r2"], "w1": now["workers"]["w1"]}
+            return new if all(new[k] != old[k] for k in old) else None
+        new = _eventually(restarted, 15, "r2 and w1 restarted")
+        learned += new.values()
+
+        def healthy() -> bool:
+            code, out, _ = haco(capsys, "--deadline", "3", "status", "--json")
+            return code == 0 and json.loads(out)["health"]["status"] == "healthy"
+        _eventually(healthy, 30, "a healthy cluster after the restarts")
+        text = up.out.read_text()
+        assert "haco up: r2 exited with code -9; restarting it in 1s" in text and "haco up: r2 restarted" in text
+        assert "haco up: w1 exited with code -9" in text and "haco up: w1 restarted" in text
     finally:
         assert up.interrupt() in (0, 130)
     assert up.leftovers() == []
+    assert [pid for pid in learned if _running(pid)] == []
+    assert not (data / "haco-up.json").exists()
+
+
+def _eventually(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout_s}s")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.mark.timeout(180)
