@@ -68,9 +68,6 @@ class Up:
         self.children = psutil.Process(self.proc.pid).children()  # replicas and workers, not their jobs
         return text
 
-    def child(self, name: str) -> psutil.Process:
-        return next(p for p in self.children if f"--id {name} " in " ".join(p.cmdline()) + " ")  # all alive
-
     def interrupt(self, timeout_s: float = 40.0) -> int:
         """Ctrl+C; returns the exit code. Whatever is left over is SIGKILLed (and fails the caller)."""
         try:
