@@ -118,7 +118,8 @@ def _worker_problems(workers: Sequence[Mapping[str, Any]] | None, add: Any) -> N
         names = ", ".join(str(w.get("worker_id")) for w in lost)
         slots = sum(int(w.get("capacity") or 0) for w in lost)
         add(DEGRADED, f"worker{'s' if len(lost) > 1 else ''} {names} lost",
-            f"{slots} job slots gone; their running jobs went back to the queue")
+            f"{slots} job slots gone; their running jobs went back to the queue "
+            "(one gone for good: DELETE /api/workers/ID)")
 
 
 def _name(replica: Mapping[str, Any]) -> str:
