@@ -83,6 +83,12 @@ class WorkerConfig:
     def validate(self) -> None:
         if not self.coordinators:
             raise ValueError("coordinators: at least one replica URL is needed")
+        from haco.client import parse_urls  # the CLI's check: http(s)://HOST[:PORT], a port in 1..65535
+        from haco.errors import ConfigError
+        try:
+            parse_urls(self.coordinators)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         if not self.worker_id:
             raise ValueError("worker_id must not be empty")
         if self.capacity < 1:

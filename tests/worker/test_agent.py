@@ -408,3 +408,10 @@ def _child(name: str) -> psutil.Process | None:
         except psutil.NoSuchProcess:
             continue
     return None
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:7001", "http://127.0.0.1:99999", "ws://127.0.0.1:7001"])
+def test_a_coordinator_url_the_cli_would_refuse_is_refused_by_the_worker_too(tmp_path: Path, url: str) -> None:
+    cfg = WorkerConfig(coordinators=("http://127.0.0.1:7001", url), worker_id="w1", capacity=1, workdir=tmp_path)
+    with pytest.raises(ValueError, match="coordinator URL"):
+        cfg.validate()
