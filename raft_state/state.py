@@ -49,6 +49,9 @@ class State:
         # A replaced record's hash is recomputed to XOR it out (~1 us) rather than kept per record:
         # a million-entry hash map cost ~60 MB and as long to rebuild at load as the hashes.
         self._xor = 0
+        #: workers are few and re-put on every assignment and release (4 puts a job): their hash is
+        #: kept, so a put hashes only the new record (a worker packs ~20 fields and its running ids)
+        self._worker_hashes: dict[str, int] = {}
         self._budget = 0
         #: job ids whose attempt ended or that became final, in order; the replica drains it after each
         #: entry (results store, long-polls). Not part of the state: never in the digest or snapshot.
@@ -133,18 +136,20 @@ class State:
     def _put_worker(self, worker: Worker) -> None:
         old = self.workers.get(worker.worker_id)
         if old is not None:
-            self._xor ^= worker_hash(old)
+            self._xor ^= self._worker_hashes[worker.worker_id]
             if old.plugins is not worker.plugins:  # evolve() keeps the tuple: an assignment skips this
                 self._count_plugins(old.plugins, -1)
                 self._count_plugins(worker.plugins, 1)
         elif worker.plugins:
             self._count_plugins(worker.plugins, 1)
-        self._xor ^= worker_hash(worker)
+        h = worker_hash(worker)
+        self._xor ^= h
+        self._worker_hashes[worker.worker_id] = h
         self.workers[worker.worker_id] = worker
 
     def _drop_worker(self, worker_id: str) -> None:
         old = self.workers.pop(worker_id)
-        self._xor ^= worker_hash(old)
+        self._xor ^= self._worker_hashes.pop(worker_id)
         self._count_plugins(old.plugins, -1)
 
     def _count_plugins(self, plugins: tuple[str, ...], delta: int) -> None:
