@@ -238,8 +238,8 @@ def test_timeout_interrupts_and_store_keeps_serving(store: ResultsStore) -> None
     store.record([row("a")], 1)
     t0 = time.perf_counter()
     with pytest.raises(QueryTimeout) as info:
-        store.query("SELECT count(*) FROM range(10000000000)", timeout_s=0.5)
-    assert time.perf_counter() - t0 < 3.0
+        store.query("SELECT count(*) FROM range(1000000000000)", timeout_s=0.5)  # ~15 min uninterrupted
+    assert time.perf_counter() - t0 < 10.0  # interrupted: well short of the query, with room for a busy machine
     assert info.value.code == "SQL_TIMEOUT" and info.value.status == 408
     assert store.record([row("b")], 2) == 1
     assert count(store) == 2
