@@ -96,6 +96,8 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     from haco.server.routes import workers as routes_workers
     from haco.server.routes import flows as routes_flows
     from haco.server.routes import schedules as routes_schedules
+    from haco.server.routes import views as routes_views
+    from haco.server.rates import RATES, Rates
     from haco.server.auth import make_authorizer
     from haco.server.metrics import install as install_metrics
     if authorize is None:
@@ -116,6 +118,8 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     app[AUTHORIZE] = authorize
     app[RESULTS] = results
     install_metrics(app, replica, hub, scheduler)
+    app[RATES] = rates = Rates(replica)
+    replica.add_listener(rates.on_applied)
     replica.add_listener(scheduler.on_applied)
     replica.add_listener(waiters.on_applied)
     replica.add_listener(lambda ev: hub.on_applied(replica.state, ev.ended))
@@ -129,6 +133,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     routes_logs.install(app)
     app.add_routes(routes_flows.routes)
     app.add_routes(routes_schedules.routes)
+    app.add_routes(routes_views.routes)
     app.cleanup_ctx.append(_scheduler_ctx)
     if results is not None:
         feed = ResultsFeed(replica, results)

@@ -35,6 +35,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
 #: (method, route as registered) -> rule. HEAD follows GET; a path with no route needs READ (then 404).
 ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/"): OPEN,
+    ("GET", "/static/{name}"): OPEN,
     ("GET", "/api/health"): OPEN,
     ("GET", "/api/health/ready"): OPEN,
     ("GET", "/api/health/db"): READ,
@@ -46,6 +47,7 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/jobs/{job_id}"): READ,
     ("GET", "/api/jobs/{job_id}/logs"): READ,
     ("GET", "/api/jobs/{job_id}/progress"): READ,
+    ("GET", "/api/jobs/{job_id}/graph"): READ,
     ("GET", "/api/workers"): READ,
     ("GET", "/api/workers/{worker_id}"): READ,
     ("GET", "/api/queue/stats"): READ,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from typing import Any
 
 import aiohttp
@@ -20,10 +21,13 @@ from raft_state import queries
 from raft_state.records import Job, JobStatus
 
 from haco.config import NodeConfig
+from haco.health import verdict
 from haco.replica.node import Replica
 from haco.security.tls import client_context
 from haco.wire import job_json, worker_json
+from haco.scheduler.core import now_ms
 from haco.server.keys import CONFIG, HUB, REPLICA
+from haco.server.rates import RATES
 
 PEER_TIMEOUT_S = 1.0
 RECENT_JOBS = 25
@@ -44,13 +48,45 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
             asyncio.gather(*(_peer_info(session, p, auth) for p in me["peers"])),
             _leader_workers(session, me, auth))
     recent = await asyncio.to_thread(_recent_jobs, replica)
+    shown = leader_workers or workers
+    rows = [{"id": me["id"], "url": me.get("api_url"), "info": me}, *peers]
+    health = verdict(rows, shown)
     return {
         "replica": me["id"], "leader": me["leader"], "term": me["term"], "applied_index": me["applied_index"],
-        "replicas": [_replica_row(me, reachable=True), *peers], "workers": leader_workers or workers,
+        "replicas": _replica_rows(rows, health), "workers": shown,
         "workers_from": me["leader"] if leader_workers is not None else me["id"],
         "queue": {"counts": queries.counts(state), "ready": len(state.ready), "paused": state.paused},
-        "jobs": recent,
+        "jobs": recent, "health": {k: health[k] for k in ("status", "summary", "problems")},
+        "rates": request.app[RATES].series(now_ms()),
+        "actions": {"undrain": _has_route(request.app, "POST", "/api/workers/{worker_id}/undrain")},
     }
+
+
+def _has_route(app: web.Application, method: str, path: str) -> bool:
+    """Whether this replica's API has a route: the page shows a button only for what exists."""
+    return any(r.method == method and r.resource is not None and r.resource.canonical == path
+               for r in app.router.routes())
+
+
+def _replica_rows(rows: list[dict[str, Any]], health: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each replica's figures, its lag (entries behind the leader's commit index) and the verdict's
+    problems that name it (`problems`: then the page flags the row)."""
+    infos = [r["info"] for r in rows if r["info"] is not None]
+    leader = next((i for i in infos if i.get("role") == "leader"), None)
+    commit = int((leader or {}).get("commit_index") or 0)
+    out = []
+    for r in rows:
+        name = str((r["info"] or {}).get("id") or r["id"])
+        mine = [p["what"] for p in health["problems"] if re.search(rf"\b{re.escape(name)}\b", p["what"])]
+        if r["info"] is None:
+            out.append({"id": r["id"], "api_url": r["url"], "role": None, "reachable": False,
+                        "error": r.get("error"), "problems": mine})
+            continue
+        row = _replica_row(r["info"], reachable=True)
+        row["lag"] = max(0, commit - int(r["info"].get("applied_index") or 0)) if leader is not None else None
+        row["problems"] = mine
+        out.append(row)
+    return out
 
 
 async def _leader_workers(session: aiohttp.ClientSession, me: dict[str, Any], authorization: str | None
@@ -86,15 +122,20 @@ def _peer_session(cfg: NodeConfig) -> aiohttp.ClientSession:
 
 async def _peer_info(session: aiohttp.ClientSession, peer: dict[str, Any], authorization: str | None
                      ) -> dict[str, Any]:
+    """{"id", "url", "info": its /api/cluster answer, or None and "error"}: haco.health's row shape."""
     headers = {"Authorization": authorization} if authorization else {}
     try:
         async with session.get(peer["api_url"] + "/api/cluster", headers=headers) as resp:
             if resp.status == 200:
-                return _replica_row(await resp.json(), reachable=True)
-            error = f"HTTP {resp.status}"
+                info = await resp.json()
+                if isinstance(info, dict):
+                    return {"id": peer["id"], "url": peer["api_url"], "info": info}
+                error = "not a JSON object"
+            else:
+                error = f"HTTP {resp.status}"
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         error = type(exc).__name__
-    return {"id": peer["id"], "api_url": peer["api_url"], "role": None, "reachable": False, "error": error}
+    return {"id": peer["id"], "url": peer["api_url"], "info": None, "error": error}
 
 
 def _load(hub: Any, worker_id: str) -> Any:

@@ -131,6 +131,17 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("GET", "/metrics", "/metrics", None, 200, None),
     ("GET", "/api/dashboard", "/api/dashboard", None, 200, None),
     ("GET", "/", "/", None, 200, None),
+    ("GET", "/static/{name}", "/static/app.js", None, 200, None),
+    ("GET", "/static/{name}", "/static/nothing.js", None, 404, "NOT_FOUND"),
+    ("GET", "/static/{name}", "/static/..%2Fapp.py", None, 404, "NOT_FOUND"),
+    ("GET", "/api/jobs/{job_id}/graph", "/api/jobs/{job}/graph", None, 200, None),
+    ("GET", "/api/jobs/{job_id}/graph", "/api/jobs/nosuchjob/graph", None, 404, "NOT_FOUND"),
+    ("GET", "/api/jobs/{job_id}/graph", "/api/jobs/{job}/graph?depth=9", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?q=abc&sort=-duration&status=pending&type=shell&queue=default", None, 200, None),
+    ("GET", "/api/jobs", "/api/jobs?sort=colour", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?cursor=garbage", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?sort=worker&after=3", None, 400, "BAD_QUERY"),
+    ("GET", "/api/jobs", "/api/jobs?colour=red", None, 400, "BAD_QUERY"),
 ]
 
 

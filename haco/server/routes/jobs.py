@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
@@ -18,18 +17,17 @@ from raft_state.records import JobStatus
 from haco.errors import NotFound, Rejected
 from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
-from haco.wire import job_json, unpack
-from haco.server import workflows
+from haco.wire import job_json
+from haco.server import job_list, workflows
 from haco.server.keys import REPLICA, SCHEDULER, WAITERS
 from haco.server.log_forward import progress_of
-from haco.server.requests import (fresh_enough, job_id_of, known_params, query_float, query_int, raise_bad, read_json,
+from haco.server.requests import (fresh_enough, job_id_of, known_params, query_float, raise_bad, read_json,
                                   require_accepted)
 from raft_state.flow_commands import FLOWS_SINCE
 from raft_state.flow_parse import has_flow_fields
 
 routes = web.RouteTableDef()
 _JSON = "application/json"
-LIST_LIMIT_MAX = 1000
 WAIT_S_MAX = 60.0
 
 
@@ -122,76 +120,28 @@ async def submit_batch(request: web.Request) -> web.Response:
                              status=200 if outcome.already else 201)
 
 
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    """`GET /api/jobs`' filters and page: status, type and labels narrow; `after` is the cursor in
-    `order` (oldest: seq above it; newest: seq below it), 0 for the first page."""
-
-    status: str | None
-    type: str | None
-    labels: dict[str, str]
-    newest: bool
-    after: int
-    limit: int
-
-
 @routes.get("/api/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    known_params(request, "status", "type", "label", "group", "order", "limit", "after")
+    """A page of jobs: filters, sort orders and the cursor are haco/server/job_list.py's."""
+    known_params(request, *job_list.PARAMS)
     index = await fresh_enough(request)
-    status = request.query.get("status")
-    if status is not None and status not in {s.value for s in JobStatus}:
-        raise_bad("BAD_QUERY", f"?status must be one of {', '.join(s.value for s in JobStatus)}", {"field": "status"})
-    order = request.query.get("order", "oldest")
-    if order not in ("oldest", "newest"):
-        raise_bad("BAD_QUERY", "?order must be oldest or newest", {"field": "order"})
-    f = JobFilter(status=status, type=request.query.get("type") or None, labels=_label_filters(request),
-                  newest=order == "newest", after=query_int(request, "after", 0, 0, 2**62) or 0,
-                  limit=query_int(request, "limit", 100, 1, LIST_LIMIT_MAX) or 100)
+    f = job_list.parse(request.query, request.query.getall("label", []))
     group = request.query.get("group")
+    replica = request.app[REPLICA]
     if group is not None:
-        g = request.app[REPLICA].state.flows.groups.get(group)
+        g = replica.state.flows.groups.get(group)
         if g is None:
             raise NotFound(f"no group {group}", {"group_id": group})
-        jobs, total, more = _filtered([request.app[REPLICA].state.jobs.get(j) for j in g.job_ids], f)
+        jobs = [replica.state.jobs.get(j) for j in g.job_ids]
+        answer = job_list.page(jobs, f, now_ms())
     else:
-        jobs, total, more = await asyncio.to_thread(_page, request.app[REPLICA], f)
-    return web.json_response({"jobs": [job_json(j, full=False) for j in jobs], "index": index, "total": total,
-                              "next": jobs[-1].seq if more else None})
+        answer = await asyncio.to_thread(_page, replica, f)
+    return web.json_response({**answer, "index": index})
 
 
-def _page(replica: Replica, f: JobFilter) -> tuple[list[Any], int, bool]:
+def _page(replica: Replica, f: job_list.JobQuery) -> dict[str, Any]:
     snapshot = list(replica.state.jobs.values())  # one atomic copy; records are immutable
-    return _filtered(snapshot, f)
-
-
-def _filtered(jobs: list[Any], f: JobFilter) -> tuple[list[Any], int, bool]:
-    """The page, how many jobs match the filters in all, and whether more follow the page."""
-    picked = [j for j in jobs if j is not None and (f.status is None or j.status == f.status)
-              and (f.type is None or j.spec.type == f.type)]
-    if f.labels:
-        picked = [j for j in picked if _has_labels(j.spec.labels, f.labels)]
-    total = len(picked)
-    if f.after:
-        picked = [j for j in picked if (j.seq < f.after if f.newest else j.seq > f.after)]
-    picked.sort(key=lambda j: j.seq, reverse=f.newest)
-    return picked[:f.limit], total, len(picked) > f.limit
-
-
-def _label_filters(request: web.Request) -> dict[str, str]:
-    """`?label=k=v`, repeatable: every one must match."""
-    out: dict[str, str] = {}
-    for text in request.query.getall("label", []):
-        key, eq, value = text.partition("=")
-        if not eq or not key:
-            raise_bad("BAD_QUERY", "?label takes KEY=VALUE", {"field": "label"})
-        out[key] = value
-    return out
-
-
-def _has_labels(packed: bytes, wanted: dict[str, str]) -> bool:
-    labels = unpack(packed) or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+    return job_list.page(snapshot, f, now_ms())
 
 
 @routes.get("/api/jobs/{job_id}")
