@@ -1,81 +1,145 @@
-"""The dashboard (`GET /`) in headless Chromium shows the leader and a submitted job; a screenshot is saved.
+"""The dashboard (`GET /`) in a real browser against a live 3-replica cluster holding 5,000 jobs.
 
-Needs Debian's `chromium` (`.ci/run` installs it). The page fetches `/api/dashboard` and renders it
-with no build step; `--dump-dom` gives the DOM after its scripts ran, within a virtual-time budget.
+Playwright for Python drives the distribution's Chromium (/usr/bin/chromium; `.ci/run` installs
+it; no browser is downloaded). The page finds a pending job by its key, opens it, shows why it
+waits and its dependency graph; cancelling from the page ends it and draining a worker from the
+page drains it (both checked through the API). Screenshots of the jobs list and the job view go
+to $HACO_TEST_ARTIFACTS (default test-artifacts/); each view's render time is logged, not asserted.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import re
-import shutil
-import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .cluster import Cluster, eventually, http
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium; .ci/run does)")
-SCREENSHOT_DIR = Path(os.environ.get("HACO_SCREENSHOT_DIR", "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("HACO_TEST_ARTIFACTS", "test-artifacts"))
+BULK = 5000
+BATCH = 2000  #: SUBMIT_BATCH_MAX
+TARGET_KEY = "release-build-42"
+log = logging.getLogger(__name__)
 
 
-def chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", "--window-size=1400,1000",
-           "--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw", *args, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90, start_new_session=True)
+def _submit_bulk(c: Cluster) -> None:
+    """5,000 jobs in three batch submits: each needs a GPU, so every one stays pending."""
+    spec = {"type": "noop", "payload": {}, "required_tags": ["gpu"], "labels": {"suite": "bulk"}}
+    for start in range(0, BULK, BATCH):
+        jobs = [{**spec, "key": f"bulk-{i:05d}"} for i in range(start, min(BULK, start + BATCH))]
+        _post(c, "/api/jobs/batch", {"jobs": jobs})
 
 
-def test_dashboard_shows_the_leader_and_a_submitted_job(cluster_factory: Callable[..., Cluster],
-                                                       tmp_path: Path) -> None:
+def _post(c: Cluster, path: str, body: Any) -> Any:
+    """A write, again on 503/504 (a leader still settling): keyed, so a repeat is harmless."""
+    answers: list[tuple[int, Any]] = []
+
+    def attempt() -> Any:
+        status, answer = c.api(0, "POST", path, body, timeout=30)
+        answers.append((status, answer))
+        assert status not in (503, 504), answer
+        return answer
+    answer = eventually(attempt, 20, f"POST {path} accepted", interval_s=0.5)
+    assert answers[-1][0] in (200, 201), answers[-1]
+    return answer
+
+
+def _renders(page: Any) -> list[dict[str, Any]]:
+    return list(page.evaluate("window.hacoRenders || []"))
+
+
+def _wait_render(page: Any, view: str, before: int) -> float:
+    """Wait until `view` rendered once more than `before` times; its render time in ms."""
+    page.wait_for_function(f"(window.hacoRenders || []).filter(r => r.view === {json.dumps(view)}).length > {before}",
+                           timeout=15_000)
+    ms = [r["ms"] for r in _renders(page) if r["view"] == view][before]
+    log.info("dashboard render view=%s ms=%d", view, ms)
+    print(f"dashboard render view={view} ms={ms}")
+    return float(ms)
+
+
+def _count(page: Any, view: str) -> int:
+    return sum(1 for r in _renders(page) if r["view"] == view)
+
+
+def test_dashboard_finds_opens_cancels_and_drains(cluster_factory: Callable[..., Cluster], browser: Any) -> None:
+    t0 = time.monotonic()
     c = cluster_factory(3, start=False)
-    c.auth, c.admin = True, c.token("admin")  # tokens on, as deployed: the page takes a reader token
+    c.auth, c.admin = True, c.token("admin")  # tokens on, as deployed
     c.start_all()
-    reader = c.token("reader")
     leader = c.nodes[c.leader()].id
-    status, body = c.api(0, "POST", "/api/jobs", {"type": "noop", "payload": {}, "required_tags": ["gpu"],
-                                                  "key": "dash-1"})
-    assert status == 201, body
-    job_id = body["job_id"]
     follower = next(i for i, n in enumerate(c.nodes) if n.id != leader)
-    eventually(lambda: c.api(follower, "GET", f"/api/jobs/{job_id}?min_index={body['index']}")[0] == 200,
-               10, "the follower applied the submission")
     assert http("GET", c.nodes[follower].url + "/api/dashboard")[0] == 401
-    status, data = http("GET", c.nodes[follower].url + "/api/dashboard", token=reader)
-    assert status == 200 and data["leader"] == leader and [j["job_id"] for j in data["jobs"]] == [job_id]
+    c.start_worker("w-cpu", capacity=2, tags="cpu")
+    _submit_bulk(c)
+    flow = _post(c, "/api/jobs/batch", {"group": "g-release", "jobs": [
+        {"type": "noop", "payload": {}, "name": "fetch"}, {"type": "noop", "payload": {}, "name": "lint"}]})
+    fetch_id, lint_id = flow["job_ids"]
+    body = _post(c, "/api/jobs", {"type": "noop", "payload": {}, "key": TARGET_KEY, "depends_on": [fetch_id, lint_id],
+                                  "required_tags": ["gpu"]})
+    target = body["job_id"]
+    eventually(lambda: all(c.api(follower, "GET", f"/api/jobs/{j}?min_index={body['index']}")[1]["job"]["status"]
+                           == "completed" for j in (fetch_id, lint_id)), 20, "the jobs it depends on completed")
+    setup_s = time.monotonic() - t0
+    log.info("dashboard setup s=%.1f jobs=%d", setup_s, BULK + 3)
+
+    reader = c.token("reader")
+    data = http("GET", c.nodes[follower].url + "/api/dashboard", token=reader)[1]
     assert {r["id"] for r in data["replicas"] if r["reachable"]} == {n.id for n in c.nodes}, "reader token forwarded"
-    assert data["jobs"][0]["pending_reason"] == {"workers": "no workers registered"}
+    assert data["queue"]["counts"]["pending"] >= BULK
 
-    c.start_worker("w-cpu", capacity=2, tags="cpu")  # with its own worker token
-    status, done = c.api(0, "POST", "/api/jobs", {"type": "noop", "payload": {}, "key": "dash-2"})
-    assert status == 201, done
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{c.nodes[follower].url}/#token={c.admin}")
+    _wait_render(page, "overview", 0)
+    assert "token" not in page.url, "the token left the address bar"
+    assert page.evaluate("sessionStorage.getItem('haco-token')") == c.admin
+    assert page.inner_text("#leader") in {n.id for n in c.nodes}  # (leadership may move on a busy machine)
+    page.wait_for_selector("#chart-throughput")
 
-    def settled() -> dict[str, Any] | None:
-        d = http("GET", c.nodes[follower].url + "/api/dashboard", token=reader)[1]
-        workers = [w for w in d["workers"] if w["worker_id"] == "w-cpu" and w["load"]]
-        return d if workers and d["queue"]["counts"]["completed"] == 1 else None
-    data = eventually(settled, 20, "the worker's load and the completed job in the dashboard data")
-    assert [j["job_id"] for j in data["jobs"]] == [done["job_id"], job_id]
-    assert data["jobs"][1]["pending_reason"] == {"no_worker_fits": {"w-cpu": ["missing tags ['gpu']"]}}
+    page.click("nav a[data-view=jobs]")
+    _wait_render(page, "jobs", 0)
+    assert f"of {BULK + 3} matching" in page.inner_text("#job-count")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-jobs.png"))
 
-    page = f"{c.nodes[follower].url}/#token={reader}"
-    dom = chromium(page, tmp_path / "profile-dom", "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    html = dom.stdout
-    assert re.search(rf'id="leader" class="leader">{re.escape(leader)}<', html), html[:3000]
-    assert job_id in html and done["job_id"] in html and "no_worker_fits" in html and "missing tags" in html
-    assert "w-cpu" in html and re.search(r"cpu \d+%, mem \d+%", html), "the worker's load is shown"
-    assert html.count("<span class=\"leader\">leader</span>") == 1, "exactly one replica shown as leader"
-    assert "<div id=\"err\" class=\"bad\"></div>" in html, "the page reported a failed refresh"
+    before = _count(page, "jobs")
+    page.fill("#job-filters input[name=q]", TARGET_KEY)
+    page.select_option("#job-filters select[name=status]", "pending")  # submits the form
+    _wait_render(page, "jobs", before)
+    page.wait_for_selector(f"a.job[href='#/job/{target}']")
+    assert "1–1 of 1 matching" in page.inner_text("#job-count")
 
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    shot = (SCREENSHOT_DIR / "dashboard.png").resolve()
-    shot.unlink(missing_ok=True)
-    out = chromium(page, tmp_path / "profile-shot", f"--screenshot={shot}")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page.click(f"a.job[href='#/job/{target}']")
+    _wait_render(page, "job", 0)
+    why = page.inner_text("#pending-reason")
+    assert "waiting on" not in why and "no worker fits" in why and "w-cpu" in why and "gpu" in why, why
+    assert page.locator("svg.graph .node").count() == 3, "fetch and lint -> the job"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-job.png"), full_page=True)
+
+    before = _count(page, "job")
+    page.click("#job-cancel")
+    _wait_render(page, "job", before)
+    eventually(lambda: c.api(0, "GET", f"/api/jobs/{target}")[1]["job"]["status"] == "cancelled", 10,
+               "the job cancelled from the page")
+    page.wait_for_selector("h2 .s-cancelled")
+
+    page.click("nav a[data-view=overview]")
+    page.wait_for_selector("button.drain[data-worker=w-cpu]")
+    page.click("button.drain[data-worker=w-cpu]")
+    eventually(lambda: c.api(0, "GET", "/api/workers/w-cpu")[1]["worker"]["status"] == "draining", 10,
+               "the worker drained from the page")
+    if data.get("actions", {}).get("undrain"):
+        page.click("button.undrain[data-worker=w-cpu]", timeout=10_000)
+        eventually(lambda: c.api(0, "GET", "/api/workers/w-cpu")[1]["worker"]["status"] == "active", 10,
+                   "the worker undrained from the page")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+    for name in ("dashboard-jobs.png", "dashboard-job.png"):
+        shot = ARTIFACTS / name
+        assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    renders = _renders(page)
+    (ARTIFACTS / "dashboard-renders.json").write_text(json.dumps({"setup_s": round(setup_s, 1), "renders": renders}))
+    log.info("dashboard renders %s total_s=%.1f", renders, time.monotonic() - t0)
