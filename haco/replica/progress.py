@@ -16,7 +16,6 @@ while PATH exists, so tests can make a replica stuck and release it again.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path

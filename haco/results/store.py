@@ -37,7 +37,6 @@ from raft_state.records import Job
 
 from haco.results.sandbox import (QueryBusy, QueryError, QueryRefused, QueryTimeout, QueryTooLarge, ResultTooLarge,
                                   Sandbox, _jsonable)
-from haco.results.sandbox import lockdown as _sandbox
 
 __all__ = ["QueryBusy", "QueryError", "QueryRefused", "QueryResult", "QueryTimeout", "QueryTooLarge", "ResultRow",
            "ResultTooLarge", "ResultsStore", "rows_for_job"]

@@ -5,7 +5,6 @@ module): coordinator URL errors, job-id prefixes, `haco jobs` order, footer and 
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,15 +15,8 @@ import pytest
 
 from haco import cli
 from tests.client.client_fakes import free_port
-from tests.integration.cluster import Cluster, eventually, http
+from tests.integration.cluster import Cluster, eventually
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture(scope="module")

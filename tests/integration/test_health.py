@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from haco.replica.progress import HANG_FILE_ENV
 from .cluster import Cluster, eventually, http
 from .test_metrics import scrape, v
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 def status(capsys: pytest.CaptureFixture[str], c: Cluster, *extra: str) -> tuple[int, str]:

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pytest
 
 from haco.results.store import (
-    QueryError, QueryRefused, QueryTimeout, ResultRow, ResultsStore, _sandbox, rows_for_job,
+    QueryError, QueryRefused, QueryTimeout, ResultRow, ResultsStore, rows_for_job,
 )
+from haco.results.sandbox import lockdown
 from raft_state.records import Attempt, Job, JobSpec, JobStatus
 
 
@@ -212,7 +213,7 @@ def test_sql_errors_are_4xx(store: ResultsStore) -> None:
     "SELECT * FROM read_text('/etc/passwd')",
 ])
 def test_sandbox_refuses_even_without_the_statement_filter(sql: str) -> None:
-    con = _sandbox(pa.table({"a": [1]}), "64MB")
+    con = lockdown(pa.table({"a": [1]}), "64MB")
     secret = pa.table({"token": ["s3cr3t"]})  # a Python replacement scan would find it in this frame
     try:
         with pytest.raises(duckdb.Error):
