@@ -15,11 +15,10 @@ from raft_state.payloads import BUILTIN_EXECUTORS
 from raft_state.records import JobStatus
 
 from haco.errors import NotFound, Rejected
-from haco.replica.node import Replica
 from haco.scheduler.core import now_ms
 from haco.wire import job_json
 from haco.server import job_list, workflows
-from haco.server.keys import REPLICA, SCHEDULER, WAITERS
+from haco.server.keys import REPLICA, SCHEDULER, WAITERS, Replicator
 from haco.server.log_forward import progress_of
 from haco.server.requests import (fresh_enough, job_id_of, known_params, query_float, raise_bad, read_json,
                                   require_accepted)
@@ -139,7 +138,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     return web.json_response({**answer, "index": index})
 
 
-def _page(replica: Replica, f: job_list.JobQuery) -> dict[str, Any]:
+def _page(replica: Replicator, f: job_list.JobQuery) -> dict[str, Any]:
     snapshot = list(replica.state.jobs.values())  # one atomic copy; records are immutable
     return job_list.page(snapshot, f, now_ms())
 
@@ -169,7 +168,7 @@ async def get_job(request: web.Request) -> web.Response:
     return web.json_response({"job": out, "index": index})
 
 
-def _why(replica: Replica, job_id: str) -> dict[str, Any] | None:
+def _why(replica: Replicator, job_id: str) -> dict[str, Any] | None:
     with replica.state_lock:
         return queries.why_pending(replica.state, job_id)
 

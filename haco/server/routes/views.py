@@ -17,8 +17,7 @@ from aiohttp import web
 from raft_state import State
 
 from haco.errors import NotFound
-from haco.replica.node import Replica
-from haco.server.keys import REPLICA
+from haco.server.keys import REPLICA, Replicator
 from haco.server.requests import fresh_enough, job_id_of, known_params, query_int
 
 routes = web.RouteTableDef()
@@ -51,7 +50,7 @@ async def job_graph(request: web.Request) -> web.Response:
     return web.json_response({**await asyncio.to_thread(_graph_locked, replica, job_id, depth), "index": index})
 
 
-def _graph_locked(replica: Replica, job_id: str, depth: int) -> dict[str, Any]:
+def _graph_locked(replica: Replicator, job_id: str, depth: int) -> dict[str, Any]:
     with replica.state_lock:
         return graph(replica.state, job_id, depth)
 

@@ -55,6 +55,7 @@ async function show() {
   };
   const tick = async refresh => {
     if (gen !== generation) return;
+    if (refresh && document.hidden) { setTimeout(() => tick(true), REFRESH_MS[r.view]); return; }  // a background tab asks nothing
     try { await draw(refresh); $("#err").textContent = ""; $("#refreshed").textContent = new Date().toLocaleTimeString(); }
     catch (e) { if (gen === generation) $("#err").textContent = (refresh ? "refresh failed: " : "") + e.message; }
     if (gen === generation) setTimeout(() => tick(true), REFRESH_MS[r.view]);
