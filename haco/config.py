@@ -71,6 +71,10 @@ class NodeConfig:
     http_port: int = 7001
     api_url: str = ""
     peers: tuple[Peer, ...] = ()
+    #: API URLs of a running cluster this replica joins (live membership): it starts as a non-member,
+    #: learns the configuration from them and asks the leader to add it (haco/server/join.py)
+    join: tuple[str, ...] = ()
+    join_catch_up_s: float = 120.0  #: the learner phase a joining replica asks for (a big snapshot takes time)
     data_dir: Path = Path("haco-data")
     raft_password: str | None = None
     body_bytes_max: int = 8 * 1024 * 1024
@@ -100,6 +104,10 @@ class NodeConfig:
             values["api_url"] = env["HACO_API_URL"]
         if env.get("HACO_PEERS"):
             values["peers"] = tuple(Peer.parse(p) for p in env["HACO_PEERS"].split(",") if p.strip())
+        if env.get("HACO_JOIN"):
+            values["join"] = tuple(u.strip().rstrip("/") for u in env["HACO_JOIN"].split(",") if u.strip())
+        if env.get("HACO_JOIN_CATCH_UP_S"):
+            values["join_catch_up_s"] = float(env["HACO_JOIN_CATCH_UP_S"])
         if "HACO_DATA_DIR" in env:
             values["data_dir"] = Path(env["HACO_DATA_DIR"])
         if "HACO_RAFT_PASSWORD" in env:
@@ -219,7 +227,7 @@ def _from_statefulset(env: Mapping[str, str]) -> dict[str, object]:
     ident = k8s_env.derive(env)
     return {"id": ident.me.id, "raft_addr": ident.me.raft_addr, "raft_bind": ident.raft_bind,
             "http_host": ident.http_host, "http_port": ident.http_port, "api_url": ident.me.api_url,
-            "peers": tuple(Peer(m.id, m.raft_addr, m.api_url) for m in ident.peers)}
+            "peers": tuple(Peer(m.id, m.raft_addr, m.api_url) for m in ident.peers), "join": ident.join}
 
 
 def _flag(text: str, name: str) -> bool:

@@ -8,11 +8,15 @@ peer list from the same inputs, so the addresses pysyncobj announces agree on ev
 |---|---|---|
 | `HACO_K8S_SERVICE` | the headless Service; setting it turns the derivation on | (off) |
 | `HACO_POD_NAME`, else `HOSTNAME` | this pod's name, `<statefulset>-<ordinal>` | required |
-| `HACO_REPLICAS` | replicas in the StatefulSet | 3 |
+| `HACO_REPLICAS` | the replicas the cluster was created with (ordinals 0..N-1) | 3 |
 | `HACO_K8S_NAMESPACE`, else `POD_NAMESPACE` | the namespace | `default` |
 | `HACO_K8S_CLUSTER_DOMAIN` | the cluster's DNS domain | `cluster.local` |
 | `HACO_RAFT_PORT`, `HACO_HTTP_PORT` | container ports, the same on every pod | 7100, 7001 |
 | `HACO_API_SCHEME` | `https` when the API serves TLS | `http` |
+
+A pod whose ordinal is N or more (the StatefulSet scaled up) is not one of the initial members: it
+starts with no peers and joins the running cluster through the initial members' API URLs (`--join`,
+haco/server/join.py), as a learner first, then a voter. docs/operations.md has the procedure.
 
 Raft and HTTP listen on all interfaces (`0.0.0.0`): the pod's DNS record may appear a moment
 after the container starts, and binding must not wait for it. Explicit `HACO_ID`, `HACO_PEERS`,
@@ -45,6 +49,7 @@ class StatefulSetIdentity:
     raft_bind: str  #: `0.0.0.0:7100`
     http_host: str
     http_port: int
+    join: tuple[str, ...] = ()  #: a pod added by scaling up: the initial members' API URLs to join through
 
 
 def enabled(env: Mapping[str, str]) -> bool:
@@ -60,9 +65,8 @@ def derive(env: Mapping[str, str]) -> StatefulSetIdentity:
                           "e.g. haco-0")
     name, ordinal = match["set"], int(match["ordinal"])
     replicas = _int(env, "HACO_REPLICAS", 3, 1, REPLICAS_MAX)
-    if ordinal >= replicas:
-        raise ConfigError(f"pod {pod} has ordinal {ordinal} but HACO_REPLICAS={replicas}; scaling the StatefulSet "
-                          "needs HACO_REPLICAS changed with it")
+    if ordinal >= REPLICAS_MAX:
+        raise ConfigError(f"pod {pod} has ordinal {ordinal}; at most {REPLICAS_MAX} replicas")
     service = env["HACO_K8S_SERVICE"].strip()
     namespace = (env.get("HACO_K8S_NAMESPACE") or env.get("POD_NAMESPACE") or "default").strip()
     domain = (env.get("HACO_K8S_CLUSTER_DOMAIN") or "cluster.local").strip().strip(".")
@@ -78,7 +82,11 @@ def derive(env: Mapping[str, str]) -> StatefulSetIdentity:
     def member(i: int) -> Member:
         host = f"{name}-{i}.{service}.{namespace}.svc.{domain}"
         return Member(f"{name}-{i}", f"{host}:{raft_port}", f"{scheme}://{host}:{http_port}")
-    return StatefulSetIdentity(me=member(ordinal), peers=tuple(member(i) for i in range(replicas) if i != ordinal),
+    initial = tuple(member(i) for i in range(replicas))
+    if ordinal >= replicas:  # added by scaling up: no static peers, join the running cluster
+        return StatefulSetIdentity(me=member(ordinal), peers=(), raft_bind=f"0.0.0.0:{raft_port}", http_host="0.0.0.0",
+                                   http_port=http_port, join=tuple(m.api_url for m in initial))
+    return StatefulSetIdentity(me=member(ordinal), peers=tuple(m for m in initial if m.id != member(ordinal).id),
                                raft_bind=f"0.0.0.0:{raft_port}", http_host="0.0.0.0", http_port=http_port)
 
 

@@ -155,11 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     from haco.cli import logs as cli_logs
     from haco.cli import flows as cli_flows
     from haco.cli import security as cli_security
+    from haco.cli import operator as cli_operator
     from haco.cli import up
     cli_logs.register_cli(add, _client_command)
     bench.register_cli(add)
     up.register_cli(add)
     cli_security.register_cli(add, _client_command, common)
+    cli_operator.register_cli(add, _client_command, common)
     cli_flows.register_cli(add, _client_command, common)
     for name in PLUGINS:
         try:

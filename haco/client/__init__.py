@@ -473,6 +473,32 @@ class HacoClient:
         """Read-only SQL over the results history: `{"columns", "rows", "truncated"}`."""
         return dict(await self.request("POST", "/api/results/query", body={"sql": sql}))
 
+    async def members(self) -> dict[str, Any]:
+        """The leader's view of the configuration (`haco operator members`): a follower's view when no
+        leader answers."""
+        view = dict(await self.request("GET", "/api/members"))
+        leader_url = view.get("leader_url")
+        if leader_url and not any(m.get("self") and m.get("api_url") == leader_url for m in view["members"]):
+            try:
+                status, _, payload = await self._send(str(leader_url).rstrip("/"), "GET", "/api/members", None,
+                                                      None, self.config.request_timeout_s)
+                if status == 200:
+                    return dict(payload)
+            except _RETRYABLE_CONNECTION:
+                pass
+        return view
+
+    async def add_replica(self, replica_id: str, raft_addr: str, api_url: str, *,
+                          catch_up_s: float = 30.0) -> dict[str, Any]:
+        """Add a replica (learner, catch-up, voter) through the leader; raises Conflict when refused."""
+        body = {"id": replica_id, "raft_addr": raft_addr, "api_url": api_url, "catch_up_s": catch_up_s}
+        return dict(await self.request("POST", "/api/members", body=body, timeout_s=catch_up_s + 30,
+                                       deadline_s=max(self.config.deadline_s, catch_up_s + 60)))
+
+    async def remove_replica(self, replica_id: str) -> dict[str, Any]:
+        """Remove a replica through the leader (the leader itself hands over first)."""
+        return dict(await self.request("DELETE", f"/api/members/{replica_id}", timeout_s=30))
+
     async def cluster(self, url: str, *, timeout_s: float = 3.0) -> dict[str, Any]:
         """GET /api/cluster from exactly this replica, once: raises Unreachable or its error."""
         url = url.rstrip("/")

@@ -36,9 +36,10 @@ from raft_state import CODE_VERSION, Command, Rejected, RejectCode, State, encod
 from raft_state import snapshot
 from raft_state.outcomes import Outcome
 
-from haco.config import NodeConfig
+from haco.config import NodeConfig, Peer
 from haco.errors import NotApplied, OutcomeUnknown, Overloaded
 from haco.replica.journal import ApplyGuard, RaftJournal
+from haco.replica.membership import Membership
 from haco.replica.plumbing import (FaultTransport, Once, file_identity, fsync_info, fsync_path, rewrite_raft_data,
                                    time_out)
 from haco.replica.progress import ApplyProgress
@@ -123,6 +124,9 @@ class Replica:
         self._syncobj: Any = None
         self._journal: RaftJournal | None = None
         self._stopping = False
+        #: a joining replica's starting configuration, learned from the cluster ([[id, addr, voter, meta]])
+        self.join_members: list[list[Any]] | None = None
+        self.membership = Membership(self)
 
     # ---- start and stop -------------------------------------------------------------------
 
@@ -176,9 +180,15 @@ class Replica:
             dumpPublishLock=self._dump_lock, applyGuard=ApplyGuard(self.journal_path),
         )
         others = [p.raft_addr for p in self.cfg.peers]
+        members = [[self.cfg.id, self.cfg.raft_addr, True, {"url": self.cfg.api_url}]] + [
+            [p.id, p.raft_addr, True, {"url": p.api_url}] for p in self.cfg.peers]
+        if self.join_members is not None:  # a new replica: not a member yet, so it never stands for election
+            members = self.join_members
+            others = [m[1] for m in members if m[1] != self.cfg.raft_addr]
         transport = FaultTransport if os.environ.get("HACO_FAULT_FILE") else TCPTransport  # chaos runs only
         self._syncobj = SyncObj(self.cfg.raft_addr, others, conf, applier=self._apply_on_tick, journal=self._journal,
-                                transportClass=transport)
+                                transportClass=transport, members=members,
+                                membersLearned=self.join_members is not None)
         # a restarted replica must hear from the leader (which re-dials it every connection_retry_s)
         # before it may call an election: otherwise its higher term deposes the leader
         self._postpone_election(r.connection_retry_s + r.election_timeout_s_max)
@@ -230,6 +240,19 @@ class Replica:
         finally:
             await asyncio.to_thread(so.removeOnTickCallback, on_tick)
         return len(sent)
+
+    async def hand_over(self, timeout_s: float) -> str | None:
+        """Hand leadership to a caught-up voter and go on as a follower (a membership change removing
+        this replica); returns the new leader's id, or None if none took over in time."""
+        so = self._syncobj
+        if so is None or not self.is_leader():
+            return self.leader_id()
+        try:
+            sent = await self._transfer_leadership(so, timeout_s=timeout_s)
+        finally:
+            so.holdCommands(False)
+        log.info("leadership handed over (timeout_now sent %d times, leader now %s)", sent, self.leader_id())
+        return self.leader_id()
 
     def force_snapshot(self) -> None:
         if self._syncobj is not None:
@@ -589,25 +612,43 @@ class Replica:
         so = self._syncobj
         return int(so.raftCurrentTerm) if so is not None else 0
 
+    @property
+    def raft(self) -> Any:
+        """The Raft node (haco/replica/raft), None before start and after stop."""
+        return self._syncobj
+
+    def peers(self) -> list[Peer]:
+        """Every other member of the configuration in effect (learners included)."""
+        so = self._syncobj
+        if so is None:
+            return list(self.cfg.peers)
+        return [Peer(m[0], m[1], str(m[3].get("url", ""))) for m in so.members() if m[0] != self.cfg.id]
+
     def leader_id(self) -> str | None:
         so = self._syncobj
         leader = so._getLeader() if so is not None else None
-        return None if leader is None else self._addr_to_id.get(str(leader), str(leader))
+        if leader is None:
+            return None
+        addr = str(leader)
+        ids = {m[1]: m[0] for m in so.members()}
+        return ids.get(addr) or self._addr_to_id.get(addr, addr)
 
     def leader_url(self) -> str | None:
         leader = self.leader_id()
         if leader == self.cfg.id:
             return self.cfg.api_url
-        return next((p.api_url for p in self.cfg.peers if p.id == leader), None)
+        return next((p.api_url for p in self.peers() if p.id == leader), None)
 
     def info(self) -> dict[str, Any]:
         """`GET /api/cluster` for this replica."""
         so = self._syncobj
         status = so.getStatus() if so is not None else {}
         peers = []
-        for p in self.cfg.peers:
+        voters = {m[0] for m in so.members() if m[2]} if so is not None else {self.cfg.id}
+        for p in self.peers():
             reachable = status.get(f"partner_node_status_server_{p.raft_addr}") == 2
-            peers.append({"id": p.id, "raft_addr": p.raft_addr, "api_url": p.api_url, "reachable": reachable})
+            peers.append({"id": p.id, "raft_addr": p.raft_addr, "api_url": p.api_url, "reachable": reachable,
+                          "voter": p.id in voters})
         digests = list(self.digests)
         applied_index, digest = self.applied
         commit_index = int(status.get("commit_idx", 0))
@@ -624,7 +665,7 @@ class Replica:
             "snapshot_failures": self.snapshot_failures, "digest": f"{digest:016x}",
             "digests": [[i, f"{d:016x}"] for i, d in digests], "elections": self.elections,
             "tick_stalls": self.stalls, "tick_stall_max_s": round(self.stall_max_s, 3),
-            "peers": peers, "in_flight": self.in_flight, "code_version": CODE_VERSION,
+            "peers": peers, "voter": self.cfg.id in voters, "in_flight": self.in_flight, "code_version": CODE_VERSION,
             "append_sent": {"messages": so.sentMessages, "entries": so.sentEntries} if so is not None else {},
             "cluster_version": self.state.cluster_version, "version": _version(), "fsync": fsync_info(self._journal),
             "journal": self._journal.stats() if self._journal is not None else None,

@@ -92,6 +92,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     from haco.server.routes import health as routes_health
     from haco.server.routes import jobs as routes_jobs
     from haco.server.routes import logs as routes_logs
+    from haco.server.routes import members as routes_members
     from haco.server.routes import tokens as routes_tokens
     from haco.server.routes import workers as routes_workers
     from haco.server.routes import flows as routes_flows
@@ -130,6 +131,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     app.add_routes(routes_cluster.routes)
     app.add_routes(routes_health.routes)
     app.add_routes(routes_tokens.routes)
+    app.add_routes(routes_members.routes)
     routes_logs.install(app)
     app.add_routes(routes_flows.routes)
     app.add_routes(routes_schedules.routes)

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", help="URL peers and workers use to reach this API (HACO_API_URL)")
     p.add_argument("--peer", action="append", default=[], metavar="ID=HOST:PORT=URL",
                    help="another replica (repeat; HACO_PEERS is a comma-separated list)")
+    p.add_argument("--join", metavar="URL,...",
+                   help="join a running cluster through any of its replicas' API URLs (HACO_JOIN): learn its "
+                        "members, then ask its leader to add this replica (learner, then voter)")
     p.add_argument("--data-dir", help="data directory (HACO_DATA_DIR)")
     p.add_argument("--raft-password-file", help="file holding the Raft shared secret (HACO_RAFT_PASSWORD_FILE)")
     p.add_argument("--token-secret-file", help="file holding the API token secret (HACO_TOKEN_SECRET_FILE)")
@@ -60,6 +63,8 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> NodeConfi
         overrides["peers"] = tuple(Peer.parse(p) for p in args.peer)
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
+    if args.join:
+        overrides["join"] = tuple(u.strip().rstrip("/") for u in args.join.split(",") if u.strip())
     if args.raft_password_file:
         overrides["raft_password"] = read_password(Path(args.raft_password_file))
     if args.token_secret_file:
@@ -123,6 +128,9 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
         log.warning("results store unavailable")
     loop = asyncio.get_running_loop()
     app = build_app(cfg, replica, results)
+    if cfg.join:
+        from haco.server.join import ask_to_join, learn_members
+        replica.join_members = await learn_members(cfg)
     replica.start(loop)
     logging.getLogger("aiohttp.server").addFilter(_one_line_for_bad_http)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -130,11 +138,14 @@ async def serve(cfg: NodeConfig, ssl_context: ssl.SSLContext | None = None) -> i
     site = web.TCPSite(runner, cfg.http_host, cfg.http_port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     log.info("serving replica=%s http=%s:%d", cfg.id, cfg.http_host, cfg.http_port)
+    joining = loop.create_task(ask_to_join(cfg, replica), name="join") if cfg.join else None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping replica=%s", cfg.id)
+    if joining is not None:
+        joining.cancel()
     await replica.stop(transfer=True)
     await runner.cleanup()  # after the replica stopped: the results feed flushes what ended before the stop
     if results is not None:

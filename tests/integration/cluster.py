@@ -139,6 +139,22 @@ class Cluster:
                             extra=self._security_args())
         n.proc = spawn(argv, n.log_path, self.extra_env)
 
+    def add_node(self, nid: str) -> int:
+        """A new replica slot (free ports, its own data dir), not started; returns its index."""
+        raft_port, http_port = free_ports(2)
+        scheme = "https" if self.tls_dir is not None else "http"
+        self.nodes.append(Node(nid, raft_port, http_port, self.root / nid, self.root / f"{nid}.log", scheme=scheme))
+        return len(self.nodes) - 1
+
+    def start_joining(self, i: int, join: list[str], *, password_file: Path | None = None,
+                      env: dict[str, str] | None = None) -> None:
+        """Start replica i with no peers and `--join` (live membership): it asks the cluster to add it."""
+        n = self.nodes[i]
+        me = PeerAddr(n.id, f"127.0.0.1:{n.raft_port}", n.url)
+        argv = replica_argv(me, f"127.0.0.1:{n.http_port}", n.data_dir, [me], password_file or self.password_file,
+                            extra=[*self._security_args(), "--join", ",".join(join)])
+        n.proc = spawn(argv, n.log_path, {**self.extra_env, **(env or {})})
+
     def start_all(self) -> None:
         for i in range(self.size):
             self.start(i)

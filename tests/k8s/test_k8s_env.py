@@ -56,7 +56,7 @@ def test_without_the_service_variable_nothing_is_derived() -> None:
     ({"HOSTNAME": "haco"}, "must look like <statefulset>-<ordinal>"),
     ({"HOSTNAME": "haco-01"}, "must look like"),
     ({"HOSTNAME": "Haco-1"}, "must look like"),
-    ({"HOSTNAME": "haco-3"}, "ordinal 3 but HACO_REPLICAS=3"),
+    ({"HOSTNAME": "haco-15"}, "at most 15 replicas"),
     ({"HACO_REPLICAS": "zero"}, "HACO_REPLICAS must be an integer"),
     ({"HACO_REPLICAS": "0"}, "between 1 and 15"),
     ({"HACO_RAFT_PORT": "70000"}, "HACO_RAFT_PORT must be between"),
@@ -71,3 +71,11 @@ def test_a_wrong_environment_names_the_variable(change: dict[str, str], message:
 def test_dns_cache_is_a_few_seconds_and_tunable() -> None:
     assert NodeConfig.from_env(pod_env("haco-0", 3)).raft.dns_cache_s <= 5.0
     assert NodeConfig.from_env(pod_env("haco-0", 3, HACO_DNS_CACHE_S="1.5")).raft.dns_cache_s == 1.5
+
+
+def test_a_pod_past_the_initial_replicas_joins_through_them() -> None:
+    """Scaled up: haco-3 of a cluster created with 3 has no static peers and joins through haco-0..2."""
+    cfg = NodeConfig.from_env(pod_env("haco-3", 3))
+    assert cfg.id == "haco-3" and cfg.peers == ()
+    assert [u.split("//")[1].split(".")[0] for u in cfg.join] == ["haco-0", "haco-1", "haco-2"]
+    assert NodeConfig.from_env(pod_env("haco-2", 3)).join == ()

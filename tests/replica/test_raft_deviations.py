@@ -62,7 +62,13 @@ class RecordingTransport:
         self.nodes[node.address] = node
 
     def dropNode(self, node: Any) -> None:  # noqa: N802
+        self.nodes.pop(node.address, None)
+
+    def setWireId(self, address: str, node_id: str) -> None:  # noqa: N802 (the fork's membership)
         pass
+
+    def wireId(self, node: Any) -> str:  # noqa: N802
+        return str(node.address)
 
     def send(self, node: Any, message: dict[str, Any]) -> bool:
         self.sent.append((node.address, dict(message)))

@@ -40,6 +40,9 @@ class FakeReplica:
     def is_leader(self) -> bool:
         return self.leading
 
+    def peers(self) -> list[Any]:
+        return list(self.cfg.peers)
+
     def leader_id(self) -> str | None:
         return self.cfg.id if self.leading else None
 

@@ -117,8 +117,11 @@ def _entry(e: Any) -> tuple[bytes, int, int]:
 def pack_raft_data(raft_data: Any) -> bytes:
     """(lastAppliedEntry, prevEntry, clusterNodes) as stored in a snapshot: msgpack, addresses only."""
     last, prev, nodes = raft_data
-    addresses = sorted(str(getattr(n, "address", n)) for n in nodes)
-    return msgpack.packb([list(_entry(last)), list(_entry(prev)), addresses], use_bin_type=True)
+    if isinstance(nodes, dict):  # the configuration at this index (raft/members.py)
+        cluster: Any = {"members": [list(m) for m in nodes["members"]], "learned": bool(nodes.get("learned"))}
+    else:
+        cluster = sorted(str(getattr(n, "address", n)) for n in nodes)
+    return msgpack.packb([list(_entry(last)), list(_entry(prev)), cluster], use_bin_type=True)
 
 
 def unpack_raft_data(blob: bytes, *, local: bool) -> tuple[tuple[Any, ...], bool]:
@@ -141,4 +144,5 @@ def unpack_raft_data(blob: bytes, *, local: bool) -> tuple[tuple[Any, ...], bool
         last, prev, addresses = msgpack.unpackb(blob, raw=False)
     except Exception as exc:
         raise LegacyFormatError(f"raft data is neither msgpack nor the previous release's: {exc}") from exc
-    return (_entry(last), _entry(prev), list(addresses)), False
+    cluster = addresses if isinstance(addresses, dict) else list(addresses)
+    return (_entry(last), _entry(prev), cluster), False

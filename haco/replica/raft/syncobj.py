@@ -41,6 +41,7 @@ from .node import Node, TCPNode
 from .transport import Transport, TCPTransport, TransportNotReadyError
 from .journal import createJournal
 from . import legacy
+from . import members as _members
 from .config import SyncObjConf, FAIL_REASON
 from .version import VERSION
 from .fast_queue import FastQueue
@@ -60,6 +61,7 @@ class _COMMAND_TYPE:
     MEMBERSHIP = 2  # not used by haco; converted to NO_OP at start
     VERSION = 3  # not used by haco; converted to NO_OP at start
     ENTRY = 4  # haco: the rest of the command is haco's own msgpack entry, handed to the applier
+    MEMBERS = 5  # haco: a cluster configuration (members.py), in effect once in the log
 
 _bchr = functools.partial(struct.pack, 'B')
 
@@ -73,7 +75,8 @@ class SyncObjException(Exception):
 # https://github.com/bakwc/PySyncObj
 
 class SyncObj(object):
-    def __init__(self, selfNode, otherNodes, conf, applier, journal=None, nodeClass = TCPNode, transportClass = TCPTransport):
+    def __init__(self, selfNode, otherNodes, conf, applier, journal=None, nodeClass = TCPNode, transportClass = TCPTransport,
+                 members=None, membersLearned=False):
         """
         The Raft node. haco's fork: the state machine is one callable.
 
@@ -84,6 +87,10 @@ class SyncObj(object):
         :param applier: applier(entry: bytes, index: int) -> result, on the tick thread for each committed entry
         :param journal: an open journal (the Journal interface, journal.py); None: an in-memory one
         :param transportClass: the Transport subclass to be used for transferring messages to and from other nodes
+        :param members: haco: the configuration to start from, [[id, addr, voter, meta], ...] (members.py);
+            None: selfNode and otherNodes, all voters. A membership entry in the journal, or a dump whose
+            configuration was learned from the log, takes precedence.
+        :param membersLearned: `members` was learned from a cluster (a joining node), not configured
         """
 
         self.__conf = conf
@@ -129,6 +136,24 @@ class SyncObj(object):
         self.__votedForNodeId = self.__raftLog.getVotedForNodeId()
         self.__raftCommitIndex = self.__raftLog.getRaftCommitIndex()
         self.__raftLastApplied = 1
+        # haco: membership (members.py, PATCHES.md #13)
+        self.__selfId = self.__conf.nodeId or (selfNode.address if selfNode is not None else None)
+        if members is None:
+            ids = self.__conf.nodeIds or {}
+            members = [[ids.get(n.address, n.address), n.address, True, {}] for n in [selfNode] + sorted(
+                self.__otherNodes, key=lambda n: n.address)]
+        self.__baseMembers = _members.normalize(members)
+        self.__baseLearned = bool(membersLearned)
+        self.__memberChanges = []  # [(log index, members)] of the MEMBERS entries in the log, in order
+        self.__members = self.__baseMembers
+        self.__voters = set()
+        self.lastMembershipRefusal = None
+        self.__scanMemberChanges(0)
+        self.__otherNodes = set(nodeClass(m[1]) for m in self.__members if m[1] != selfNode.address)
+        self.__voters = self.__votersOf(self.__members)
+        nodeIds = dict(self.__conf.nodeIds or {})
+        nodeIds.update((m[1], m[0]) for m in self.__members)
+        self.__conf.nodeIds = nodeIds
         self.__raftNextIndex = {}
         self.__lastResponseTime = {}
         self.__raftMatchIndex = {}
@@ -295,12 +320,12 @@ class SyncObj(object):
             node = self.__nodeClass(node)
         if node is None:
             candidates = [(self.__raftMatchIndex.get(n, 0), n.id, n)
-                          for n in self.__otherNodes if n in self.__connectedNodes]
+                          for n in self.__otherNodes if n in self.__connectedNodes and n in self.__voters]
             if not candidates:
                 self.__callErrCallback(FAIL_REASON.REQUEST_DENIED, callback)
                 return
             node = max(candidates)[2]
-        if node == self.__selfNode or node not in self.__otherNodes:
+        if node == self.__selfNode or node not in self.__otherNodes or node not in self.__voters:
             self.__callErrCallback(FAIL_REASON.REQUEST_DENIED, callback)
             return
         if self.__raftMatchIndex.get(node, 0) != self.__getCurrentLogIndex():
@@ -313,6 +338,149 @@ class SyncObj(object):
         })
         if callback is not None:
             callback(None, FAIL_REASON.SUCCESS)
+
+    # ---- haco: membership (members.py, PATCHES.md #13) ----
+
+    def changeMembers(self, op, nodeId, addr=None, meta=None, callback=None):
+        """Propose one membership change (op: learner, promote, remove) on the leader; callback(None,
+        FAIL_REASON) once its entry is committed (SUCCESS) or refused (REQUEST_DENIED: another change is
+        uncommitted, this leader has not committed an entry of its term yet, or the change is not
+        allowed; NOT_LEADER on a follower: membership changes are never forwarded)."""
+        request = msgpack.packb({'op': op, 'id': nodeId, 'addr': addr, 'meta': dict(meta or {})}, use_bin_type=True)
+        self._applyCommand(request, callback, _COMMAND_TYPE.MEMBERS)
+
+    def members(self):
+        """The configuration in effect here: [[id, addr, voter, meta], ...] (a copy; any thread)."""
+        return [list(m[:3]) + [dict(m[3])] for m in self.__members]
+
+    def membersLearned(self):
+        """Whether the configuration came from the log (a change, or a dump recording one)."""
+        return self.__baseLearned or bool(self.__memberChanges)
+
+    def membershipInFlight(self):
+        """True while a membership entry in this node's log is not committed yet."""
+        changes = self.__memberChanges
+        return bool(changes) and changes[-1][0] > self.__raftCommitIndex
+
+    def isVoter(self):
+        return self.__selfNode in self.__voters
+
+    def memberProgress(self):
+        """On the leader: address -> (match index, seconds since its last answer, connected)."""
+        now = monotonicTime()
+        out = {}
+        for node in list(self.__otherNodes):
+            last = self.__lastResponseTime.get(node)
+            out[node.address] = (self.__raftMatchIndex.get(node, 0), None if last is None else now - last,
+                                 node in self.__connectedNodes)
+        return out
+
+    def leaderReady(self):
+        """On the leader: an entry of its term (its no-op) is committed, so it may change membership."""
+        return self.__raftState == _RAFT_STATE.LEADER and self.__noopIDx is not None and \
+            self.__raftCommitIndex >= self.__noopIDx
+
+    def lastLogIndex(self):
+        return self.__getCurrentLogIndex()
+
+    def __votersOf(self, members):
+        addrs = {m[1] for m in members if m[2]}
+        voters = set(n for n in self.__otherNodes if n.address in addrs)
+        if self.__selfNode is not None and self.__selfNode.address in addrs:
+            voters.add(self.__selfNode)
+        return voters
+
+    def __quorum(self, counted):
+        """Whether the voters for which counted(node) holds (this node: counted(None)) are a majority."""
+        count = sum(1 for n in self.__voters if n != self.__selfNode and counted(n))
+        if self.__selfNode in self.__voters and counted(None):
+            count += 1
+        return count >= _members.majority(len(self.__voters))
+
+    def __scanMemberChanges(self, afterIdx):
+        """Rebuild the list of membership entries from the log (entries after afterIdx) and apply it."""
+        changes = []
+        for i in xrange(len(self.__raftLog)):
+            command, idx, _term = self.__raftLog[i]
+            if idx > afterIdx and command[:1] == _bchr(_COMMAND_TYPE.MEMBERS):
+                try:
+                    changes.append((idx, _members.decode(bytes(command[1:]))[2]))
+                except _members.MembershipError as exc:
+                    logger.warning('membership entry %d ignored: %s', idx, exc)
+        self.__memberChanges = changes
+        self.__setMembers(changes[-1][1] if changes else self.__baseMembers)
+
+    def __onEntriesAppended(self, afterIdx, newEntries):
+        """The log now ends with newEntries right after afterIdx (anything after it was replaced):
+        a truncated configuration is dropped, an appended one takes effect."""
+        changed = False
+        while self.__memberChanges and self.__memberChanges[-1][0] > afterIdx:
+            self.__memberChanges.pop()
+            changed = True
+        for entry in newEntries:
+            if entry[0][:1] == _bchr(_COMMAND_TYPE.MEMBERS):
+                try:
+                    self.__memberChanges.append((entry[1], _members.decode(bytes(entry[0][1:]))[2]))
+                    changed = True
+                except _members.MembershipError as exc:
+                    logger.warning('membership entry %d ignored: %s', entry[1], exc)
+        if changed:
+            self.__setMembers(self.__memberChanges[-1][1] if self.__memberChanges else self.__baseMembers)
+
+    def __membersAt(self, idx):
+        for changeIdx, members in reversed(self.__memberChanges):
+            if changeIdx <= idx:
+                return members, True
+        return self.__baseMembers, self.__baseLearned
+
+    def __setMembers(self, members):
+        """Make `members` the configuration in effect: the transport dials new members and drops
+        removed ones; a leader starts replicating to new ones from its log's end."""
+        if self.__selfNode is None:
+            return
+        old = {(n.address, self.__transport.wireId(n)): n for n in self.__otherNodes} \
+            if hasattr(self, '_SyncObj__transport') else None
+        self.__members = members
+        wanted = {(m[1], m[0]) for m in members if m[1] != self.__selfNode.address}
+        if old is not None:
+            for key, node in old.items():
+                if key not in wanted:
+                    self.__otherNodes.discard(node)
+                    self.__connectedNodes.discard(node)
+                    self.__serializer.cancelTransmisstion(node)
+                    self.__transport.dropNode(node)
+                    for d in (self.__raftNextIndex, self.__raftMatchIndex, self.__lastResponseTime):
+                        d.pop(node, None)
+            for key in wanted - set(old):
+                node = self.__nodeClass(key[0])
+                self.__transport.setWireId(key[0], key[1])
+                self.__otherNodes.add(node)
+                self.__transport.addNode(node)
+                self.__raftNextIndex[node] = self.__getCurrentLogIndex() + 1
+                self.__raftMatchIndex[node] = 0
+                self.__lastResponseTime[node] = monotonicTime()
+        self.__voters = self.__votersOf(members)
+
+    def __leaderMembershipChange(self, command, requestNode):
+        """The log entry for a membership request on the leader, or None (lastMembershipRefusal says why)."""
+        reason = None
+        if requestNode is not None:
+            reason = 'membership changes are not forwarded'
+        elif self.membershipInFlight():
+            reason = 'another membership change is not committed yet'
+        elif self.__noopIDx is None or self.__raftCommitIndex < self.__noopIDx:
+            reason = 'this leader has not committed an entry of its term yet'
+        if reason is None:
+            try:
+                request = msgpack.unpackb(command[1:], raw=False)
+                new = _members.change(self.__members, request['op'], request['id'], request.get('addr'),
+                                      request.get('meta'), leader_id=self.__selfId)
+                return _bchr(_COMMAND_TYPE.MEMBERS) + _members.encode(request['op'], request['id'], new)
+            except (_members.MembershipError, KeyError, TypeError, ValueError) as exc:
+                reason = str(exc)
+        self.lastMembershipRefusal = reason
+        logger.warning('membership change refused: %s', reason)
+        return None
 
     def _applyCommand(self, command, callback, commandType = None):
         try:
@@ -345,12 +513,19 @@ class SyncObj(object):
 
             if self.__raftState == _RAFT_STATE.LEADER:
                 idx, term = self.__getCurrentLogIndex() + 1, self.__raftCurrentTerm
-                if ord(command[:1]) != _COMMAND_TYPE.ENTRY:  # a forwarded command must be haco's own
+                if ord(command[:1]) == _COMMAND_TYPE.MEMBERS:
+                    command = self.__leaderMembershipChange(command, requestNode)
+                    if command is None:
+                        self.__callErrCallback(FAIL_REASON.REQUEST_DENIED, callback)
+                        continue
+                elif ord(command[:1]) != _COMMAND_TYPE.ENTRY:  # a forwarded command must be haco's own
                     self.__callErrCallback(FAIL_REASON.REQUEST_DENIED, callback)
                     continue
 
                 self.__raftLog.add(command, idx, term)
                 appended = True
+                if ord(command[:1]) == _COMMAND_TYPE.MEMBERS:
+                    self.__onEntriesAppended(idx - 1, [(command, idx, term)])
 
                 if requestNode is None:
                     if callback is not None:
@@ -363,6 +538,9 @@ class SyncObj(object):
                         'log_term': term,
                     })
 
+            elif ord(command[:1]) == _COMMAND_TYPE.MEMBERS:
+                self.lastMembershipRefusal = 'not the leader'
+                self.__callErrCallback(FAIL_REASON.NOT_LEADER, callback)
             elif self.__raftLeader is not None:
                 if requestNode is None:
                     message = {
@@ -461,8 +639,9 @@ class SyncObj(object):
         if self.__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE) and self.__selfNode is not None:
             # haco: only once a whole tick (its poll included) ran after the deadline passed: a
             # tick that started late (GIL, CPU, a long apply) has the leader's heartbeats unread
+            # haco: a learner, or a node not (or no longer) in the configuration, never stands
             if self.__raftElectionDeadline < monotonicTime() and self.__lastTickStart >= self.__raftElectionDeadline \
-                    and self.__connectedToAnyone():
+                    and self.__connectedToAnyone() and self.__selfNode in self.__voters:
                 self.__raftElectionDeadline = monotonicTime() + self.__generateRaftTimeout()
                 self.__transferInProgress = False
                 self.__raftLeader = None
@@ -477,7 +656,7 @@ class SyncObj(object):
                         'last_log_term': self.__getCurrentLogTerm(),
                     })
                 self.__onLeaderChanged()
-                if self.__votesCount > (len(self.__otherNodes) + 1) / 2:
+                if self.__votesCount >= _members.majority(len(self.__voters)):
                     self.__onBecomeLeader()
 
         if self.__raftState == _RAFT_STATE.LEADER:
@@ -487,11 +666,8 @@ class SyncObj(object):
 
             while commitIdx < self.__getCurrentLogIndex():
                 commitIdx += 1
-                count = 1
-                for node in self.__otherNodes:
-                    if self.__raftMatchIndex[node] >= commitIdx:
-                        count += 1
-                if count <= (len(self.__otherNodes) + 1) / 2:
+                # haco: a majority of the voters in effect (learners do not count)
+                if not self.__quorum(lambda n: n is None or self.__raftMatchIndex[n] >= commitIdx):
                     break
                 entries = self.__getEntries(commitIdx, 1)
                 if not entries:
@@ -507,11 +683,7 @@ class SyncObj(object):
 
             self.__leaderCommitIndex = self.__raftCommitIndex
             deadline = monotonicTime() - self.__conf.leaderFallbackTimeout
-            count = 1
-            for node in self.__otherNodes:
-                if self.__lastResponseTime[node] > deadline:
-                    count += 1
-            if count <= (len(self.__otherNodes) + 1) / 2:
+            if not self.__quorum(lambda n: n is None or self.__lastResponseTime[n] > deadline):
                 self.__setState(_RAFT_STATE.FOLLOWER)
                 self.__raftLeader = None
 
@@ -638,17 +810,7 @@ class SyncObj(object):
         :rtype: bool
         '''
 
-        nodes = self.__otherNodes
-        node_count = len(nodes)
-        # Get number of connected nodes that participate in cluster quorum
-        connected_count = len(nodes.intersection(self.__connectedNodes))
-
-        if self.__selfNode is not None:
-            # This node participates in cluster quorum
-            connected_count += 1
-            node_count += 1
-
-        return connected_count > node_count / 2
+        return self.__quorum(lambda n: n is None or n in self.__connectedNodes)  # haco: voters only
 
     def getStatus(self):
         """Dumps different debug info about cluster to dict and return it"""
@@ -699,7 +861,7 @@ class SyncObj(object):
         commandType = ord(command[:1])
         if commandType == _COMMAND_TYPE.ENTRY:
             return self.__applier(command[1:], index)
-        if commandType == _COMMAND_TYPE.NO_OP:
+        if commandType in (_COMMAND_TYPE.NO_OP, _COMMAND_TYPE.MEMBERS):  # MEMBERS took effect when appended
             return None
         # a command this release cannot read (a previous-release one that did not convert, or damage)
         raise legacy.LegacyFormatError('entry %d has command type %d' % (index, commandType))
@@ -714,6 +876,8 @@ class SyncObj(object):
                 self.__transferInProgress = True
 
         if message['type'] == 'request_vote' and self.__selfNode is not None:
+            if node not in self.__voters:
+                return  # haco: a learner or a removed node: no vote, and its term changes nothing here
 
             if message['term'] > self.__raftCurrentTerm:
                 self.__setCurrentTerm(message['term'], None)
@@ -811,6 +975,7 @@ class SyncObj(object):
                     self.__deleteEntriesFrom(prevLogIdx + 1)
                 for entry in newEntries:
                     self.__raftLog.add(*entry)
+                self.__onEntriesAppended(prevLogIdx, newEntries)
 
                 nextNodeIdx = prevLogIdx + 1
                 if newEntries:
@@ -865,10 +1030,11 @@ class SyncObj(object):
                         self.__commandsWaitingCommit[idx].append((term, callback))
 
         if self.__raftState == _RAFT_STATE.CANDIDATE:
-            if message['type'] == 'response_vote' and message['term'] == self.__raftCurrentTerm:
+            if message['type'] == 'response_vote' and message['term'] == self.__raftCurrentTerm \
+                    and node in self.__voters:
                 self.__votesCount += 1
 
-                if self.__votesCount > (len(self.__otherNodes) + 1) / 2:
+                if self.__votesCount >= _members.majority(len(self.__voters)):
                     self.__onBecomeLeader()
 
         if self.__raftState == _RAFT_STATE.LEADER:
@@ -1209,7 +1375,9 @@ class SyncObj(object):
             self.__lastSerializedTime = currTime
             return
 
-        cluster = self.__otherNodes | {self.__selfNode}
+        # haco: the configuration in effect at the dump's index (members.py)
+        members, learned = self.__membersAt(lastAppliedEntries[1][1])
+        cluster = {'members': members, 'learned': learned}
         self.__serializer.serialize((lastAppliedEntries[1], lastAppliedEntries[0], cluster), lastAppliedEntries[0][1])
 
     def __loadDumpFile(self, clearJournal):
@@ -1225,6 +1393,13 @@ class SyncObj(object):
                 self.__raftLog.add(*last)
 
             self.__raftLastApplied = last[1]
+            # haco: a dump records the configuration at its index; a streamed one is the leader's, a
+            # local one wins over the configured peers once membership was changed through the log
+            cluster = data[2]
+            if isinstance(cluster, dict) and (clearJournal or cluster.get('learned')):
+                self.__baseMembers = _members.normalize(cluster['members'])
+                self.__baseLearned = bool(cluster.get('learned'))
+            self.__scanMemberChanges(last[1])
 
             if self.__raftCommitIndex > self.__getCurrentLogIndex():
                 logger.warning('raftCommitIndex (%d) exceeds journal end (%d) after loading dump, '

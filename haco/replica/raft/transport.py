@@ -236,6 +236,10 @@ class TCPTransport(Transport):
     def wireId(self, node):
         return self._nodeIds.get(node.address, node.address)
 
+    def setWireId(self, address, nodeId):
+        """haco: the id a member added at run time has on the wire (before addNode)."""
+        self._nodeIds[address] = nodeId
+
     def wireStats(self):
         return {'refused': dict(self.refused), 'refused_total': sum(self.refused.values())}
 

@@ -26,7 +26,9 @@ PEER_TIMEOUT_S = 1.5  #: a peer that has not answered by then counts as unreacha
 async def health_cluster(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
     me = {"id": replica.cfg.id, "url": replica.cfg.api_url, "info": replica.info()}
-    peers = await asyncio.gather(*(_peer(request, p) for p in request.app[CONFIG].peers))
+    # the configuration in effect (live membership), not only the configured peers
+    members = replica.peers() if hasattr(replica, "peers") else list(request.app[CONFIG].peers)
+    peers = await asyncio.gather(*(_peer(request, p) for p in members))
     workers = [{"worker_id": w.worker_id, "status": str(w.status), "capacity": w.capacity}
                for w in list(replica.state.workers.values())]
     rows = [me, *peers]

@@ -64,12 +64,13 @@ async def ensure_cluster_version(replica: Replica, cfg: NodeConfig, needed: int)
         return
     if CODE_VERSION < needed:
         raise_bad("VERSION_GATED", f"this replica runs code version {CODE_VERSION}; {needed} is needed")
-    versions = await asyncio.gather(*(_peer_code_version(cfg, p.api_url) for p in cfg.peers))
-    missing = [p.id for p, v in zip(cfg.peers, versions) if v is None]
+    peers = replica.peers()  # the configuration in effect (membership changes), learners included
+    versions = await asyncio.gather(*(_peer_code_version(cfg, p.api_url) for p in peers))
+    missing = [p.id for p, v in zip(peers, versions) if v is None]
     if missing:
         raise NotApplied(f"cannot confirm the code version of {', '.join(missing)}; retry when every replica is up",
                          {"replicas": missing, "retry_after_s": 2})
-    old = [f"{p.id}={v}" for p, v in zip(cfg.peers, versions) if v is not None and v < needed]
+    old = [f"{p.id}={v}" for p, v in zip(peers, versions) if v is not None and v < needed]
     if old:
         raise_bad("VERSION_GATED", f"replicas run code older than version {needed}: {', '.join(old)}; upgrade them",
                   {"replicas": old})
