@@ -20,7 +20,7 @@ from aiohttp import web
 from raft_state import Command, State
 from raft_state.outcomes import Outcome
 
-from haco.config import NodeConfig
+from haco.config import NodeConfig, Peer
 
 from haco.results.store import ResultsStore
 from haco.scheduler.core import Scheduler
@@ -52,6 +52,8 @@ class Replicator(Protocol):
     def leader_id(self) -> str | None: ...
 
     def leader_url(self) -> str | None: ...
+
+    def peers(self) -> list[Peer]: ...  #: the other members of the configuration in effect
 
     def info(self) -> dict[str, Any]: ...
 

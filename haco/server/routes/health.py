@@ -27,8 +27,7 @@ async def health_cluster(request: web.Request) -> web.Response:
     replica = request.app[REPLICA]
     me = {"id": replica.cfg.id, "url": replica.cfg.api_url, "info": replica.info()}
     # the configuration in effect (live membership), not only the configured peers
-    members = replica.peers() if hasattr(replica, "peers") else list(request.app[CONFIG].peers)
-    peers = await asyncio.gather(*(_peer(request, p) for p in members))
+    peers = await asyncio.gather(*(_peer(request, p) for p in replica.peers()))
     workers = [{"worker_id": w.worker_id, "status": str(w.status), "capacity": w.capacity}
                for w in list(replica.state.workers.values())]
     rows = [me, *peers]
