@@ -17,7 +17,8 @@ __all__ = ["Check", "run_all", "bad_input_refused", "total_queue", "one_job_per_
            "digests_agree", "failover_times", "percentile"]
 
 FINAL = frozenset({"completed", "failed", "cancelled", "expired"})
-LEADER_FAULTS = frozenset({"leader_kill", "leader_pause", "partition", "partial_partition", "full_restart"})
+LEADER_FAULTS = frozenset({"leader_kill", "leader_pause", "partition", "partial_partition", "full_restart",
+                           "leader_remove"})
 PROBLEMS_MAX = 20  #: problems listed per check; the figures count them all
 
 

@@ -5,6 +5,11 @@ in the history (`fault` with its monotonic time, target and heal time), undone, 
 a seeded quiet gap. Faults are never combined, so a wipe always happens while the others are
 healthy (a wiped voter forgets its vote) and every fault leaves a majority alive except the
 full restart, which kills and restarts them all.
+
+Membership faults (`member_remove`, `leader_remove`) take a follower, or the leader, out of the
+configuration through `DELETE /api/members` (the leader hands over first), stop it, wipe it and
+start it again with `--join`: it comes back as a learner, catches up and is promoted, so the run
+ends with the replicas it started with. Adds are exercised by every rejoin.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from haco.client import HacoClient
+from haco.errors import HacoError
 
 from .history import HistoryWriter, now
 from .procs import ChaosCluster
@@ -24,7 +30,7 @@ from .procs import ChaosCluster
 __all__ = ["FAULTS", "ClusterStuck", "Nemesis", "NemesisConfig", "schedule"]
 
 FAULTS = ("leader_kill", "follower_kill", "leader_pause", "partition", "partial_partition", "full_restart",
-          "wipe", "worker_kill", "worker_pause")
+          "wipe", "worker_kill", "worker_pause", "member_remove", "leader_remove")
 UNHEALTHY_MAX = 3  #: healthy-timeouts (over the whole run) before the run gives up
 
 
@@ -70,17 +76,18 @@ class Nemesis:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + self.cfg.duration_s
-        actions: dict[str, Callable[[], Awaitable[None]]] = {
+        actions: dict[str, Callable[[], Awaitable[bool | None]]] = {
             "leader_kill": self._leader_kill, "follower_kill": self._follower_kill,
             "leader_pause": self._leader_pause, "partition": self._partition,
             "partial_partition": self._partial_partition, "full_restart": self._full_restart,
-            "wipe": self._wipe, "worker_kill": self._worker_kill, "worker_pause": self._worker_pause}
+            "wipe": self._wipe, "worker_kill": self._worker_kill, "worker_pause": self._worker_pause,
+            "member_remove": self._member_remove, "leader_remove": self._leader_remove}
         for kind in self.plan:
             if loop.time() >= end:
                 break
             await self.healthy()
-            await actions[kind]()
-            self.done[kind] += 1
+            if await actions[kind]() is not False:  # False: refused, nothing happened (in the history)
+                self.done[kind] += 1
             await asyncio.sleep(self.rng.uniform(0.5, 1.5))
         await self.healthy()  # the workload sees the cluster recover from the last fault too
         await asyncio.sleep(2.0)
@@ -162,6 +169,42 @@ class Nemesis:
     async def _wipe(self) -> None:
         leader = await self._leader()
         await self._kill_and_restart("wipe", self._other(leader), wipe=True)
+
+    async def _member_remove(self) -> bool:
+        leader = await self._leader()
+        return await self._remove_and_rejoin("member_remove", self._other(leader))
+
+    async def _leader_remove(self) -> bool:
+        return await self._remove_and_rejoin("leader_remove", await self._leader())
+
+    async def _remove_and_rejoin(self, kind: str, i: int) -> bool:
+        """Remove replica i from the configuration, stop and wipe it, start it with --join and wait
+        (bounded) until it is a voter again."""
+        rid = self.cluster.replicas[i].id
+        try:
+            await self.client.remove_replica(rid)
+        except HacoError as exc:  # refused (a majority not caught up): nothing changed, nothing to undo
+            self.history.write("fault_refused", fault=kind, target=rid, reason=exc.message, mono=now()[0])
+            return False
+        rec = self._record(kind, rid)
+        await asyncio.to_thread(self.cluster.signal_replica, i, signal.SIGKILL)
+        await asyncio.to_thread(self.cluster.wipe, i)
+        await asyncio.sleep(self.rng.uniform(0.3, 1.5))
+        await asyncio.to_thread(self.cluster.start_replica, i, join=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.healthy_timeout_s
+        while loop.time() < deadline:
+            try:
+                view = await self.client.members()
+                if any(m["id"] == rid and m["voter"] for m in view["members"]):
+                    break
+            except HacoError:
+                pass
+            await asyncio.sleep(0.2)
+        else:
+            raise ClusterStuck(f"{rid} did not rejoin as a voter within {self.cfg.healthy_timeout_s:g} s")
+        self._healed(rec)
+        return True
 
     def _other(self, leader: int, *skip: int) -> int:
         return self.rng.choice([i for i in range(len(self.cluster.replicas)) if i != leader and i not in skip])

@@ -119,13 +119,19 @@ class ChaosCluster:
     def urls(self) -> list[str]:
         return [r.url for r in self.replicas]
 
-    def start_replica(self, i: int) -> None:
+    def start_replica(self, i: int, *, join: bool = False) -> None:
+        """Start replica i with every replica as its static peers, or (join) with none and `--join`
+        through the others: a replica that was removed from the configuration comes back that way."""
         r = self.replicas[i]
         if r.alive():
             return
         peers = [PeerAddr(m.id, m.raft_addr, m.url) for m in self.replicas]
-        r.proc = spawn(replica_argv(peers[i], f"127.0.0.1:{r.http_port}", r.data_dir, peers, self.password_file),
-                       r.log_path, self.env)
+        extra: list[str] = ["--insecure-open-api"]
+        if join:
+            extra += ["--join", ",".join(m.url for m in self.replicas if m.id != r.id)]
+            peers = [peers[i]]
+        r.proc = spawn(replica_argv(PeerAddr(r.id, r.raft_addr, r.url), f"127.0.0.1:{r.http_port}", r.data_dir, peers,
+                                    self.password_file, extra=extra), r.log_path, self.env)
 
     def signal_replica(self, i: int, sig: int) -> None:
         r = self.replicas[i]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from haco.config import Peer
 from haco.health import UNHEALTHY, verdict
-from haco.server.keys import CONFIG, PEER_HTTP, REPLICA
+from haco.server.keys import PEER_HTTP, REPLICA
 
 routes = web.RouteTableDef()
 PEER_TIMEOUT_S = 1.5  #: a peer that has not answered by then counts as unreachable
