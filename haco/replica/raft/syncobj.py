@@ -443,6 +443,8 @@ class SyncObj(object):
         self.__members = members
         wanted = {(m[1], m[0]) for m in members if m[1] != self.__selfNode.address}
         if old is not None:
+            # copy on write: other threads (getStatus, memberProgress) iterate the set in place
+            self.__otherNodes = set(self.__otherNodes)
             for key, node in old.items():
                 if key not in wanted:
                     self.__otherNodes.discard(node)
