@@ -29,6 +29,7 @@ class RecordingTransport:
         RecordingTransport.made.append(self)
         self.nodes = {n.address: n for n in otherNodes}
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.down: set[str] = set()
         self.on_message: Any = None
         self.on_connected: Any = None
 
@@ -71,6 +72,8 @@ class RecordingTransport:
         return str(node.address)
 
     def send(self, node: Any, message: dict[str, Any]) -> bool:
+        if node.address in self.down:  # a connection found dead on send: nothing goes out
+            return False
         self.sent.append((node.address, dict(message)))
         return True
 
@@ -231,6 +234,24 @@ def test_an_append_batch_stays_under_the_batch_bound(node: Node) -> None:
     for m in sent:
         size = sum(len(e[0]) for e in m.get("entries", [])) + len(m.get("data", b""))
         assert size <= 2**16, size
+
+
+@pytest.mark.parametrize("node", impls(), indirect=True)
+def test_a_vote_request_that_could_not_be_sent_goes_out_when_the_peer_reconnects(node: Node) -> None:
+    """Follower-to-follower connections carry nothing and time out when idle, so a candidate's
+    request to a peer may find its connection dead; with 5 voters a handover then needed a second
+    election. The request goes out once the connection is back, in the same term."""
+    node.t.down.add(PEERS[1])
+    deadline = time.monotonic() + 5
+    while node.status()["state"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        node.tick()
+    term = node.status()["raft_term"]
+    assert not node.t.take("request_vote", to=PEERS[1])
+    node.t.down.clear()
+    node.t.on_connected(node.t.nodes[PEERS[1]])
+    again = node.t.take("request_vote", to=PEERS[1])
+    assert again and again[0]["term"] == term, again
 
 
 def test_hold_commands_stops_the_log_growing(tmp_path: Path) -> None:

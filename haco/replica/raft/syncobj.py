@@ -167,6 +167,7 @@ class SyncObj(object):
         self.__recvTransmission = b''
         # haco: see PATCHES.md
         self.__holdCommands = False  # while leadership is handed over: the command queue is not drained
+        self.__voteUnsent = set()  # voters this candidate's request for a vote did not reach yet
         self.__lastTickStart = monotonicTime()  # when the last completed tick started
         self.__streamBudget = self.__conf.streamChunksPerTick
         self.sentMessages = 0  # append_entries messages sent with entries or as heartbeats, as leader
@@ -650,13 +651,12 @@ class SyncObj(object):
                 self.__setState(_RAFT_STATE.CANDIDATE)
                 self.__setCurrentTerm(self.__raftCurrentTerm + 1, self.__selfNode.id)
                 self.__votesCount = 1
+                # haco: a request that could not be sent (an idle connection found dead on send) is sent
+                # again when the connection is back, within this election (PATCHES.md #14)
+                self.__voteUnsent = set()
                 for node in self.__otherNodes:
-                    self.__transport.send(node, {
-                        'type': 'request_vote',
-                        'term': self.__raftCurrentTerm,
-                        'last_log_index': self.__getCurrentLogIndex(),
-                        'last_log_term': self.__getCurrentLogTerm(),
-                    })
+                    if not self.__sendVoteRequest(node) and node in self.__voters:
+                        self.__voteUnsent.add(node)
                 self.__onLeaderChanged()
                 if self.__votesCount >= _members.majority(len(self.__voters)):
                     self.__onBecomeLeader()
@@ -1102,6 +1102,17 @@ class SyncObj(object):
 
     def __onNodeConnected(self, node):
         self.__connectedNodes.add(node)
+        if self.__raftState == _RAFT_STATE.CANDIDATE and node in self.__voteUnsent:
+            self.__voteUnsent.discard(node)
+            self.__sendVoteRequest(node)
+
+    def __sendVoteRequest(self, node):
+        return self.__transport.send(node, {
+            'type': 'request_vote',
+            'term': self.__raftCurrentTerm,
+            'last_log_index': self.__getCurrentLogIndex(),
+            'last_log_term': self.__getCurrentLogTerm(),
+        })
 
     def __onNodeDisconnected(self, node):
         self.__connectedNodes.discard(node)
