@@ -38,6 +38,7 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/static/{name}"): OPEN,
     ("GET", "/api/health"): OPEN,
     ("GET", "/api/health/ready"): OPEN,
+    ("GET", "/api/openapi.json"): OPEN,  # the contract: nothing in it is secret
     ("GET", "/api/health/db"): READ,
     ("GET", "/api/health/cluster"): READ,
     ("GET", "/api/cluster"): READ,

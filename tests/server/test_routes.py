@@ -141,6 +141,7 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("DELETE", "/api/members/{member_id}", "/api/members/r9", None, 503, "NOT_APPLIED"),
     ("GET", "/metrics", "/metrics", None, 200, None),
     ("GET", "/api/dashboard", "/api/dashboard", None, 200, None),
+    ("GET", "/api/openapi.json", "/api/openapi.json", None, 200, None),
     ("GET", "/", "/", None, 200, None),
     ("GET", "/static/{name}", "/static/app.js", None, 200, None),
     ("GET", "/static/{name}", "/static/nothing.js", None, 404, "NOT_FOUND"),

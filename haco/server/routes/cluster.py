@@ -1,4 +1,4 @@
-"""Cluster, health, queue, results SQL, metrics and the dashboard."""
+"""Cluster, health, queue, results SQL, metrics, the dashboard and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from raft_state import SetPaused
 
 from haco.scheduler.core import now_ms
 from haco.server.keys import HUB, REPLICA, RESULTS, SCHEDULER
+from haco.server.openapi import OPENAPI_PATH, document
 from haco.server.requests import fresh_enough, raise_bad, read_json, require_accepted
 from haco.results.feed import RESULTS_FEED
 
@@ -104,6 +105,12 @@ async def metrics(request: web.Request) -> web.Response:
 
     from haco.server.metrics import METRICS
     return web.Response(body=await request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get(OPENAPI_PATH)
+async def openapi(request: web.Request) -> web.Response:
+    """The API's OpenAPI 3.1 document (haco/server/openapi.py)."""
+    return web.json_response(document())
 
 
 @routes.get("/api/dashboard")

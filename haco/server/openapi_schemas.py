@@ -1,0 +1,117 @@
+"""The JSON Schemas of the OpenAPI document (haco/server/openapi.py): bodies and answers, as plain dicts.
+
+Answers list the fields clients rely on and allow more (a newer replica may add fields); request
+bodies are closed where the route refuses unknown fields. Kept apart from the paths so each file
+reads in one sitting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+Schema = dict[str, Any]
+
+
+def obj(props: dict[str, Schema], required: list[str] | None = None, *, closed: bool = False) -> Schema:
+    out: Schema = {"type": "object", "properties": props}
+    if required:
+        out["required"] = required
+    if closed:
+        out["additionalProperties"] = False
+    return out
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(kind: str | list[str]) -> Schema:
+    kinds = [kind] if isinstance(kind, str) else list(kind)
+    return {"type": [*kinds, "null"]}
+
+
+STR: Final[Schema] = {"type": "string"}
+INT: Final[Schema] = {"type": "integer"}
+NUM: Final[Schema] = {"type": "number"}
+BOOL: Final[Schema] = {"type": "boolean"}
+ANY: Final[Schema] = {}
+OBJ: Final[Schema] = {"type": "object"}
+STRS: Final[Schema] = {"type": "array", "items": STR}
+INDEX: Final[Schema] = {"type": "integer", "minimum": 0, "description": "the log index the write was applied at, "
+                        "or the applied index a read reflects"}
+JOB_STATUSES: Final = ["pending", "running", "completed", "failed", "cancelled", "expired"]
+
+_REQUIREMENTS: Final = obj({"hardware": STRS, "min_memory_gb": NUM, "min_cuda_compute": NUM, "cpus": INT},
+                           closed=True)
+
+#: A job as submitted (docs/jobs.md); `name` and `not_before` make it a workflow job.
+NEW_JOB: Final = obj({
+    "type": {"type": "string", "description": "executor: shell, python, pytest, benchmark, noop, or a plugin"},
+    "payload": ANY, "priority": INT, "timeout_s": NUM, "max_retries": INT, "backoff_s": NUM,
+    "required_tags": STRS, "requirements": _REQUIREMENTS, "depends_on": STRS, "deadline": STR, "key": STR,
+    "labels": {"type": "object", "additionalProperties": STR}, "not_before": STR, "name": STR,
+}, ["type"], closed=True)
+
+ERROR: Final = obj({"error": obj({"code": STR, "message": STR, "detail": OBJ}, ["code", "message", "detail"])},
+                   ["error"])
+
+_ATTEMPT: Final = obj({"number": INT, "worker_id": STR})
+JOB: Final = obj({
+    "job_id": STR, "key": nullable("string"), "type": STR, "priority": INT, "status": {"enum": JOB_STATUSES},
+    "attempt": INT, "created_at_ms": INT, "finished_at_ms": nullable("integer"), "worker_id": nullable("string"),
+    "error": nullable("string"), "last_worker_id": nullable("string"), "result": ANY, "labels": OBJ,
+    "payload": ANY, "timeout_s": NUM, "max_retries": INT, "backoff_s": NUM, "required_tags": STRS,
+    "requirements": OBJ, "depends_on": STRS, "deadline_ms": nullable("integer"), "failures": INT,
+    "lost_attempts": INT, "not_before_ms": nullable("integer"), "attempts": {"type": "array", "items": _ATTEMPT},
+    "pending_reason": nullable("object"), "group_id": nullable("string"), "schedule_id": nullable("string"),
+    "reruns": INT, "progress": ANY,
+}, ["job_id", "type", "status", "attempt", "created_at_ms"])
+
+WORKER: Final = obj({
+    "worker_id": STR, "status": STR, "capacity": INT, "running": STRS, "tags": STRS, "hardware": STRS,
+    "memory_gb": NUM, "cuda_compute": NUM, "cpus": INT, "registered_at_ms": INT, "info": OBJ, "plugins": STRS,
+    "connected": nullable("boolean"), "load": nullable("object"),
+}, ["worker_id", "status", "capacity", "running"])
+
+GROUP: Final = obj({
+    "group_id": STR, "state": {"enum": ["running", "completed", "failed"]}, "final": BOOL, "total": INT,
+    "counts": {"type": "object", "additionalProperties": INT}, "failed": {"type": "array", "items": OBJ},
+    "created_at_ms": INT, "started_at_ms": nullable("integer"), "ended_at_ms": nullable("integer"),
+    "schedule_id": nullable("string"), "slot_ms": nullable("integer"), "jobs": ANY, "job_ids": STRS,
+}, ["group_id", "state", "final", "total", "counts"])
+
+SCHEDULE: Final = obj({
+    "schedule_id": STR, "cron": nullable("string"), "tz": nullable("string"), "every_s": nullable("number"),
+    "overlap": STR, "catch_up": STR, "catch_up_window_s": NUM, "jitter_s": NUM, "paused": BOOL,
+    "created_at_ms": INT, "last_slot_ms": nullable("integer"), "last_group": nullable("string"), "fired": INT,
+    "skipped": INT, "jobs": STRS, "next_due_ms": {"type": "array", "items": INT},
+    "runs": {"type": "array", "items": OBJ},
+}, ["schedule_id", "paused"])
+
+NEW_SCHEDULE: Final = obj({
+    "id": STR, "cron": STR, "tz": STR, "every": {"type": ["string", "number"]}, "overlap": STR, "catch_up": STR,
+    "catch_up_window": {"type": ["string", "number"]}, "jitter": {"type": ["string", "number"]},
+    "job": NEW_JOB, "workflow": obj({"jobs": {"type": "array", "items": NEW_JOB}}),
+}, ["id"], closed=True)
+
+LOG_PAGE: Final = obj({
+    "job_id": STR, "attempt": nullable("integer"), "worker_id": nullable("string"), "stream": STR,
+    "chunks": {"type": "array", "items": obj({"offset": INT, "stream": STR, "t_ms": INT, "text": STR, "b64": STR})},
+    "next_offset": INT, "at_end": BOOL, "ended": BOOL, "exit_code": nullable("integer"),
+}, ["job_id", "chunks", "next_offset", "at_end"])
+
+WRITE: Final = obj({"index": INDEX, "already": BOOL}, ["index"])
+
+
+def write(**props: Schema) -> Schema:
+    """A write's answer: its fields, the index and (on most routes) `already`."""
+    return obj({**props, "index": INDEX, "already": BOOL}, ["index", *props])
+
+
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": ERROR, "NewJob": NEW_JOB, "Job": JOB, "Worker": WORKER, "Group": GROUP, "Schedule": SCHEDULE,
+    "NewSchedule": NEW_SCHEDULE, "LogPage": LOG_PAGE,
+}
+
+__all__ = ["ANY", "BOOL", "INDEX", "INT", "NUM", "OBJ", "SCHEMAS", "STR", "STRS", "Schema", "nullable", "obj", "ref",
+           "write"]
