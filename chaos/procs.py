@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from haco.cluster.procs import PeerAddr, free_ports, kill_groups, replica_argv, signal_group, spawn, worker_argv
+from haco.cluster.procs import PeerAddr, free_ports, kill_attempt_runners, kill_groups, replica_argv, signal_group, spawn, worker_argv
 
 __all__ = ["ChaosCluster", "ReplicaProc", "become_subreaper", "kill_descendants"]
 
@@ -197,4 +197,6 @@ class ChaosCluster:
     def stop_all(self) -> None:
         """SIGCONT then SIGKILL every group started here, and wait for each (idempotent)."""
         kill_groups(self.processes())
+        for wid in self.workers:
+            kill_attempt_runners(self.root / f"work-{wid}")  # durable attempts outlive their worker
         self.paused.clear()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haco.client import HacoClient
-from haco.cluster.procs import (HOST, PeerAddr, replica_argv, signal_group, spawn, stop_process, stop_processes,
+from haco.cluster.procs import (HOST, PeerAddr, kill_attempt_runners, replica_argv, signal_group, spawn, stop_process, stop_processes,
                                 worker_argv)
 from haco.errors import HacoError
 
@@ -269,6 +269,8 @@ class LocalCluster:
         """Stop workers first (they drain), then replicas, then release the data dir; blocking.
         Stops the children running now, restarted ones included."""
         stop_processes(list(self.workers.values()), timeout_s)
+        for k in self.workers:  # a worker SIGKILLed past the timeout leaves its attempt runners
+            kill_attempt_runners(self.spec.data_dir / f"w{k}")
         stop_processes(list(self.replicas.values()), timeout_s)
         if self._lock_fd is not None:
             self.spec.pids_file.unlink(missing_ok=True)

@@ -88,6 +88,34 @@ def kill_groups(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 10.
             pass
 
 
+def kill_attempt_runners(workdir: Path) -> int:
+    """SIGKILL the attempt runners and job sessions a worker with `workdir` left behind; returns how
+    many groups were signalled. A worker's durable attempts run detached (haco/worker/runner.py), so
+    killing its group leaves them running; teardown of a whole local cluster calls this after.
+
+    Reads the record files haco/worker/attempts.py writes (`.attempts/*/runner.json`, `job.json`);
+    a group is signalled only while a process of that pid still has the recorded start time.
+    """
+    import json
+
+    import psutil
+
+    signalled = 0
+    for path in sorted(workdir.glob(".attempts/*/*.json")):
+        if path.name not in ("runner.json", "job.json"):
+            continue
+        try:
+            doc = json.loads(path.read_text())
+            pid = int(doc["pid"])
+            if abs(psutil.Process(pid).create_time() - float(doc["create_time"])) >= 0.01:
+                continue
+            os.killpg(pid, signal.SIGKILL)
+            signalled += 1
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            continue
+    return signalled
+
+
 def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
     """SIGTERM each still-running child (a replica hands leadership over, a worker drains), wait until
     `timeout_s` for all, then SIGKILL the groups of the rest. Blocking: from a loop, use asyncio.to_thread."""
@@ -118,5 +146,5 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-__all__ = ["HOST", "PeerAddr", "free_ports", "kill_groups", "replica_argv", "signal_group", "spawn", "stop_process",
+__all__ = ["HOST", "PeerAddr", "free_ports", "kill_attempt_runners", "kill_groups", "replica_argv", "signal_group", "spawn", "stop_process",
            "stop_processes", "worker_argv"]

@@ -22,7 +22,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from typing import Any
 import aiohttp
 import psutil
 
+from haco.worker import attempts
+from haco.worker.attempts import Held
+from haco.worker.durable import Durable, DurableRuns, is_durable
 from haco.worker.executors import ExecContext, ExecResult, Executor, executor_names, get_executor
 from haco.worker.hardware import Capabilities, detect
 from haco.worker.joblog import BUDGET_BYTES_DEFAULT, BYTES_MAX_DEFAULT, KEEP_S_DEFAULT, AttemptLogWriter
@@ -136,6 +139,7 @@ class Agent:
         self.log_service = LogService(config.logs_root, lambda key: key in self.jobs)
         self._progress: bytes | None = None  #: a `progress` frame waiting for the writer
         self._executors: list[str] = []  # job types it runs, plugins included: hello's `executors`
+        self.durable = DurableRuns(config.workdir, config.worker_id, config.logs_root, config.log_bytes_max)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class Agent:
         log.info("capabilities worker=%s executors=%s %s", self.config.worker_id, ",".join(self._executors),
                  " ".join(f"{k}={v}" for k, v in {**self._caps, **self._info}.items()))
         psutil.cpu_percent(interval=None)  # primes the counter: the first reading is meaningless
+        await self._adopt()  # before the first hello, which lists what we hold
         from haco.security.tls import client_context
         ctx = client_context(self.config.ca_file, self.config.client_cert, self.config.client_key)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx if ctx else True)) as http:
@@ -175,6 +180,7 @@ class Agent:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await self.durable.close()
         log.info("worker stopped worker=%s unacked=%d", self.config.worker_id, len(self.outbox))
         return 0
 
@@ -241,7 +247,8 @@ class Agent:
                 next_sweep = loop.time() + cfg.log_sweep_s
                 await self.log_service.sweep(keep_s=cfg.log_keep_s, budget_bytes=cfg.log_budget_bytes,
                                              active=set(self.jobs) | self.outbox.attempts())
-            frame = self.log_service.progress_frame(self.logs)
+            await asyncio.to_thread(self.durable.read_progress, list(self.jobs))
+            frame = self.log_service.progress_frame({**self.logs, **self.durable.progress})
             if frame is not None:
                 self._progress = frame
                 self.kick.set()
@@ -285,7 +292,7 @@ class Agent:
             log.debug("duplicate assign ignored job=%s attempt=%d", *key)
             return
         log.debug("assigned job=%s attempt=%d type=%s", key[0], key[1], kind)
-        self.jobs[key] = asyncio.create_task(self._run_job(key, kind, body.get("payload"), timeout_s),
+        self.jobs[key] = asyncio.create_task(self._run_job(key, self._execute(key, kind, body.get("payload"), timeout_s)),
                                              name=f"haco-job-{key[0]}-{key[1]}")
 
     def on_cancel(self, body: dict[str, Any]) -> None:
@@ -323,6 +330,7 @@ class Agent:
 
     def on_settled(self) -> None:
         self._jobs_changed.set()  # the drain waits on the outbox too
+        self.durable.settle(set(self.jobs) | self.outbox.attempts())  # answered for good: its record may go
 
     def on_bye_done(self) -> None:
         self.flags.stopping = True
@@ -330,15 +338,32 @@ class Agent:
 
     # ---- jobs ------------------------------------------------------------------------------------
 
+    async def _adopt(self) -> None:
+        """Hold the attempts a previous agent of this worker left running (or finished meanwhile):
+        each reports its result as if it had never stopped; the first hello lists them."""
+        for held, executor in await self.durable.scan(self._lookup):
+            key = held.key
+            log.info("adopted attempt job=%s attempt=%d alive=%s", key[0], key[1],
+                     await asyncio.to_thread(attempts.runner_alive, held.directory))
+            self.jobs[key] = asyncio.create_task(self._run_job(key, self._adopted(held, executor), started=False),
+                                                 name=f"haco-job-{key[0]}-{key[1]}")
+
+    async def _adopted(self, held: Held, executor: Durable) -> ExecResult:
+        try:
+            return await self.durable.adopt(held, executor)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, held.spec["workdir"], True)
+
     def _report(self, kind: str, key: Attempt, **fields: Any) -> None:
         self.outbox.add(kind, key[0], key[1], **fields)
         self.kick.set()
 
-    async def _run_job(self, key: Attempt, kind: str, payload: Any, timeout_s: float) -> None:
+    async def _run_job(self, key: Attempt, work: Coroutine[Any, Any, ExecResult], *, started: bool = True) -> None:
         try:
             async with self._slots:
-                self._report("started", key)
-                res = await self._execute(key, kind, payload, timeout_s)
+                if started:
+                    self._report("started", key)
+                res = await work
             res = _encodable(res)
             log.debug("finished job=%s attempt=%d ok=%s error=%s", key[0], key[1], res.ok, res.error)
             if res.ok:
@@ -348,6 +373,7 @@ class Agent:
                              timed_out=res.timed_out)
         except asyncio.CancelledError:
             log.info("job cancelled job=%s attempt=%d", *key)
+            work.close()  # cancelled while waiting for a slot: never started
             raise
         finally:
             self.jobs.pop(key, None)
@@ -361,17 +387,22 @@ class Agent:
         except KeyError as exc:
             return ExecResult(False, None, f"unknown executor {kind!r}: {exc}", _no_stats())
         scratch = getattr(executor, "uses_workdir", True)  # noop runs in-process: no dir, no log, no thread hops
+        durable = is_durable(executor)  # its process runs under an attempt runner (survives our restart)
         writer: AttemptLogWriter | None = None
         if scratch:
             await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        if scratch and not durable:
             writer = await asyncio.to_thread(AttemptLogWriter, self.config.logs_root, key[0], key[1],
                                              bytes_max=self.config.log_bytes_max)
             self.logs[key] = writer
+        watched = scratch and not durable
+        on_spawn = await self.durable.watch(key, kind) if watched else None
         ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max, writer,
-                          worker_id=self.config.worker_id)
+                          worker_id=self.config.worker_id, on_spawn=on_spawn)
         res: ExecResult | None = None
         try:
-            res = await executor.run(payload, ctx)
+            res = await (self.durable.run(key, kind, executor, payload, ctx) if durable  # type: ignore[arg-type]
+                         else executor.run(payload, ctx))
             return res
         except asyncio.CancelledError:
             raise
@@ -382,6 +413,8 @@ class Agent:
             if writer is not None:
                 self.logs.pop(key, None)
                 await asyncio.to_thread(writer.close, _exit_code(res))
+            if watched:
+                await self.durable.unwatch(key)
             if scratch:
                 await asyncio.to_thread(shutil.rmtree, workdir, True)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from haco.cluster.procs import PeerAddr, free_ports, kill_groups, replica_argv, signal_group, spawn, worker_argv
+from haco.cluster.procs import PeerAddr, free_ports, kill_attempt_runners, kill_groups, replica_argv, signal_group, spawn, worker_argv
 
 
 def eventually(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
@@ -190,6 +190,8 @@ class Cluster:
 
     def stop(self) -> None:
         kill_groups([n.proc for n in self.nodes if n.proc is not None] + list(self.workers.values()))
+        for wid in self.workers:
+            kill_attempt_runners(self.root / f"work-{wid}")  # durable attempts outlive their worker
 
     def info(self, i: int) -> dict[str, Any]:
         status, body = self.api(i, "GET", "/api/cluster", timeout=2)

@@ -27,7 +27,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -81,12 +81,21 @@ async def run_process(
     timeout_s: float,
     tail_bytes: int = TAIL_BYTES,
     log: AttemptLogWriter | None = None,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion or until `timeout_s` (inf: no deadline; <= 0: times out at once).
 
-    With `log`, the output goes to it (the caller closes it) and progress files are polled."""
+    With `log`, the output goes to it (the caller closes it) and progress files are polled.
+    `on_spawn(pid)` is called once the session leader exists (the attempt runner records it)."""
     started = time.monotonic()
     proc = await _spawn(argv, env=env, cwd=cwd)
+    if on_spawn is not None:
+        try:
+            on_spawn(proc.pid)
+        except BaseException:
+            await _kill_on_cancel(proc, SessionMonitor(sid=proc.pid))
+            _close_transport(proc)
+            raise
     monitor = SessionMonitor(sid=proc.pid)
     _safe_sample(monitor)  # now, while the freshly exec'd leader surely exists: short jobs get figures too
     assert proc.stdout is not None and proc.stderr is not None

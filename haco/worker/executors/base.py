@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
@@ -45,6 +45,9 @@ class ExecContext:
     result_bytes_max: int = RESULT_BYTES_MAX_DEFAULT
     log: AttemptLogWriter | None = None  # the attempt's output files; the agent opens and closes it
     worker_id: str = ""  # the worker running the attempt, for error messages
+    #: called with each job process's pid once it exists (pass it to run_process): the agent records
+    #: the session so that a restarted agent can kill what a dead one left running
+    on_spawn: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,8 @@ async def _bench_argv(
     times: list[float] = []
     cpu_ms, peak = 0.0, 0
     for run in range(warmup + repeat):
-        outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=deadline - time.monotonic(), log=ctx.log)
+        outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=deadline - time.monotonic(), log=ctx.log,
+                                    on_spawn=ctx.on_spawn)
         if ctx.log is not None:
             ctx.log.report_progress((run + 1) / (warmup + repeat), f"run {run + 1} of {warmup + repeat}")
         cpu_ms += outcome.cpu_ms

@@ -66,7 +66,8 @@ class PytestExecutor:
                     "-o", "junit_family=xunit1", *args]  # fmt: skip
             if "HACO_PROGRESS_FILE" in env:
                 argv[3:3] = ["-p", PROGRESS_PLUGIN]
-            outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log)
+            outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log,
+                                        on_spawn=ctx.on_spawn)
         except (PayloadError, SpawnError) as exc:
             return finish(ctx, ok=False, result=None, error=str(exc), stats=empty_stats())
         summary = _read_summary(junit, outcome) if not outcome.timed_out else JunitSummary()

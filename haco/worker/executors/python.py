@@ -135,7 +135,7 @@ async def run_runner(
     status_path.unlink(missing_ok=True)
     result_path.unlink(missing_ok=True)
     argv = [sys.executable, "-m", RUNNER_MODULE, str(request_path), str(status_path), str(result_path)]
-    process = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log)
+    process = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log, on_spawn=ctx.on_spawn)
     status: dict[str, Any] | None = None
     if not process.timed_out:
         try:

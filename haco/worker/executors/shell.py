@@ -11,6 +11,8 @@ negative exit code means killed by that signal.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from haco.worker.executors import _payload
@@ -30,18 +32,39 @@ log = logging.getLogger(__name__)
 _FIELDS: Final = {"argv", "env", "cwd"}
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """What a durable attempt's runner starts: argv, its full environment and its cwd."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
 class ShellExecutor:
+    """Durable: the agent may run `prepare()`'s process through an attempt runner (runner.py),
+    which survives a worker restart, and build the result with `result()` from its outcome."""
+
     name = "shell"
+    durable = True
 
     async def run(self, payload: Any, ctx: ExecContext) -> ExecResult:
         try:
-            spec = _payload.require_mapping(self.name, payload, allowed=_FIELDS)
-            argv = _payload.str_list(self.name, spec, "argv", required=True)
-            env = job_env(ctx, _payload.str_map(self.name, spec, "env"))
-            cwd = _payload.working_dir(self.name, spec, ctx)
-            outcome = await run_process(argv, env=env, cwd=cwd, timeout_s=ctx.timeout_s, log=ctx.log)
+            spec = self.prepare(payload, ctx)
+            outcome = await run_process(spec.argv, env=spec.env, cwd=spec.cwd, timeout_s=ctx.timeout_s, log=ctx.log,
+                                        on_spawn=ctx.on_spawn)
         except (PayloadError, SpawnError) as exc:
             return finish(ctx, ok=False, result=None, error=str(exc), stats=empty_stats())
+        return shell_result(ctx, outcome)
+
+    def prepare(self, payload: Any, ctx: ExecContext) -> ProcessSpec:
+        """The process to start; raises PayloadError."""
+        spec = _payload.require_mapping(self.name, payload, allowed=_FIELDS)
+        argv = _payload.str_list(self.name, spec, "argv", required=True)
+        env = job_env(ctx, _payload.str_map(self.name, spec, "env"))
+        return ProcessSpec(argv, env, _payload.working_dir(self.name, spec, ctx))
+
+    def result(self, ctx: ExecContext, outcome: ProcessOutcome) -> ExecResult:
         return shell_result(ctx, outcome)
 
 
