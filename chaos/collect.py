@@ -15,7 +15,7 @@ from haco.errors import HacoError
 from .history import HistoryWriter
 from .procs import ChaosCluster
 
-__all__ = ["DigestSampler", "drain", "collect_final", "parse_replica_logs"]
+__all__ = ["DigestSampler", "drain", "collect_executions", "collect_final", "parse_replica_logs"]
 
 ROLE_LINE = re.compile(r"role changed replica=(\S+) role=(\S+) term=(\d+)")
 STALE_LINE = "stale report refused"
@@ -63,6 +63,27 @@ class DigestSampler:
             if common or loop.time() >= deadline:
                 return max(common, default=None)
             await asyncio.sleep(0.5)
+
+    async def applied_reached(self, bound_s: float) -> dict[str, Any]:
+        """The stuck-replica probe: the highest applied or commit index any replica reports now is
+        the target; wait (up to `bound_s`) until every replica's applied index reaches it."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        target: int | None = None
+        applied: dict[str, int | None] = {}
+        while True:
+            statuses = await self.client.status(timeout_s=2.0)
+            infos = {r.id: s.info for r, s in zip(self.cluster.replicas, statuses)}
+            applied = {rid: None if inf is None else int(inf.get("applied_index") or 0) for rid, inf in infos.items()}
+            if target is None:
+                seen = [int(inf.get(k) or 0) for inf in infos.values() if inf for k in ("applied_index", "commit_index")]
+                target = max(seen, default=None)
+            behind = sorted(rid for rid, idx in applied.items() if target is None or idx is None or idx < target)
+            if not behind or loop.time() - start >= bound_s:
+                seconds = None if behind else round(loop.time() - start, 2)
+                return {"target": target, "seconds": seconds, "bound_s": bound_s, "applied": applied,
+                        "behind": behind}
+            await asyncio.sleep(0.3)
 
     async def close(self) -> None:
         await self.client.close()
@@ -124,6 +145,17 @@ async def _results_rows(url: str) -> list[list[Any]]:
             rows += [list(r) for r in page]
             if len(page) < RESULT_PAGE:
                 return rows
+
+
+def collect_executions(runs: Path, history: HistoryWriter) -> None:
+    """Write the executions the shell jobs recorded ("job attempt pid" lines) as one record."""
+    rows: list[list[Any]] = []
+    text = runs.read_text(errors="replace") if runs.exists() else ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            rows.append([parts[0], int(parts[1]), int(parts[2])])
+    history.write("executions", rows=rows)
 
 
 def parse_replica_logs(paths: list[Path], history: HistoryWriter) -> int:

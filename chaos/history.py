@@ -5,12 +5,16 @@ Record kinds (field `kind`):
 - `op`: one client operation: `client`, `op` (submit | cancel), `key`, `job_id`, `invoke_mono`,
   `invoke_wall`, `complete_mono`, `complete_wall`, `outcome` (ok | fail | unknown), `error`, and
   for a submit `retry` (the same key sent again by the workload) and `role` (plain | dag | failing | long | cancel).
-- `fault`: one fault: `fault` (kind), `target`, `mono`, `wall`; `heal_mono` once it was undone.
+- `fault`: one fault: `fault` (kind), `target`, `mono`, `wall`; `heal_mono` once it was undone; a
+  journal fault also `damage`, `detail` (None: skipped, too few records), `exit_code`,
+  `cut_logged`, `caught_up_s`, `rejoined`.
+- `executions`: after the drain, `rows` ([job_id, attempt, pid]) that the shell jobs appended.
 - `digest`: an (index, digest) pair a replica reported: `replica`, `index`, `digest`.
 - `role`: a replica's logged role transition: `replica`, `role`, `term`.
 - `final_job`: a job as the cluster holds it after the drain (the API's full job JSON under `job`).
 - `results`: one replica's results rows after the drain: `replica`, `rows` ([job_id, attempt, outcome]).
-- `final`: figures gathered after the drain: `stale_refused`, `drained`, `jobs`, `common_index`, `faults_done`, ...
+- `final`: figures gathered after the drain: `stale_refused`, `drained`, `jobs`, `common_index`,
+  `applied` (the stuck-replica probe: target, seconds, per-replica applied index), `faults_done`, ...
 
 Monotonic times come from this process's `time.monotonic()`, so they compare across records.
 """

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from haco.client import HacoClient
 from haco.errors import HacoError
 
+from . import durable_faults
 from .history import HistoryWriter, now
 from .procs import ChaosCluster
 
 __all__ = ["FAULTS", "ClusterStuck", "Nemesis", "NemesisConfig", "schedule"]
 
 FAULTS = ("leader_kill", "follower_kill", "leader_pause", "partition", "partial_partition", "full_restart",
-          "wipe", "worker_kill", "worker_pause", "member_remove", "leader_remove")
+          "wipe", "worker_kill", "worker_pause", "member_remove", "leader_remove", "journal_tail", "journal_flip",
+          "worker_restart")
 UNHEALTHY_MAX = 3  #: healthy-timeouts (over the whole run) before the run gives up
 
 
@@ -81,7 +83,9 @@ class Nemesis:
             "leader_pause": self._leader_pause, "partition": self._partition,
             "partial_partition": self._partial_partition, "full_restart": self._full_restart,
             "wipe": self._wipe, "worker_kill": self._worker_kill, "worker_pause": self._worker_pause,
-            "member_remove": self._member_remove, "leader_remove": self._leader_remove}
+            "member_remove": self._member_remove, "leader_remove": self._leader_remove,
+            "journal_tail": self._journal_tail, "journal_flip": self._journal_flip,
+            "worker_restart": self._worker_restart}
         for kind in self.plan:
             if loop.time() >= end:
                 break
@@ -301,6 +305,34 @@ class Nemesis:
         await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGKILL)
         rec = self._record("worker_kill", wid)
         await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+        await asyncio.to_thread(self.cluster.start_worker, wid)
+        self._healed(rec)
+
+    async def _journal_tail(self) -> None:
+        """SIGKILL a follower, damage its journal's tail (seeded: torn last record, cut across
+        records, garbage after the end), restart it: it must cut the tail and catch up."""
+        i = self._other(await self._leader())
+        kind = self.rng.choice(durable_faults.TAIL_DAMAGES)
+        await durable_faults.journal_fault(self, "journal_tail", i, kind)
+
+    async def _journal_flip(self) -> None:
+        """SIGKILL a follower and flip a bit in the middle of its journal: it must refuse to start
+        (exit 70); moved away as the docs say, the journal is rebuilt from the peers."""
+        i = self._other(await self._leader())
+        await durable_faults.journal_fault(self, "journal_flip", i, "flip_middle")
+
+    async def _worker_restart(self) -> None:
+        """SIGKILL a busy worker's agent and restart it: at once (it re-adopts its attempts), or
+        once the leader declared it lost (its attempts are requeued; their processes must be
+        killed on its return). The executions check counts that no attempt ran twice."""
+        wid = await self._busy_worker()
+        lost = self.rng.random() < 0.5
+        await asyncio.to_thread(self.cluster.signal_worker, wid, signal.SIGKILL)
+        rec = self._record("worker_restart", f"{wid}, {'after lost' if lost else 'at once'}")
+        if lost:
+            await self._until_lost(wid)
+        else:
+            await asyncio.sleep(self.rng.uniform(0.1, 1.0))
         await asyncio.to_thread(self.cluster.start_worker, wid)
         self._healed(rec)
 

@@ -104,6 +104,7 @@ class ChaosCluster:
     def __init__(self, root: Path, replicas: int, workers: int, env: dict[str, str]) -> None:
         self.root = root
         self.fault_file = root / "faults.json"
+        self.runs_file = root / "runs.log"  #: shell jobs append one line per execution (chaos/workload.py)
         self.password_file = root / "raft-password"
         self.password_file.write_text("chaos-" + os.urandom(8).hex())
         self.env = {**env, "HACO_FAULT_FILE": str(self.fault_file)}

@@ -20,7 +20,7 @@ from typing import Any
 from haco.client import HacoClient
 
 from .checkers import Check, run_all
-from .collect import DigestSampler, collect_final, drain, parse_replica_logs
+from .collect import DigestSampler, collect_executions, collect_final, drain, parse_replica_logs
 from .history import HistoryWriter, now, read_history
 from .nemesis import ClusterStuck, Nemesis, NemesisConfig
 from . import schedule
@@ -28,6 +28,8 @@ from .procs import ChaosCluster, become_subreaper, kill_descendants
 from .workload import Workload
 
 __all__ = ["RunConfig", "run"]
+
+APPLIED_BOUND_S = 30.0  #: after the drain, every replica must apply the highest index seen within this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +130,7 @@ async def _phases(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter,
         await schedule.start(client, history)  # a periodic schedule fires through every fault
     t0 = now()[0]
     stop = asyncio.Event()
-    workload = Workload(cluster.urls, history, seed=cfg.seed, concurrency=cfg.concurrency)
+    workload = Workload(cluster.urls, history, seed=cfg.seed, concurrency=cfg.concurrency, runs=cluster.runs_file)
     tasks = [asyncio.create_task(workload.run(stop)), asyncio.create_task(sampler.run(stop))]
     figures: dict[str, Any] = {}
     try:
@@ -150,7 +152,10 @@ async def _phases(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter,
         await schedule.collect(client, history, paused_at)
         t3 = now()[0]
     figures["common_index"] = await sampler.common_index(timeout_s=60.0)
-    phases.update(drain=t2 - t1, collect=t3 - t2, common_index=now()[0] - t3)
+    t4 = now()[0]
+    figures["applied"] = await sampler.applied_reached(bound_s=APPLIED_BOUND_S)
+    collect_executions(cluster.runs_file, history)
+    phases.update(drain=t2 - t1, collect=t3 - t2, common_index=t4 - t3, applied=now()[0] - t4)
     figures["phase_s"] = {k: round(v, 1) for k, v in phases.items()}
     return figures
 

@@ -2,7 +2,7 @@
 recorded in the history with invoke and completion times and its outcome.
 
 Operations: plain submissions (noop), long jobs (shell sleep, so worker faults hit running jobs),
-failing jobs (shell `false`, retried once), DAGs (a child that depends on an acknowledged
+failing jobs (shell `exit 1`, retried once), DAGs (a child that depends on an acknowledged
 parent), submit-then-cancel, invalid submissions (role `invalid`), and retries of an earlier key with the very same spec (the answer
 must be the same job). Keys are unique per client (`c<client>-<n>`).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,22 +35,28 @@ INVALID_SPECS: tuple[dict[str, Any], ...] = (
     {"type": "noop", "depends_on": ["no-such-job"]}, {"type": "noop", "bogus": 1})
 
 
-def _spec(role: str, n: int, rng: random.Random) -> dict[str, Any]:
+def recorded(runs: Path, then: str) -> list[str]:
+    """A shell argv that appends "job attempt pid" to `runs` (one line per execution), then runs `then`."""
+    return ["sh", "-c", f'echo "$HACO_JOB_ID $HACO_ATTEMPT $$" >> {runs}; {then}']
+
+
+def _spec(role: str, n: int, rng: random.Random, runs: Path) -> dict[str, Any]:
     if role == "long":
-        return {"type": "shell", "payload": {"argv": ["sleep", f"{rng.uniform(0.5, 2.0):.2f}"]}, "timeout_s": 60,
-                "max_retries": 2, "backoff_s": 0.2}
+        return {"type": "shell", "payload": {"argv": recorded(runs, f"exec sleep {rng.uniform(0.5, 2.0):.2f}")},
+                "timeout_s": 60, "max_retries": 2, "backoff_s": 0.2}
     if role == "failing":
-        return {"type": "shell", "payload": {"argv": ["false"]}, "max_retries": 1, "backoff_s": 0.1}
+        return {"type": "shell", "payload": {"argv": recorded(runs, "exit 1")}, "max_retries": 1, "backoff_s": 0.1}
     if role == "cancel":
-        return {"type": "shell", "payload": {"argv": ["sleep", "8"]}, "timeout_s": 60}
+        return {"type": "shell", "payload": {"argv": recorded(runs, "exec sleep 8")}, "timeout_s": 60}
     return {"type": "noop", "payload": {"n": n}, "max_retries": 2, "backoff_s": 0.1}
 
 
 class Workload:
     """`run(stop)` drives `concurrency` clients until `stop` is set; `keys` maps every key sent to its spec."""
 
-    def __init__(self, urls: list[str], history: HistoryWriter, *, seed: int, concurrency: int) -> None:
+    def __init__(self, urls: list[str], history: HistoryWriter, *, seed: int, concurrency: int, runs: Path) -> None:
         self.urls = urls
+        self.runs = runs  #: every shell job appends one line per execution here (the executions check)
         self.history = history
         self.seed = seed
         self.concurrency = concurrency
@@ -80,7 +87,7 @@ class Workload:
                     parent = await self._fresh(client, cid, n, "plain" if rng.random() < 0.5 else "long", rng, sent)
                     if parent is not None:
                         n += 1
-                        spec = {**_spec("plain", n, rng), "depends_on": [parent]}
+                        spec = {**_spec("plain", n, rng, self.runs), "depends_on": [parent]}
                         await self._remember(client, cid, f"c{cid}-{n}", spec, "dag", sent)
                 elif role == "cancel":
                     job_id = await self._fresh(client, cid, n, "cancel", rng, sent)
@@ -95,7 +102,7 @@ class Workload:
 
     async def _fresh(self, client: HacoClient, cid: int, n: int, role: str, rng: random.Random,
                      sent: list[tuple[str, dict[str, Any], str]]) -> str | None:
-        return await self._remember(client, cid, f"c{cid}-{n}", _spec(role, n, rng), role, sent)
+        return await self._remember(client, cid, f"c{cid}-{n}", _spec(role, n, rng, self.runs), role, sent)
 
     async def _remember(self, client: HacoClient, cid: int, key: str, spec: dict[str, Any], role: str,
                         sent: list[tuple[str, dict[str, Any], str]]) -> str | None:

@@ -39,7 +39,9 @@ def _clean() -> list[dict[str, Any]]:
         {"kind": "role", "replica": "r2", "role": "leader", "term": 2},
         {"kind": "digest", "replica": "r1", "index": 16, "digest": "aa"},
         {"kind": "digest", "replica": "r2", "index": 16, "digest": "aa"},
-        {"kind": "final", "stale_refused": 1, "common_index": 16},
+        {"kind": "final", "stale_refused": 1, "common_index": 16,
+         "applied": {"target": 16, "seconds": 0.4, "bound_s": 30.0, "applied": {"r1": 16, "r2": 16}, "behind": []}},
+        {"kind": "executions", "rows": [["j-a", 1, 100], ["j-b", 1, 101], ["j-b", 2, 102]]},
         *_schedule_records(),
     ]
 
