@@ -100,6 +100,22 @@ def test_schedule_slots_flags_two_runs_at_once_under_skip() -> None:
     assert not check.ok and check.figures["overlaps"] == 1
 
 
+def test_schedule_slots_judges_a_long_run_from_the_runs_the_cluster_keeps() -> None:
+    """Past RUNS_KEPT runs the cluster drops the oldest: the first kept slot is long after creation,
+    which is no missed slot. A gap among the kept ones still is."""
+    from chaos.schedule_checks import RUNS_KEPT
+    from raft_state.flows import RUNS_KEPT as kept_by_the_cluster
+    assert RUNS_KEPT == kept_by_the_cluster
+    late = tuple(range(500_000, 500_000 + 2000 * RUNS_KEPT, 2000))
+    check = _schedule_check(_schedule_records(slots=late, skipped=()))
+    assert check.ok, check.problems
+    assert check.figures["older_runs_dropped"] and check.figures["decided"] == RUNS_KEPT
+    assert not _schedule_check(_schedule_records(slots=late[:-2], skipped=())).ok  # not trimmed: a late start fails
+    gap = late[:100] + late[101:] + (late[-1] + 2000,)
+    check = _schedule_check(_schedule_records(slots=gap, skipped=()))
+    assert not check.ok and check.figures["gaps"] == 1
+
+
 def test_schedule_slots_fails_without_a_schedule_record() -> None:
     assert not _schedule_check([]).ok
 
