@@ -271,7 +271,7 @@ async def restart(tw: Throwaway, *, timeout_s: float) -> dict[str, Any]:
 
 def _snapshot_load_s(log: Path) -> float | None:
     try:
-        found = re.search(r"loaded snapshot index=\d+ jobs=\d+ seconds=([\d.]+)", log.read_text(errors="replace"))
+        found = re.search(r"loaded snapshot index=\d+ .*?jobs=\d+ seconds=([\d.]+)", log.read_text(errors="replace"))
     except OSError:
         return None
     return float(found.group(1)) if found else None

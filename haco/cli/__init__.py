@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     from haco.cli import flows as cli_flows
     from haco.cli import security as cli_security
     from haco.cli import operator as cli_operator
+    from haco.cli import snapshot as cli_snapshot
     from haco.cli import up
     cli_logs.register_cli(add, _client_command)
     bench.register_cli(add)
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_security.register_cli(add, _client_command, common)
     cli_operator.register_cli(add, _client_command, common)
     cli_flows.register_cli(add, _client_command, common)
+    cli_snapshot.register_cli(add, _client_command, common)
     for name in PLUGINS:
         try:
             importlib.import_module(name).register_cli(sub)

@@ -36,7 +36,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from haco.client import snapshots
 from haco.client.logs import LogChunk, LogCursor, iter_logs
+from haco.client.snapshots import SavedSnapshot
 from haco.security.tls import client_context
 from haco.errors import (
     REJECT_STATUS, BadRequest, ConfigError, Conflict, Forbidden, HacoError, LogUnavailable, NotApplied, NotFound,
@@ -45,7 +47,7 @@ from haco.errors import (
 )
 
 __all__ = ["ClientConfig", "HacoClient", "LogChunk", "LogCursor", "ReplicaStatus", "SubmitResult", "SyncClient",
-           "error_from_body", "parse_urls", "FINAL_STATUSES", "BATCH_MAX"]
+           "error_from_body", "parse_urls", "FINAL_STATUSES", "BATCH_MAX", "SavedSnapshot"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -498,6 +500,13 @@ class HacoClient:
     async def remove_replica(self, replica_id: str) -> dict[str, Any]:
         """Remove a replica through the leader (the leader itself hands over first)."""
         return dict(await self.request("DELETE", f"/api/members/{replica_id}", timeout_s=30))
+    async def save_snapshot(self, path: str) -> SavedSnapshot:
+        """Stream a replica's latest snapshot into `path`, atomically (admin; haco/client/snapshots.py)."""
+        return await snapshots.save_snapshot(self, path)
+
+    async def compact(self, url: str, *, timeout_s: float = 150.0) -> dict[str, Any]:
+        """Have exactly this replica take a snapshot now (admin): `{"snapshot_index", "seconds", ...}`."""
+        return await snapshots.compact(self, url, timeout_s=timeout_s)
 
     async def cluster(self, url: str, *, timeout_s: float = 3.0) -> dict[str, Any]:
         """GET /api/cluster from exactly this replica, once: raises Unreachable or its error."""

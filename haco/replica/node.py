@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
@@ -147,8 +147,8 @@ class Replica:
             log.info("snapshot raft data of the previous release rewritten index=%d", loaded.raft_index)
         self._remember_dump(loaded.raft_index, raft_data)
         self.snapshot_at = self.dump_path.stat().st_mtime
-        log.info("loaded snapshot index=%d jobs=%d seconds=%.2f", loaded.raft_index, len(self.state.jobs),
-                 time.monotonic() - started)
+        log.info("loaded snapshot index=%d term=%d digest=%016x jobs=%d seconds=%.2f", loaded.raft_index,
+                 loaded.raft_term, loaded.digest, len(self.state.jobs), time.monotonic() - started)
 
     def open_journal(self) -> None:
         """Open and check raft.journal before Raft starts (a damaged tail is cut off with a warning).
@@ -253,10 +253,6 @@ class Replica:
             so.holdCommands(False)
         log.info("leadership handed over (timeout_now sent %d times, leader now %s)", sent, self.leader_id())
         return self.leader_id()
-
-    def force_snapshot(self) -> None:
-        if self._syncobj is not None:
-            self._syncobj.forceLogCompaction()
 
     # ---- the tick thread ------------------------------------------------------------------
 
@@ -406,6 +402,32 @@ class Replica:
                  len(self.state.jobs), time.monotonic() - started)
         self._emit(Applied(self.applied_index, (), True))
         return raft_data
+
+    # ---- operators: a snapshot now, the published dump -----------------------------------------
+
+    def force_snapshot(self) -> None:
+        """Ask Raft to compact at its next tick, outside the replica's usual window (any thread)."""
+        so = self._syncobj
+        if so is None or self._stopping:
+            raise NotApplied("replica is not running")
+        so.forceLogCompaction()
+
+    def open_dump(self) -> tuple[BinaryIO, int] | None:
+        """The published dump file, opened, with its Raft index; None when there is none yet, or
+        while a dump streamed from the leader is in place and not loaded (its index is unknown).
+
+        Blocks on the dump lock (never call it on the loop). The open file stays whole while a
+        newer dump replaces the path: a replace only renames."""
+        with self._dump_lock:
+            try:
+                f = open(self.dump_path, "rb")
+            except FileNotFoundError:
+                return None
+            st = os.fstat(f.fileno())
+            if (st.st_ino, st.st_mtime_ns, st.st_size) != self._dump_identity:
+                f.close()
+                return None
+            return f, self.snapshot_index
 
     def _connection_timeout_s(self) -> float:
         return max(3.0, self.cfg.raft.election_timeout_s_max)

@@ -93,6 +93,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     from haco.server.routes import jobs as routes_jobs
     from haco.server.routes import logs as routes_logs
     from haco.server.routes import members as routes_members
+    from haco.server.routes import snapshot as routes_snapshot
     from haco.server.routes import tokens as routes_tokens
     from haco.server.routes import workers as routes_workers
     from haco.server.routes import flows as routes_flows
@@ -132,6 +133,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     app.add_routes(routes_health.routes)
     app.add_routes(routes_tokens.routes)
     app.add_routes(routes_members.routes)
+    app.add_routes(routes_snapshot.routes)
     routes_logs.install(app)
     app.add_routes(routes_flows.routes)
     app.add_routes(routes_schedules.routes)

@@ -65,6 +65,8 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/members"): READ,
     ("POST", "/api/members"): ADMIN,
     ("DELETE", "/api/members/{member_id}"): ADMIN,
+    ("POST", "/api/snapshot"): ADMIN,
+    ("GET", "/api/snapshot"): ADMIN,
     ("GET", "/api/workers/connect"): WORKER,
     ("GET", "/api/groups"): READ,
     ("GET", "/api/groups/{group_id}"): READ,

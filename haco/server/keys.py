@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +41,7 @@ class Replicator(Protocol):
     state_lock: threading.Lock  #: held by whoever applies an entry
     dump_path: Path
     snapshot_index: int
+    snapshot_failures: int  #: snapshot writes failed in a row
     admission_refused: int  #: proposals refused by admission control (503)
     forwarded: int  #: commands proposed while following
 
@@ -66,6 +67,10 @@ class Replicator(Protocol):
     def add_listener(self, fn: Callable[[Applied], None]) -> None: ...
 
     def add_role_listener(self, fn: Callable[[str], None]) -> None: ...
+
+    def force_snapshot(self) -> None: ...
+
+    def open_dump(self) -> tuple[BinaryIO, int] | None: ...
 
 
 REPLICA = web.AppKey("replica", Replicator)

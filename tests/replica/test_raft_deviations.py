@@ -100,7 +100,7 @@ class RecordingTransport:
 class Node:
     """One SyncObj (fork or stock) with manual ticks and a recording transport."""
 
-    def __init__(self, impl: str, tmp: Path) -> None:
+    def __init__(self, impl: str, tmp: Path, raft_data: Any = None, serializer: Any = None, **conf: Any) -> None:
         self.impl = impl
         self.applied: list[bytes] = []
         timing = dict(autoTick=False, appendEntriesUseBatch=False, appendEntriesPeriod=0.01, raftMinTimeout=0.05,
@@ -108,9 +108,9 @@ class Node:
                       commandsWaitLeader=False, logCompactionMinEntries=10**6, logCompactionMinTime=10**6)
         dump = str(tmp / f"{impl}.dump")
         if impl == "fork":
-            conf = fork.SyncObjConf(password="x", fullDumpFile=dump, serializer=lambda *a: None,
-                                    deserializer=lambda p: None, **timing)
-            self.so = fork.SyncObj(SELF, PEERS, conf, applier=lambda entry, index: self.applied.append(entry),
+            fork_conf = fork.SyncObjConf(password="x", fullDumpFile=dump, serializer=serializer or (lambda *a: None),
+                                         deserializer=lambda p: raft_data, **{**timing, **conf})
+            self.so = fork.SyncObj(SELF, PEERS, fork_conf, applier=lambda entry, index: self.applied.append(entry),
                                    transportClass=RecordingTransport)
         else:
             self.so = StockSyncObj(SELF, PEERS, StockConf(**timing), transportClass=RecordingTransport)
@@ -280,3 +280,33 @@ def test_a_forwarded_command_must_be_a_haco_entry(tmp_path: Path) -> None:
     n.tick()
     assert n.status()["log_len"] == before
     assert n.t.take("apply_command_response")[0]["error"] == fork.FAIL_REASON.REQUEST_DENIED
+
+
+def test_a_dump_without_journal_meta_raises_the_term_to_its_last_entry(tmp_path: Path) -> None:
+    """A data dir holding a dump and no journal meta (a backup copied in, a lost meta file): the
+    term starts at the dump's last entry's, not at 0, or this node could lead at a lower term and
+    append entries that a stale log ending at the dump's term outranks in elections."""
+    last, prev = (bytes([ENTRY]) + b"b", 10, 7), (bytes([ENTRY]) + b"a", 9, 7)
+    (tmp_path / "fork.dump").write_bytes(b"a dump")
+    n = Node("fork", tmp_path, raft_data=(last, prev, []))
+    n.tick()
+    assert n.status()["raft_term"] == 7 and n.status()["last_applied"] == 10
+    n.become_leader()
+    assert n.status()["raft_term"] == 8
+
+
+def test_a_forced_compaction_skips_the_staggered_window(tmp_path: Path) -> None:
+    """`haco operator compact`: with logCompactionSplit each replica compacts only in its own slice
+    of every logCompactionMinTime; forced, it compacts at the next tick. This node's slice is the
+    first tenth of the period, and the period is chosen so that now is three quarters into it."""
+    taken: list[Any] = []
+    period_s = time.monotonic() / 0.75
+    n = Node("fork", tmp_path, serializer=lambda name, data: taken.append(data), logCompactionSplit=True,
+             logCompactionMinTime=period_s)
+    cmd = bytes([ENTRY])
+    n.follow(1, [(cmd + b"a", 2, 1), (cmd + b"b", 3, 1)], commit=3)
+    n.tick(2)
+    assert n.applied == [b"a", b"b"] and taken == []
+    n.so.forceLogCompaction()
+    n.tick()
+    assert [tuple(e)[1] for e in taken[0][:2]] == [3, 2]

@@ -9,7 +9,9 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import msgpack
 
 from raft_state import CODE_VERSION, Command, State
 from raft_state.outcomes import Outcome
@@ -25,6 +27,7 @@ class FakeReplica:
         self.state_lock = threading.Lock()
         self.dump_path = Path(cfg.data_dir) / "snapshot.duckdb"
         self.snapshot_index = 0
+        self.snapshot_failures = 0
         self.leading = leading
         self.index = 0
         self.admission_refused = 0  #: counters /metrics reads
@@ -91,3 +94,19 @@ class FakeReplica:
 
     def add_role_listener(self, fn: Callable[[str], None]) -> None:
         self._role_listeners.append(fn)
+
+    def force_snapshot(self) -> None:
+        """Dump the state at once, as a replica's background writer would (with fake raft data)."""
+        from raft_state import snapshot
+        self.dump_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.state_lock:
+            cap, index = snapshot.capture(self.state), self.index
+        raft_data = msgpack.packb([[b"\x04", index, 1], [b"\x04", max(index - 1, 0), 1], []], use_bin_type=True)
+        snapshot.dump(cap, self.dump_path, raft_index=index, raft_term=1, raft_data=raft_data)
+        self.snapshot_index = index
+
+    def open_dump(self) -> tuple[BinaryIO, int] | None:
+        try:
+            return open(self.dump_path, "rb"), self.snapshot_index
+        except FileNotFoundError:
+            return None

@@ -1362,7 +1362,8 @@ class SyncObj(object):
                 not self.__forceLogCompaction:
             return
 
-        if self.__conf.logCompactionSplit:
+        if self.__conf.logCompactionSplit and not self.__forceLogCompaction:
+            # haco: a forced compaction (an operator's `haco operator compact`) skips the window
             allNodeIds = sorted([node.id for node in (self.__otherNodes | {self.__selfNode})])
             nodesCount = len(allNodeIds)
             selfIdx = allNodeIds.index(self.__selfNode.id)
@@ -1378,7 +1379,8 @@ class SyncObj(object):
             # haco: put off while this node streams its dump to a follower (a writer would take
             # the stream's CPU, and the stream its file); retried one logCompactionMinTime later
             self.__lastSerializedTime = currTime
-            logger.info('snapshot deferred: the dump is being streamed to a follower')
+            if not self.__forceLogCompaction:  # a forced one is retried every tick: quietly
+                logger.info('snapshot deferred: the dump is being streamed to a follower')
             return
 
         self.__forceLogCompaction = False
@@ -1413,6 +1415,11 @@ class SyncObj(object):
                 self.__baseMembers = _members.normalize(cluster['members'])
                 self.__baseLearned = bool(cluster.get('learned'))
             self.__scanMemberChanges(last[1])
+            if self.__raftCurrentTerm < last[2]:
+                # haco: a data dir holding a dump and no journal meta (a restored snapshot, a lost
+                # meta file): the term never goes below the dump's last entry's, or a leader of a
+                # lower term would append entries a stale log of the dump's term outranks
+                self.__setCurrentTerm(last[2], None)
 
             if self.__raftCommitIndex > self.__getCurrentLogIndex():
                 logger.warning('raftCommitIndex (%d) exceeds journal end (%d) after loading dump, '
