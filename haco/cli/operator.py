@@ -20,7 +20,7 @@ EXIT_OK = 0
 def register_cli(add: Callable[..., argparse.ArgumentParser], client_command: Callable[..., Any],
                  common: argparse.ArgumentParser) -> None:
     o = add("operator", "cluster membership: `operator members`, `add-replica ID --raft ADDR --http URL`, "
-                        "`remove-replica ID`", _dispatch)
+                        "`remove-replica ID`; `compact`: every replica takes a snapshot now", _dispatch)
     sub = o.add_subparsers(dest="operator_action", metavar="ACTION", required=True)
     m = sub.add_parser("members", help="members: voter or learner, addresses, last contact, applied index",
                        parents=[common])
@@ -36,6 +36,8 @@ def register_cli(add: Callable[..., argparse.ArgumentParser], client_command: Ca
     r = sub.add_parser("remove-replica", help="remove a replica (the leader hands over first)", parents=[common])
     r.add_argument("replica_id", metavar="ID")
     r.set_defaults(operator_func=client_command(_remove))
+    from haco.cli.snapshot import add_compact
+    add_compact(sub, client_command, common)
 
 
 def _dispatch(args: argparse.Namespace) -> Any:

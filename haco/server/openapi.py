@@ -278,6 +278,14 @@ def _paths() -> list[tuple[str, str, dict[str, Any]]]:
                            obj({"token_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}, ["token_id"],
                                closed=True)]},
            errors=(_PROPOSE, _GATED)),
+        op("get", "/api/snapshot", "this replica's latest snapshot file (DuckDB), streamed; one is taken first if none",
+           {200: {"description": "the file; X-Haco-Snapshot-Index names its Raft index",
+                  "content": {"application/octet-stream": {}}}},
+           errors=({404: ["NOT_FOUND"], 503: ["NOT_APPLIED"]},)),
+        op("post", "/api/snapshot", "take a snapshot now; answers once the file covers the index applied at the call",
+           {200: _json(obj({"id": STR, "snapshot_index": INT, "applied_index": INT, "already": BOOL,
+                            "seconds": {"type": "number"}}, ["id", "snapshot_index", "applied_index"]))},
+           errors=({503: ["NOT_APPLIED"]},)),
     ]
 
 
