@@ -79,7 +79,7 @@ def _meta_and_counts(path: Path) -> tuple[dict[str, Any], bytes, dict[str, int],
         tables = [t for (t,) in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
         ).fetchall()]
-        counts = {t: int(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}  # type: ignore[index]
+        counts = {t: int(con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]) for t in tables}
         by_status = dict(con.execute("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status").fetchall())
     finally:
         con.close()
