@@ -69,7 +69,10 @@ def job_json(job: Job, pending_reason: dict[str, Any] | None = None, *, full: bo
             "payload": unpack(spec.payload), "timeout_s": spec.timeout_ms / 1000, "max_retries": spec.max_retries,
             "backoff_s": spec.backoff_ms / 1000, "required_tags": list(spec.required_tags),
             "requirements": {"hardware": list(spec.hardware), "min_memory_gb": spec.min_memory_gb,
-                             "min_cuda_compute": spec.min_cuda_compute, "cpus": spec.cpus},
+                             "min_cuda_compute": spec.min_cuda_compute, "cpus": spec.cpus,
+                             "memory_gb": spec.memory_gb, "gpus": spec.gpus, "gpu_memory_gb": spec.gpu_memory_gb,
+                             "gpu_compute": spec.gpu_compute, "gpu_kind": spec.gpu_kind, "pin_cpus": spec.pin_cpus},
+            "queue": spec.queue,
             "depends_on": list(spec.depends_on), "deadline_ms": spec.deadline_ms,
             "failures": job.failures, "lost_attempts": job.lost, "not_before_ms": job.not_before_ms,
             "attempts": [attempt_json(a) for a in job.attempts], "pending_reason": pending_reason,
@@ -77,9 +80,19 @@ def job_json(job: Job, pending_reason: dict[str, Any] | None = None, *, full: bo
     return out
 
 
-def worker_json(w: Worker, *, connected: bool = False, load: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"worker_id": w.worker_id, "status": str(w.status), "capacity": w.capacity, "running": list(w.running),
-            "tags": list(w.tags), "hardware": list(w.hardware), "memory_gb": w.memory_gb,
-            "cuda_compute": w.cuda_compute, "cpus": w.cpus, "registered_at_ms": w.registered_at_ms,
-            "info": unpack(w.info) or {}, "plugins": list(w.plugins), "connected": connected, "load": load}
+def worker_json(w: Worker, *, connected: bool = False, load: dict[str, Any] | None = None,
+                free: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`free`: what its running jobs leave ({"cpus", "memory_gb", "devices"}); reserved is the rest."""
+    out = {"worker_id": w.worker_id, "status": str(w.status), "capacity": w.capacity, "running": list(w.running),
+           "tags": list(w.tags), "hardware": list(w.hardware), "memory_gb": w.memory_gb,
+           "cuda_compute": w.cuda_compute, "cpus": w.cpus, "registered_at_ms": w.registered_at_ms,
+           "info": unpack(w.info) or {}, "plugins": list(w.plugins), "connected": connected, "load": load,
+           "devices": [{"kind": d.kind, "index": d.index, "model": d.model, "memory_gb": d.memory_gb,
+                        "compute": d.compute} for d in w.devices],
+           "held": {job_id: list(held) for job_id, held in w.held}}
+    if free is not None:
+        out["free"] = free
+        out["reserved"] = {"cpus": w.cpus - free["cpus"], "memory_gb": round(w.memory_gb - free["memory_gb"], 3),
+                           "devices": sorted({d.index for d in w.devices} - set(free["devices"]))}
+    return out
 

@@ -171,9 +171,11 @@ def _compile_record(cls: type) -> tuple[Encoder, Decoder]:
 
 
 def _trailing_defaults(cls: type) -> list[Any]:
-    """The defaults of a dataclass's trailing fields that have one (none for records)."""
+    """The defaults of a dataclass's trailing fields that have one; a record's `DEFAULTS`."""
     if not dataclasses.is_dataclass(cls):
-        return []
+        defaults: dict[str, Any] = getattr(cls, "DEFAULTS", {})
+        names = getattr(cls, "FIELDS")
+        return [defaults[n] for n in names[len(names) - len(defaults):]]
     out: list[Any] = []
     for f in reversed(dataclasses.fields(cls)):
         if f.default is dataclasses.MISSING:

@@ -13,7 +13,7 @@ from typing import ClassVar, Final
 
 from .flow_commands import (CreateSchedule, DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused,
                             SubmitFlow)
-from .records import JobSpec
+from .records import Device, JobSpec
 
 #: highest cluster version this code understands
 CODE_VERSION: Final = 4
@@ -39,6 +39,7 @@ class Assignment:
     job_id: str
     worker_id: str
     attempt: int
+    devices: tuple[int, ...] = ()  #: device indices the job reserves (since cluster version 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ class RegisterWorker:
     info: bytes
     plugins: tuple[str, ...] = ()
     PLUGINS_SINCE_VERSION: ClassVar[int] = 3
+    devices: tuple[Device, ...] = ()  #: accelerators; since cluster version 4
+    DEVICES_SINCE_VERSION: ClassVar[int] = 4
 
 
 @dataclass(frozen=True, slots=True)

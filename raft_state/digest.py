@@ -74,8 +74,11 @@ def worker_hash(w: Worker) -> int:
     it did before they existed, so a state loaded from an older snapshot keeps its digest."""
     fields = [w.worker_id, w.seq, w.capacity, list(w.tags), list(w.hardware), w.memory_gb, w.cuda_compute, w.cpus,
               str(w.status), list(w.running), w.registered_at_ms, w.info]
-    if w.plugins:
+    if w.plugins or w.devices or w.held:
         fields.append(list(w.plugins))
+    if w.devices or w.held:
+        fields.append([[d.kind, d.index, d.model, d.memory_gb, d.compute] for d in w.devices])
+        fields.append([[job_id, list(held)] for job_id, held in w.held])
     return _h(_WORKER, fields)
 
 
@@ -122,7 +125,16 @@ def spec_digest(s: JobSpec) -> bytes:
 
     msgpack packs tuples as arrays, exactly as the codec's lists; floats are forced as it does.
     """
-    return _blake2b(_local.pack(
-        [s.type, s.payload, s.priority, s.timeout_ms, s.max_retries, s.backoff_ms, s.required_tags, s.hardware,
-         float(s.min_memory_gb), float(s.min_cuda_compute), s.cpus, s.depends_on, s.deadline_ms, s.labels]),
-        digest_size=16).digest()
+    fields = [s.type, s.payload, s.priority, s.timeout_ms, s.max_retries, s.backoff_ms, s.required_tags, s.hardware,
+              float(s.min_memory_gb), float(s.min_cuda_compute), s.cpus, s.depends_on, s.deadline_ms, s.labels]
+    if s[_SPEC_BASE:] != _SPEC_TAIL_DEFAULTS:  # fields added later, as the codec encodes them: trailing defaults off
+        tail = [float(s.memory_gb), s.gpus, float(s.gpu_memory_gb), float(s.gpu_compute), s.gpu_kind, s.pin_cpus,
+                s.queue]
+        while tail[-1] == _SPEC_TAIL_DEFAULTS[len(tail) - 1]:
+            tail.pop()
+        fields += tail
+    return _blake2b(_local.pack(fields), digest_size=16).digest()
+
+
+_SPEC_BASE: Final = len(JobSpec.FIELDS) - len(JobSpec.DEFAULTS)
+_SPEC_TAIL_DEFAULTS: Final = tuple(JobSpec.DEFAULTS[n] for n in JobSpec.FIELDS[_SPEC_BASE:])

@@ -136,6 +136,9 @@ def _topological(edges: list[list[int]]) -> list[int] | tuple[None, list[int]]:
 def submit_flow(s: State, cmd: SubmitFlow) -> Outcome:
     if len(cmd.group_id) > ID_CHARS_MAX or (not cmd.group_id and len(cmd.jobs) != 1):
         return Rejected(RejectCode.INVALID, f"a group id has 1 to {ID_CHARS_MAX} characters")
+    needed = max((item.spec.since_version() for item in cmd.jobs), default=1)
+    if s.cluster_version < needed:  # reservations: older replicas cannot decode the entry's specs
+        return Rejected(RejectCode.VERSION_GATED, f"reservations need cluster version {needed}")
     batch = _batch_hash(cmd.jobs)
     known = s.flows.groups.get(cmd.group_id) if cmd.group_id else None
     if known is not None:

@@ -23,6 +23,9 @@ class RejectCode(StrEnum):
     QUEUE_PAUSED = "QUEUE_PAUSED"
     WORKER_UNAVAILABLE = "WORKER_UNAVAILABLE"  #: lost, draining or full
     REQUIREMENTS_UNMET = "REQUIREMENTS_UNMET"
+    RESOURCES_BUSY = "RESOURCES_BUSY"  #: the worker's free CPUs, memory or devices do not cover the job now
+    UNKNOWN_QUEUE = "UNKNOWN_QUEUE"
+    QUEUE_FULL = "QUEUE_FULL"  #: the job's queue runs its max_running already
     JOB_FINAL = "JOB_FINAL"  #: the job already reached a final state
     TOO_EARLY = "TOO_EARLY"  #: a timeout proposed before the attempt's time was up
     INTERNAL = "INTERNAL"  #: apply hit a bug; the adapter's guard turned it into a refusal

@@ -12,6 +12,7 @@ from typing import Any
 from .payloads import offers
 from .records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits, unmet_requirements
 from .flows import deadline_binds
+from .resources import free_of, shortage
 from .state import State
 
 
@@ -37,10 +38,13 @@ def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]
 
     def takeable(klass: Any) -> bool:
         if klass not in verdicts:
-            tags, hardware, memory, cuda, cpus = klass
+            tags, hardware, memory, cuda, cpus, reserve_gb, gpus, gpu_gb, gpu_compute, gpu_kind, _queue = klass
             verdicts[klass] = any(
                 all(t in w.tags for t in tags) and all(h in w.hardware for h in hardware)
-                and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus for w in pool)
+                and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus and reserve_gb <= w.memory_gb
+                and (not gpus or sum(1 for d in w.devices if (not gpu_kind or d.kind == gpu_kind)
+                                     and d.memory_gb >= gpu_gb and d.compute >= gpu_compute) >= gpus)
+                for w in pool)
         return verdicts[klass]
 
     now_ms = state.now_ms
@@ -86,6 +90,14 @@ def why_pending(state: State, job_id: str) -> dict[str, Any] | None:
             reasons["workers"] = "every fitting worker is busy or draining"
             if unfit:
                 reasons["unfit_workers"] = unfit
+        elif job.spec.reserves and state.cluster_version >= 4:
+            short = {w.worker_id: why for w in live if w.worker_id not in unfit and w.status is WorkerStatus.ACTIVE
+                     and (why := shortage(job.spec, w, free_of(w, state.jobs)))}
+            fitting = [w for w in live if w.worker_id not in unfit and w.status is WorkerStatus.ACTIVE]
+            if short and len(short) == len(fitting):
+                reasons["resources"] = "; ".join(f"{w}: {why}" for w, why in short.items())
+                if unfit:
+                    reasons["unfit_workers"] = unfit
     if not reasons:
         ahead = sum(1 for _ in _ahead(state, job))
         reasons["queued"] = f"runnable; {ahead} jobs ahead of it"

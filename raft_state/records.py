@@ -7,6 +7,7 @@ another thread (the event loop, the snapshot writer) never sees half of a change
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, NewType, Self, TypeVar
@@ -70,17 +71,23 @@ class _Record(tuple):  # type: ignore[type-arg]
 
     __slots__ = ()
     FIELDS: ClassVar[tuple[str, ...]] = ()
+    #: defaults of trailing fields added later: older code, snapshots and log entries lack them
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         names = cls.FIELDS
+        tail = names[len(names) - len(cls.DEFAULTS):]
+        assert set(tail) == set(cls.DEFAULTS), f"{cls.__name__}: DEFAULTS must name the trailing fields"
         for i, name in enumerate(names):
             setattr(cls, name, _field_getter(i, f"{cls.__name__}.{name}"))
         env: dict[str, Any] = {"_new": _tuple_new, "_cls": cls, "_names": frozenset(names)}
-        params = ", ".join(names)
+        env.update({f"_d_{n}": v for n, v in cls.DEFAULTS.items()})
+        params = ", ".join(f"{n}=_d_{n}" if n in cls.DEFAULTS else n for n in names)
+        values = ", ".join(names)
         gets = ", ".join(f"g({n!r}, self[{i}])" for i, n in enumerate(names))
-        src = (f"def __new__(cls, *, {params}):\n    return _new(cls, ({params},))\n"
-               f"def _make(cls, {params}):\n    return _new(cls, ({params},))\n"
+        src = (f"def __new__(cls, *, {params}):\n    return _new(cls, ({values},))\n"
+               f"def _make(cls, {params}):\n    return _new(cls, ({values},))\n"
                f"def evolve(self, **changes):\n"
                f"    if not changes.keys() <= _names:\n"
                f"        raise TypeError(f'unknown fields {{sorted(changes.keys() - _names)}}')\n"
@@ -125,7 +132,11 @@ class JobSpec(_Record):
     FIELDS = (
         "type", "payload", "priority", "timeout_ms", "max_retries", "backoff_ms", "required_tags",
         "hardware", "min_memory_gb", "min_cuda_compute", "cpus", "depends_on", "deadline_ms", "labels",
+        "memory_gb", "gpus", "gpu_memory_gb", "gpu_compute", "gpu_kind", "pin_cpus", "queue",
     )
+    #: since cluster version 4: reserved memory and GPUs, CPU pinning, the queue (docs/resources.md)
+    DEFAULTS = {"memory_gb": 0.0, "gpus": 0, "gpu_memory_gb": 0.0, "gpu_compute": 0.0, "gpu_kind": "",
+                "pin_cpus": False, "queue": "default"}
     type: str
     payload: bytes  #: canonical msgpack
     priority: int
@@ -140,10 +151,32 @@ class JobSpec(_Record):
     depends_on: tuple[str, ...]  #: in submission order, unique
     deadline_ms: int | None
     labels: bytes  #: canonical msgpack of a str -> str map
+    memory_gb: float  #: reserved on the worker while the attempt runs (0: none)
+    gpus: int  #: devices reserved, each meeting gpu_memory_gb, gpu_compute and gpu_kind
+    gpu_memory_gb: float
+    gpu_compute: float
+    gpu_kind: str  #: "" for any kind, else cuda | rocm | mps | ...
+    pin_cpus: bool  #: the worker pins the attempt to `cpus` cores of its own
+    queue: str  #: the named queue it waits in
 
     def placement_class(self) -> tuple[Any, ...]:
-        """Jobs with equal placement classes fit exactly the same workers."""
-        return (self.required_tags, self.hardware, self.min_memory_gb, self.min_cuda_compute, self.cpus)
+        """Jobs with equal placement classes fit exactly the same workers and wait in the same queue
+        (the queue comes last: the scheduler groups classes by it)."""
+        return (self.required_tags, self.hardware, self.min_memory_gb, self.min_cuda_compute, self.cpus,
+                self.memory_gb, self.gpus, self.gpu_memory_gb, self.gpu_compute, self.gpu_kind, self.queue)
+
+    def since_version(self) -> int:
+        """The cluster version that can carry this spec: 4 once a field added in 4 is set, else 1."""
+        return 4 if self[_SPEC_BASE:] != _SPEC_TAIL_DEFAULTS else 1
+
+    @property
+    def reserves(self) -> bool:
+        """Whether the job reserves anything beyond a slot."""
+        return self.cpus > 0 or self.memory_gb > 0 or self.gpus > 0
+
+
+_SPEC_BASE = len(JobSpec.FIELDS) - len(JobSpec.DEFAULTS)
+_SPEC_TAIL_DEFAULTS = tuple(JobSpec.DEFAULTS[n] for n in JobSpec.FIELDS[_SPEC_BASE:])
 
 
 class Attempt(_Record):
@@ -198,12 +231,24 @@ class Job(_Record):
         return self.status in FINAL_STATUSES
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Device:
+    """One accelerator of a worker, as its detection (or its flags) reported it."""
+
+    kind: str  #: cuda | rocm | mps | ...
+    index: int  #: the index the driver uses (CUDA_VISIBLE_DEVICES and friends take it)
+    model: str
+    memory_gb: float
+    compute: float  #: CUDA compute capability, a ROCm gfx arch number, 0.0 when unknown
+
+
 class Worker(_Record):
     """A worker agent as the replicated state knows it."""
 
     __slots__ = ()
     FIELDS = ("worker_id", "seq", "capacity", "tags", "hardware", "memory_gb", "cuda_compute", "cpus",
-                 "status", "running", "registered_at_ms", "info", "plugins")
+                 "status", "running", "registered_at_ms", "info", "plugins", "devices", "held")
+    DEFAULTS = {"devices": (), "held": ()}
     worker_id: str
     seq: int  #: registration order: deterministic tie-breaks
     capacity: int  #: concurrent attempts
@@ -217,10 +262,21 @@ class Worker(_Record):
     registered_at_ms: int
     info: bytes  #: canonical msgpack: hostname, version, free-form capabilities
     plugins: tuple[str, ...]  #: executor types it offers beyond the built-ins, sorted, unique
+    devices: tuple[Device, ...]  #: accelerators, by index
+    held: tuple[tuple[str, tuple[int, ...]], ...]  #: (job id, device indices) of running jobs holding devices
 
     @property
     def free_slots(self) -> int:
         return self.capacity - len(self.running)
+
+    def busy_devices(self) -> set[int]:
+        return {i for _, held in self.held for i in held}
+
+    def devices_of(self, job_id: str) -> tuple[int, ...]:
+        for holder, held in self.held:
+            if holder == job_id:
+                return held
+        return ()
 
 
 class KeyRecord(_Record):
@@ -250,7 +306,26 @@ def unmet_requirements(spec: JobSpec, worker: Worker) -> list[str]:
         why.append(f"cuda compute {worker.cuda_compute:g} < {spec.min_cuda_compute:g}")
     if spec.cpus > worker.cpus:
         why.append(f"cpus {worker.cpus} < {spec.cpus}")
+    if spec.memory_gb > worker.memory_gb:
+        why.append(f"memory {worker.memory_gb:g} GB < {spec.memory_gb:g} GB to reserve")
+    if spec.gpus:
+        usable = sum(1 for d in worker.devices if device_fits(spec, d))
+        if usable < spec.gpus:
+            why.append(f"{gpu_ask(spec)}: has {usable}" if worker.devices else f"{gpu_ask(spec)}: has no GPUs")
     return why
+
+
+def device_fits(spec: JobSpec, d: Device) -> bool:
+    return ((not spec.gpu_kind or d.kind == spec.gpu_kind) and d.memory_gb >= spec.gpu_memory_gb
+            and d.compute >= spec.gpu_compute)
+
+
+def gpu_ask(spec: JobSpec) -> str:
+    """The GPU part of a job's ask in words: "needs 2 GPUs with 40 GB"."""
+    parts = [f"{spec.gpu_kind} " if spec.gpu_kind else "", f"GPU{'s' if spec.gpus != 1 else ''}"]
+    details = [f"{spec.gpu_memory_gb:g} GB" for _ in (0,) if spec.gpu_memory_gb]
+    details += [f"compute {spec.gpu_compute:g}" for _ in (0,) if spec.gpu_compute]
+    return f"needs {spec.gpus} {''.join(parts)}" + (f" with {', '.join(details)}" if details else "")
 
 
 def fits(spec: JobSpec, worker: Worker) -> bool:
@@ -263,4 +338,6 @@ def fits(spec: JobSpec, worker: Worker) -> bool:
         and spec.min_memory_gb <= worker.memory_gb
         and spec.min_cuda_compute <= worker.cuda_compute
         and spec.cpus <= worker.cpus
+        and (spec.memory_gb <= worker.memory_gb)
+        and (not spec.gpus or sum(1 for d in worker.devices if device_fits(spec, d)) >= spec.gpus)
     )

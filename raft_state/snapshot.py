@@ -33,10 +33,11 @@ from .state import State
 
 #: 2: jobs columns in record order; readiness derived at dump from the DAG and backoff indexes
 #: 3: record hashes are XXH3 (the saved digest of a version-2 file would not match)
-SCHEMA_VERSION: Final = 4
+#: 5: jobs' reservation and queue columns, workers' devices and held devices, the queues table
+SCHEMA_VERSION: Final = 5
 #: 4 also: groups, schedules, schedule_runs, reruns (a version-3 file loads without them)
-#: schemas load reads: 3 lacks workers.plugins, which loads as empty
-READABLE_SCHEMAS: Final = frozenset({3, 4})
+#: schemas load reads: 3 lacks workers.plugins, which loads as empty; 3 and 4 lack what 5 added
+READABLE_SCHEMAS: Final = frozenset({3, 4, 5})
 
 
 class SnapshotError(RuntimeError):
@@ -124,7 +125,7 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
     tables = {
         "jobs": T.stream("jobs", T.jobs(cap.jobs, _ready_flags(cap), seen=hashed.of(BulkHashes().job))),
         "attempts": T.stream("attempts", T.rows(T.attempt_rows(cap.jobs))),
-        "workers": T.stream("workers", T.rows(cap.workers)),
+        "workers": T.stream("workers", T.rows([T.pack_worker_extras(w) for w in cap.workers])),
         "assignments": T.stream("assignments", T.rows(running)),
         "keys": T.stream("keys", T.rows(cap.keys, seen=hashed.of(BulkHashes().key))),
         "revoked_tokens": T.stream("revoked_tokens", T.rows(list(cap.revoked.items()))),
@@ -292,28 +293,36 @@ def _ints(con: duckdb.DuckDBPyConnection, sql: str) -> list[int]:
 LOAD_BATCH_ROWS: Final = 65_536
 _SEQ: Final = attrgetter("seq")
 _JOB_ID: Final = attrgetter("job_id")
-_CLASS_COLS: Final = "required_tags, hardware, min_memory_gb, min_cuda_compute, cpus"
+_CLASS_NAMES: Final = ("required_tags", "hardware", "min_memory_gb", "min_cuda_compute", "cpus", "memory_gb", "gpus",
+                       "gpu_memory_gb", "gpu_compute", "gpu_kind", "queue")
+_CLASS_SQL_DEFAULTS: Final = {"memory_gb": "0.0", "gpus": "0", "gpu_memory_gb": "0.0", "gpu_compute": "0.0",
+                              "gpu_kind": "''", "queue": "'default'"}
 
 
 def _install_ready(con: duckdb.DuckDBPyConnection, state: State, id_at: Callable[[int], str]) -> None:
     """The ready queue, one class at a time: DuckDB numbers the placement classes (a few distinct
     rows, in a fixed order) and orders each class's jobs by (-priority, seq), the heap order the
     queue keeps. A hash join onto the numbered classes, not a window over a million rows sorted by
-    their list columns, which cost twice as much."""
+    their list columns, which cost twice as much. An older file's missing columns read as their defaults."""
+    present = {row[0] for row in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'jobs'"
+                                             ).fetchall()}
+    cols = [c for c in _CLASS_NAMES if c in present]
+    picked = ", ".join(c if c in present else f"{_CLASS_SQL_DEFAULTS[c]} AS {c}" for c in _CLASS_NAMES)
     classes = f"""
-        WITH klass AS (SELECT {_CLASS_COLS}, row_number() OVER (ORDER BY {_CLASS_COLS}) AS grp
-                       FROM (SELECT DISTINCT {_CLASS_COLS} FROM jobs WHERE ready))"""
-    same_class = " AND ".join(f"j.{c} IS NOT DISTINCT FROM k.{c}" for c in _CLASS_COLS.split(", "))
+        WITH klass AS (SELECT {picked}, row_number() OVER (ORDER BY {', '.join(cols)}) AS grp
+                       FROM (SELECT DISTINCT {', '.join(cols)} FROM jobs WHERE ready))"""
+    same_class = " AND ".join(f"j.{c} IS NOT DISTINCT FROM k.{c}" for c in cols)
     tbl = _arrow(con, f"""{classes}
         SELECT j.rowid AS pos, -j.priority AS neg_priority, j.seq, k.grp
         FROM jobs j JOIN klass k ON {same_class} WHERE j.ready ORDER BY grp, neg_priority, seq""")
     neg, seqs, grp = (tbl[n].to_pylist() for n in ("neg_priority", "seq", "grp"))
     ids = list(map(id_at, tbl["pos"].to_pylist()))
     start = 0
-    for tags, hardware, min_memory_gb, min_cuda_compute, cpus, g in con.execute(
-            f"{classes} SELECT * FROM klass ORDER BY grp").fetchall():
+    for (tags, hardware, min_memory_gb, min_cuda_compute, cpus, memory_gb, gpus, gpu_memory_gb, gpu_compute, gpu_kind,
+         queue, g) in con.execute(f"{classes} SELECT * FROM klass ORDER BY grp").fetchall():
         end = bisect_right(grp, g, lo=start)
-        klass = (tuple(tags), tuple(hardware), float(min_memory_gb), float(min_cuda_compute), cpus)
+        klass = (tuple(tags), tuple(hardware), float(min_memory_gb), float(min_cuda_compute), cpus, float(memory_gb),
+                 gpus, float(gpu_memory_gb), float(gpu_compute), gpu_kind, queue)
         state.ready.add_ordered(klass, ids[start:end], neg[start:end], seqs[start:end])
         start = end
     if start != len(grp):

@@ -15,7 +15,9 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .records import Attempt, Job, JobSpec, JobStatus, KeyRecord, Worker, WorkerStatus
+import msgpack
+
+from .records import Attempt, Device, Job, JobSpec, JobStatus, KeyRecord, Worker, WorkerStatus
 
 _S, _I, _F, _B, _L, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.binary(), pa.list_(pa.string()), pa.bool_()
 _SQL: Final = {_S: "VARCHAR", _I: "BIGINT", _F: "DOUBLE", _B: "BLOB", _L: "VARCHAR[]", _BOOL: "BOOLEAN"}
@@ -26,7 +28,9 @@ JOB_OWN: Final = tuple(n for n in Job.FIELDS if n not in ("spec", "attempts"))
 assert Job.FIELDS == (*JOB_OWN, "attempts", "spec")
 _SPEC_TYPES: Final = {"type": _S, "payload": _B, "priority": _I, "timeout_ms": _I, "max_retries": _I,
                       "backoff_ms": _I, "required_tags": _L, "hardware": _L, "min_memory_gb": _F,
-                      "min_cuda_compute": _F, "cpus": _I, "depends_on": _L, "deadline_ms": _I, "labels": _B}
+                      "min_cuda_compute": _F, "cpus": _I, "depends_on": _L, "deadline_ms": _I, "labels": _B,
+                      "memory_gb": _F, "gpus": _I, "gpu_memory_gb": _F, "gpu_compute": _F, "gpu_kind": _S,
+                      "pin_cpus": _BOOL, "queue": _S}
 _OWN_TYPES: Final = {"job_id": _S, "seq": _I, "key": _S, "spec_hash": _B, "created_at_ms": _I, "status": _S,
                      "attempt": _I, "failures": _I, "lost": _I, "not_before_ms": _I, "worker_id": _S, "error": _S,
                      "finished_at_ms": _I, "finish_seq": _I}
@@ -37,7 +41,7 @@ SCHEMAS: Final[dict[str, list[tuple[str, pa.DataType]]]] = {
                  ("ended_at_ms", _I), ("outcome", _S), ("error", _S), ("result", _B), ("stats", _B)],
     "workers": [("worker_id", _S), ("seq", _I), ("capacity", _I), ("tags", _L), ("hardware", _L),
                 ("memory_gb", _F), ("cuda_compute", _F), ("cpus", _I), ("status", _S), ("running", _L),
-                ("registered_at_ms", _I), ("info", _B), ("plugins", _L)],
+                ("registered_at_ms", _I), ("info", _B), ("plugins", _L), ("devices", _B), ("held", _B)],
     "assignments": [("job_id", _S), ("worker_id", _S), ("attempt", _I), ("position", _I)],
     "keys": [("key", _S), ("job_id", _S), ("spec_hash", _B), ("created_at_ms", _I), ("seq", _I)],
     "revoked_tokens": [("token_id", _S), ("expires_at_ms", _I)],
@@ -157,7 +161,9 @@ def jobs_from(tbl: pa.Table, attempts: dict[str, tuple[Attempt, ...]]) -> list[J
     frame per record."""
     if not tbl.num_rows:
         return []
-    spec_cols = [tuples(tbl[n]) if _SPEC_TYPES[n] == _L else pylist(tbl[n]) for n in SPEC_COLS]
+    present = set(tbl.column_names)  # a schema-3 or -4 file lacks the spec fields added since: their defaults
+    spec_cols = [repeat(JobSpec.DEFAULTS[n]) if n not in present else tuples(tbl[n]) if _SPEC_TYPES[n] == _L
+                 else pylist(tbl[n]) for n in SPEC_COLS]
     specs = list(map(_new, repeat(JobSpec), zip(*spec_cols)))
     own = {n: pylist(tbl[n]) for n in JOB_OWN}
     own["status"] = list(map(_STATUS.__getitem__, pylist(tbl["status"])))
@@ -175,8 +181,26 @@ def attempts_from(tbl: pa.Table) -> dict[str, tuple[Attempt, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-#: workers columns added after schema 3, with the value a schema-3 snapshot's workers get
-_WORKER_COLUMN_DEFAULTS: Final[dict[str, Any]] = {"plugins": _EMPTY}
+#: workers columns added after schema 3, with the value an older snapshot's workers get
+_WORKER_COLUMN_DEFAULTS: Final[dict[str, Any]] = {"plugins": _EMPTY, "devices": _EMPTY, "held": _EMPTY}
+
+
+def pack_worker_extras(w: Worker) -> tuple[Any, ...]:
+    """A worker as its table row: devices and held devices as msgpack blobs."""
+    return (*w[:-2], _pack_devices(w.devices), msgpack.packb([[j, list(d)] for j, d in w.held], use_bin_type=True))
+
+
+def _pack_devices(devices: tuple[Device, ...]) -> bytes:
+    return msgpack.packb([[d.kind, d.index, d.model, d.memory_gb, d.compute] for d in devices], use_bin_type=True)
+
+
+def _devices(blob: bytes) -> tuple[Device, ...]:
+    return tuple(Device(kind=k, index=i, model=m, memory_gb=float(g), compute=float(c))
+                 for k, i, m, g, c in msgpack.unpackb(blob, raw=False))
+
+
+def _held(blob: bytes) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple((j, tuple(d)) for j, d in msgpack.unpackb(blob, raw=False))
 
 
 def workers_from(tbl: pa.Table) -> list[Worker]:
@@ -184,6 +208,8 @@ def workers_from(tbl: pa.Table) -> list[Worker]:
     for name, ty in SCHEMAS["workers"]:
         if name not in tbl.column_names:
             cols.append([_WORKER_COLUMN_DEFAULTS[name]] * tbl.num_rows)
+        elif name in ("devices", "held"):
+            cols.append(list(map(_devices if name == "devices" else _held, tbl[name].to_pylist())))
         elif name == "status":
             cols.append([_WORKER_STATUS[s] for s in tbl[name].to_pylist()])
         else:

@@ -200,7 +200,8 @@ class State:
     def _release_worker_slot(self, worker_id: str | None, job_id: str) -> None:
         worker = self.workers.get(worker_id) if worker_id is not None else None
         if worker is not None and job_id in worker.running:
-            self._put_worker(worker.evolve(running=tuple(j for j in worker.running if j != job_id)))
+            held = tuple(h for h in worker.held if h[0] != job_id) if worker.held else worker.held
+            self._put_worker(worker.evolve(running=tuple(j for j in worker.running if j != job_id), held=held))
 
     def _end_attempt(self, job: Job, outcome: AttemptOutcome, **changes: Any) -> tuple[Attempt, ...]:
         self.ended.append(job.job_id)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, assert_never
 
 from . import commands as c
 from .outcomes import Accepted, Outcome, Rejected, RejectCode
-from .records import Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker, WorkerStatus, fits, unmet_requirements
+from .records import (Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker, WorkerStatus, fits,
+                      unmet_requirements)
 from .digest import spec_digest
 from .validate import spec_problem, worker_problem
-from . import flows, groups, schedules
+from . import flows, groups, resources, schedules
 from .flow_commands import CreateSchedule, DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused, SubmitFlow
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ def submit(s: State, cmd: c.SubmitJobs) -> Outcome:
         problem = spec_problem(item.spec)
         if problem is not None:
             return Rejected(RejectCode.INVALID, f"job {index}: {problem}", {"index": index})
+        if s.cluster_version < item.spec.since_version():
+            return Rejected(RejectCode.VERSION_GATED, f"job {index}: reservations and queues need cluster version "
+                            f"{RESOURCES_SINCE_VERSION}", {"index": index})
         if not item.job_id or len(item.job_id) > 128:
             return Rejected(RejectCode.INVALID, f"job {index}: job_id must be 1 to 128 characters", {"index": index})
         h = _spec_hash(item)
@@ -113,6 +117,11 @@ def submit(s: State, cmd: c.SubmitJobs) -> Outcome:
     for item, h in fresh:
         _create(s, item, h, cmd.at_ms)
     return Accepted(ids, already=not fresh)
+
+
+#: reservations (cpus, memory, devices) and queues are enforced from this cluster version on; below
+#: it `cpus` is only a minimum, as it was, so older log entries replay to the same state
+RESOURCES_SINCE_VERSION = 4
 
 
 def _spec_hash(item: c.NewJob) -> bytes:
@@ -166,9 +175,13 @@ def register(s: State, cmd: c.RegisterWorker) -> Outcome:
     if cmd.plugins and s.cluster_version < cmd.PLUGINS_SINCE_VERSION:  # older code cannot decode them
         return Rejected(RejectCode.VERSION_GATED,
                         f"worker plugins need cluster version {cmd.PLUGINS_SINCE_VERSION}")
+    if cmd.devices and s.cluster_version < cmd.DEVICES_SINCE_VERSION:
+        return Rejected(RejectCode.VERSION_GATED,
+                        f"worker devices need cluster version {cmd.DEVICES_SINCE_VERSION}")
     fields = dict(capacity=cmd.capacity, tags=tuple(sorted(set(cmd.tags))), hardware=tuple(sorted(set(cmd.hardware))),
                   memory_gb=cmd.memory_gb, cuda_compute=cmd.cuda_compute, cpus=cmd.cpus, info=cmd.info,
-                  plugins=tuple(sorted(set(cmd.plugins))))
+                  plugins=tuple(sorted(set(cmd.plugins))),
+                  devices=tuple(sorted(cmd.devices, key=lambda d: (d.index, d.kind))))
     old = s.workers.get(cmd.worker_id)
     if old is None:
         s.worker_seq += 1
@@ -229,7 +242,7 @@ def mark_lost(s: State, cmd: c.MarkWorkerLost) -> Outcome:
     if worker.status is WorkerStatus.LOST:
         return Accepted(cmd.worker_id, already=True)
     _requeue_running(s, worker, f"worker {worker.worker_id} lost")
-    s._put_worker(s.workers[worker.worker_id].evolve(status=WorkerStatus.LOST, running=()))
+    s._put_worker(s.workers[worker.worker_id].evolve(status=WorkerStatus.LOST, running=(), held=()))
     return Accepted(cmd.worker_id)
 
 
@@ -266,12 +279,18 @@ def _assign_one(s: State, item: c.Assignment) -> RejectCode | None:
         return RejectCode.WORKER_UNAVAILABLE
     if not fits(job.spec, worker):
         return RejectCode.REQUIREMENTS_UNMET
+    if s.cluster_version >= RESOURCES_SINCE_VERSION:
+        if resources.assign_problem(job.spec, worker, s.jobs, item.devices) is not None:
+            return RejectCode.RESOURCES_BUSY  # a stale plan or a deposed leader's: nothing double-booked
+    elif item.devices:
+        return RejectCode.VERSION_GATED
     s.ready.discard(job.job_id)
     attempt = Attempt(number=item.attempt, worker_id=worker.worker_id, assigned_at_ms=s.now_ms, started_at_ms=None,
                       ended_at_ms=None, outcome=None, error=None, result=None, stats=None)
     s._put_job(job.evolve(status=JobStatus.RUNNING, attempt=item.attempt, worker_id=worker.worker_id,
                           attempts=job.attempts + (attempt,)))
-    s._put_worker(worker.evolve(running=worker.running + (job.job_id,)))
+    held = worker.held + ((job.job_id, item.devices),) if item.devices else worker.held
+    s._put_worker(worker.evolve(running=worker.running + (job.job_id,), held=held))
     return None
 
 

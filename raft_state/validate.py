@@ -42,7 +42,12 @@ _TIMEOUT_S, _BACKOFF_S = float(DEFAULTS["timeout_s"]), float(DEFAULTS["backoff_s
 _TIMEOUT_MS, _BACKOFF_MS = round(_TIMEOUT_S * 1000), round(_BACKOFF_S * 1000)
 JOB_FIELDS: Final = frozenset({"type", "payload", "priority", "timeout_s", "max_retries", "backoff_s", "required_tags",
                                "requirements", "depends_on", "deadline", "key", "labels"})
-REQUIREMENT_FIELDS: Final = frozenset({"hardware", "min_memory_gb", "min_cuda_compute", "cpus"})
+REQUIREMENT_FIELDS: Final = frozenset({"hardware", "min_memory_gb", "min_cuda_compute", "cpus", "memory_gb", "gpus",
+                                       "gpu_memory_gb", "gpu_compute", "gpu_kind", "pin_cpus"})
+QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_QUEUE: Final = "default"
+GPUS_MAX: Final = 64
+CPUS_MAX: Final = 4096
 
 
 class SpecError(ValueError):
@@ -95,11 +100,42 @@ def parse_job(obj: Any, plugins: Collection[str] | None = None) -> tuple[JobSpec
         _names("depends_on", get("depends_on"), DEPENDS_MAX, ID_CHARS_MAX, sort=False),
         _deadline(get("deadline")),
         _labels(get("labels")),
+        *_reservations(reqs),
+        _queue(get("queue")),
     )
     key = obj.get("key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= KEY_CHARS_MAX):
         raise SpecError("key", f"must be a string of 1 to {KEY_CHARS_MAX} characters")
     return spec, key if key is None else _utf8("key", key)
+
+
+def _reservations(reqs: dict[str, Any]) -> tuple[float, int, float, float, str, bool]:
+    """memory_gb, gpus, gpu_memory_gb, gpu_compute, gpu_kind, pin_cpus (docs/resources.md)."""
+    if not reqs:
+        return 0.0, 0, 0.0, 0.0, "", False
+    gpus = _int("requirements.gpus", reqs.get("gpus", 0), 0, GPUS_MAX)
+    kind = reqs.get("gpu_kind", "")
+    if not isinstance(kind, str) or not (kind == "" or TYPE_RE.match(kind)):
+        raise SpecError("requirements.gpu_kind", "must be a device kind like 'cuda', 'rocm' or 'mps'")
+    pin = reqs.get("pin_cpus", False)
+    if type(pin) is not bool:
+        raise SpecError("requirements.pin_cpus", f"must be true or false, got {_kind(pin)}")
+    out = (_float("requirements.memory_gb", reqs.get("memory_gb", 0.0), 0.0, 1e6), gpus,
+           _float("requirements.gpu_memory_gb", reqs.get("gpu_memory_gb", 0.0), 0.0, 1e6),
+           _float("requirements.gpu_compute", reqs.get("gpu_compute", 0.0), 0.0, 1000.0), kind, pin)
+    if not gpus and (out[2] or out[3] or kind):
+        raise SpecError("requirements.gpus", "gpu_memory_gb, gpu_compute and gpu_kind need gpus of 1 or more")
+    if pin and not reqs.get("cpus"):
+        raise SpecError("requirements.pin_cpus", "needs cpus of 1 or more: the cores to pin to")
+    return out
+
+
+def _queue(value: Any) -> str:
+    if value is None:
+        return DEFAULT_QUEUE
+    if not isinstance(value, str) or not QUEUE_RE.match(value):
+        raise SpecError("queue", "must be a queue name: letters, digits, '_', '.', '-', up to 64 characters")
+    return value
 
 
 # ---- the executor: a type the cluster runs, a payload its built-in executor takes ----------------
@@ -153,6 +189,11 @@ def spec_problem(spec: JobSpec) -> str | None:
         return "a list of names breaks its bounds"
     if spec.deadline_ms is not None and spec.deadline_ms < 0:
         return "deadline before 1970"
+    if not (0 <= spec.memory_gb <= 1e6 and 0 <= spec.gpus <= GPUS_MAX and 0 <= spec.gpu_memory_gb <= 1e6
+            and 0 <= spec.gpu_compute <= 1000 and len(spec.gpu_kind) <= 64):
+        return "a reservation is out of range"
+    if spec.queue != DEFAULT_QUEUE and not QUEUE_RE.match(spec.queue):
+        return "queue is not a queue name"
     return None
 
 
@@ -180,6 +221,11 @@ def worker_problem(cmd: Any) -> str | None:
         return "info too large"
     if len(cmd.plugins) > TAGS_MAX or not all(_executor_name(p) for p in cmd.plugins):
         return f"at most {TAGS_MAX} plugins, each an executor name"
+    devices = getattr(cmd, "devices", ())
+    if len(devices) > GPUS_MAX or len({d.index for d in devices}) != len(devices) or any(
+            not (0 <= d.index <= 1_000_000 and 1 <= len(d.kind) <= TAG_CHARS_MAX and len(d.model) <= 256
+                 and 0 <= d.memory_gb <= 1e6 and 0 <= d.compute <= 1000) for d in devices):
+        return f"at most {GPUS_MAX} devices with distinct indices, each of a named kind"
     return None
 
 

@@ -58,6 +58,7 @@ class Scheduler:
         self._drain_notified: set[str] = set()
         self._proposed: set[str] = set()  #: job ids in AssignJobs proposed and not yet settled
         self._claimed: dict[str, int] = {}  #: worker id -> slots those proposals take
+        self._inflight: dict[str, Assignment] = {}  #: job id -> that proposal's item (its reservation)
         self._tasks: set[asyncio.Task[None]] = set()
         self.assigned = 0
         self.assigned_behind = 0  #: of which were planned behind reports (assign_behind)
@@ -116,10 +117,10 @@ class Scheduler:
         connected = self.hub.connected()
         if not connected:
             return
-        skip, claimed = frozenset(self._proposed), dict(self._claimed)
-        items = self._plan_now(connected, skip, claimed)
+        skip, claimed, inflight = frozenset(self._proposed), dict(self._claimed), dict(self._inflight)
+        items = self._plan_now(connected, skip, claimed, inflight)
         if items is None:
-            items = await asyncio.to_thread(self._plan_locked, connected, skip, claimed)
+            items = await asyncio.to_thread(self._plan_locked, connected, skip, claimed, inflight)
         if not items:
             return
         accepted = await self._propose_assignments(items)
@@ -134,12 +135,15 @@ class Scheduler:
         self._proposed.update(ids)
         for item in items:
             self._claimed[item.worker_id] = self._claimed.get(item.worker_id, 0) + 1
+            self._inflight[item.job_id] = item
         at_ms = now_ms()
         try:
             _, outcome = await replica.propose(AssignJobs(at_ms, tuple(items)))
         finally:
             self._proposed.difference_update(ids)
             for item in items:
+                if self._inflight.get(item.job_id) is item:
+                    del self._inflight[item.job_id]
                 left = self._claimed[item.worker_id] - 1
                 if left:
                     self._claimed[item.worker_id] = left
@@ -166,7 +170,7 @@ class Scheduler:
         if not lock.acquire(blocking=False):
             return
         try:
-            items = plan_for(self.replica.state, worker_id, slots, self._proposed)
+            items = plan_for(self.replica.state, worker_id, slots, self._proposed, self._inflight)
         finally:
             lock.release()
         if not items:
@@ -186,7 +190,7 @@ class Scheduler:
         if not connected or not lock.acquire(blocking=False):
             return
         try:
-            items = plan_new(self.replica.state, connected, jobs, self._claimed)
+            items = plan_new(self.replica.state, connected, jobs, self._claimed, self._inflight)
         finally:
             lock.release()
         if items:
@@ -195,6 +199,7 @@ class Scheduler:
     def _spawn_behind(self, items: list[Assignment], behind: str) -> None:
         for item in items:  # claimed from now: a plan made before the task runs must not count these slots
             self._claimed[item.worker_id] = self._claimed.get(item.worker_id, 0) + 1
+            self._inflight[item.job_id] = item
         self._proposed.update(item.job_id for item in items)
         task = asyncio.get_running_loop().create_task(self._behind(items, behind))  # runs after the caller's proposals
         self._tasks.add(task)
@@ -217,20 +222,22 @@ class Scheduler:
         else:
             self.assigned_with_submit += len(accepted or ())
 
-    def _plan_now(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int]) -> list[Assignment] | None:
+    def _plan_now(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int],
+                  inflight: dict[str, Assignment]) -> list[Assignment] | None:
         """Plan on the loop when that is cheap and the state lock is free at once (the usual case
         at light load: it saves a thread hop per assignment); None means plan in a thread."""
         lock = self.replica.state_lock
         if len(self.replica.state.ready) > PLAN_ON_LOOP_READY_MAX or not lock.acquire(blocking=False):
             return None
         try:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed, inflight)
         finally:
             lock.release()
 
-    def _plan_locked(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int]) -> list[Assignment]:
+    def _plan_locked(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int],
+                     inflight: dict[str, Assignment]) -> list[Assignment]:
         with self.replica.state_lock:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed, inflight)
 
     async def _liveness(self, mono: float) -> None:
         state = self.replica.state

@@ -9,27 +9,66 @@ at apply (docs/design.md, guarantee 4), so a plan made on a slightly stale view 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from raft_state import Assignment, NewJob, State, TimeoutAttempt
 from raft_state import queries
 from raft_state.payloads import offers
-from raft_state.records import JobStatus, Worker, WorkerStatus, fits
+from raft_state.records import JobSpec, JobStatus, Worker, WorkerStatus, fits
+from raft_state.resources import Free, fits_now, free_of
+
+Inflight = Mapping[str, Assignment]  #: job id -> an assignment proposed and not yet applied
+
+
+def ledger(state: State, workers: list[Worker], inflight: Inflight | None) -> dict[str, Free]:
+    """Each worker's free slots, CPUs, memory and devices, less what `inflight` proposals take
+    (an item whose job the state already shows running is counted once, by the state)."""
+    free = {w.worker_id: free_of(w, state.jobs) for w in workers}
+    for item in (inflight or {}).values():
+        ledger_of = free.get(item.worker_id)
+        job = state.jobs.get(item.job_id)
+        if ledger_of is None or job is None or job.status is JobStatus.RUNNING:
+            continue
+        ledger_of.take(job.spec, item.devices)
+    return free
+
+
+def _best(spec: JobSpec, pool: list[Worker], free: dict[str, Free]) -> tuple[Worker, tuple[int, ...]] | None:
+    """The fitting worker with the most free slots (ties: registration order) and the devices it gives."""
+    best: tuple[Worker, tuple[int, ...]] | None = None
+    for w in pool:
+        f = free[w.worker_id]
+        if f.slots <= 0 or (best is not None and f.slots <= free[best[0].worker_id].slots):
+            continue
+        if not fits(spec, w) or not offers(spec.type, w.plugins):
+            continue
+        devices = fits_now(spec, w, f)
+        if devices is not None:
+            best = (w, devices)
+    return best
 
 
 def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str] = frozenset(),
-         claimed: dict[str, int] | None = None) -> list[Assignment]:
-    """Assignments for ready jobs, by priority then FIFO, onto connected workers with free slots.
+         claimed: dict[str, int] | None = None, inflight: Inflight | None = None) -> list[Assignment]:
+    """Assignments for ready jobs, by priority then FIFO, onto connected workers with free slots
+    and free CPUs, memory and devices for each job's reservation.
 
     Pure; the caller holds the state lock. Picks the fitting worker with the most free slots
-    (ties: registration order). Scans at most a few batches' worth of jobs per call. Jobs in
-    `skip` and the slots in `claimed` (assignments proposed and not yet applied) are left alone.
+    (ties: registration order) and its lowest free fitting devices. Scans at most a few batches'
+    worth of jobs per call. Jobs in `skip` and the slots and reservations of `inflight`
+    (assignments proposed and not yet applied; `claimed` counts their slots per worker when
+    `inflight` is not given) are left alone.
     """
     claimed = claimed or {}
     pool = [w for w in queries.open_workers(state) if w.worker_id in connected
             and w.free_slots > claimed.get(w.worker_id, 0)]
     if not pool:
         return []
-    free = {w.worker_id: w.free_slots - claimed.get(w.worker_id, 0) for w in pool}
-    total_free = sum(free.values())
+    free = ledger(state, pool, inflight)
+    if inflight is None:
+        for w in pool:
+            free[w.worker_id].slots -= claimed.get(w.worker_id, 0)
+    total_free = sum(max(f.slots, 0) for f in free.values())
     items: list[Assignment] = []
     scanned = 0
     for job in queries.runnable(state, pool):
@@ -38,38 +77,44 @@ def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str]
             break
         if job.job_id in skip:
             continue
-        best: Worker | None = None
-        for w in pool:
-            if free[w.worker_id] > 0 and fits(job.spec, w) and offers(job.spec.type, w.plugins) and (
-                    best is None or free[w.worker_id] > free[best.worker_id]):
-                best = w
+        best = _best(job.spec, pool, free)
         if best is None:
             continue
-        items.append(Assignment(job.job_id, best.worker_id, job.attempt + 1))
-        free[best.worker_id] -= 1
+        worker, devices = best
+        items.append(Assignment(job.job_id, worker.worker_id, job.attempt + 1, devices))
+        free[worker.worker_id].take(job.spec, devices)
         total_free -= 1
-        if len(items) >= batch_max or total_free == 0:
+        if len(items) >= batch_max or total_free <= 0:
             break
     return items
 
 
-def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | set[str]) -> list[Assignment]:
+def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | set[str],
+             inflight: Inflight | None = None) -> list[Assignment]:
     """Up to `slots` ready jobs for one worker, by priority then FIFO, counting only the slots given
-    (not the worker's current free ones, which an assignment still in flight may hold). Pure; the
-    caller holds the state lock."""
+    (not the worker's current free ones, which an assignment still in flight may hold). A job that
+    reserves CPUs, memory or devices goes only where they are free now, before the reports free
+    theirs (the next round places the rest). Pure; the caller holds the state lock."""
     worker = state.workers.get(worker_id)
     if worker is None or worker.status is not WorkerStatus.ACTIVE or slots <= 0:
         return []
+    free = ledger(state, [worker], inflight)[worker_id]
+    free.slots = slots
     items: list[Assignment] = []
     for scanned, job in enumerate(queries.runnable(state, [worker])):
         if scanned >= 5 * slots or len(items) >= slots:
             break
-        if job.job_id not in skip and fits(job.spec, worker) and offers(job.spec.type, worker.plugins):
-            items.append(Assignment(job.job_id, worker_id, job.attempt + 1))
+        if job.job_id in skip or not fits(job.spec, worker) or not offers(job.spec.type, worker.plugins):
+            continue
+        devices = fits_now(job.spec, worker, free)
+        if devices is not None:
+            items.append(Assignment(job.job_id, worker_id, job.attempt + 1, devices))
+            free.take(job.spec, devices)
     return items
 
 
-def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claimed: dict[str, int]) -> list[Assignment]:
+def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claimed: dict[str, int],
+             inflight: Inflight | None = None) -> list[Assignment]:
     """First attempts for jobs being submitted, onto connected workers' unclaimed free slots, in
     submission order; only onto workers for which no ready job waits (nobody is overtaken; jobs
     that no worker can take, like a GPU job without a GPU worker, do not count) and for jobs that
@@ -78,20 +123,21 @@ def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claime
         return []
     pool = [w for w in queries.open_workers(state) if w.worker_id in connected
             and w.free_slots > claimed.get(w.worker_id, 0) and next(queries.runnable(state, [w]), None) is None]
-    free = {w.worker_id: w.free_slots - claimed.get(w.worker_id, 0) for w in pool}
+    free = ledger(state, pool, inflight)
+    if inflight is None:
+        for w in pool:
+            free[w.worker_id].slots -= claimed.get(w.worker_id, 0)
     items: list[Assignment] = []
     for new in jobs:
         if new.spec.depends_on or new.job_id in state.jobs:
             continue
-        best: Worker | None = None
-        for w in pool:
-            if free[w.worker_id] > 0 and fits(new.spec, w) and offers(new.spec.type, w.plugins) and (
-                    best is None or free[w.worker_id] > free[best.worker_id]):
-                best = w
+        best = _best(new.spec, pool, free)
         if best is not None:
-            items.append(Assignment(new.job_id, best.worker_id, 1))
-            free[best.worker_id] -= 1
+            worker, devices = best
+            items.append(Assignment(new.job_id, worker.worker_id, 1, devices))
+            free[worker.worker_id].take(new.spec, devices)
     return items
+
 
 
 def overdue(state: State, now: int) -> list[TimeoutAttempt]:

@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from raft_state import (Accepted, Assignment, CompleteAttempt, DeregisterWorker, DrainWorker, FailAttempt,
                         RegisterWorker, Rejected, StartAttempt, State, canonical)
 from raft_state.payloads import BUILTIN_EXECUTORS
-from raft_state.records import JobStatus, WorkerStatus
+from raft_state.records import Device, JobStatus, WorkerStatus
 from raft_state.validate import worker_problem
 
 from haco.errors import HacoError, ReplicationError
@@ -88,6 +88,11 @@ class Hub:
                 self.notify_undrain(item.worker_id)
             fields = {"job_id": job.job_id, "attempt": item.attempt, "type": job.spec.type,
                       "payload": unpack(job.spec.payload), "timeout_s": job.spec.timeout_ms / 1000}
+            worker = state.workers.get(item.worker_id)
+            if worker is not None and worker.devices:  # the devices it holds, and so which it must not see
+                fields["devices"] = list(item.devices or worker.devices_of(job.job_id))
+            if job.spec.pin_cpus:
+                fields["pin_cpus"] = job.spec.cpus
             if conn.batch:
                 batches.setdefault(item.worker_id, []).append(fields)
             else:
@@ -219,7 +224,8 @@ class Hub:
                 hardware=tuple(str(h) for h in body.get("hardware") or ()),
                 memory_gb=float(body.get("memory_gb", 0.0)), cuda_compute=float(body.get("cuda_compute", 0.0)),
                 cpus=int(body.get("cpus", 1)), info=canonical(body.get("info") or {}),
-                plugins=await self._plugins(body["worker_id"], body.get("executors")))
+                plugins=await self._plugins(body["worker_id"], body.get("executors")),
+                devices=await self._devices(body["worker_id"], body.get("devices")))
             problem = worker_problem(cmd)  # refused here: a bad hello costs no log entry
             if problem is not None:
                 raise ValueError(problem)
@@ -253,6 +259,30 @@ class Hub:
                                   batch=True, draining=draining))
         self._reconcile(conn, body.get("running") or [])
         return conn
+
+    async def _devices(self, worker_id: str, devices: Any) -> tuple[Device, ...]:
+        """A hello's devices, once the cluster version can carry them (raised here when every
+        replica's code knows it; else none, the worker's GPU jobs wait and the log says why).
+        Raises ValueError on a malformed list."""
+        if not devices:
+            return ()
+        if not isinstance(devices, list) or not all(isinstance(d, dict) and "kind" in d and "index" in d
+                                                    for d in devices):
+            raise ValueError("devices must be a list of {kind, index, model, memory_gb, compute}")
+        out = tuple(Device(kind=str(d["kind"]), index=int(d["index"]), model=str(d.get("model", "")),
+                           memory_gb=float(d.get("memory_gb", 0.0)), compute=float(d.get("compute", 0.0)))
+                    for d in devices)
+        needed = RegisterWorker.DEVICES_SINCE_VERSION
+        if self.replica.state.cluster_version >= needed:
+            return out
+        try:
+            if self.raise_version is None:
+                raise HacoError(f"cluster version {self.replica.state.cluster_version} < {needed}")
+            await self.raise_version(needed)
+        except HacoError as exc:
+            log.warning("worker devices not registered worker=%s reason=%s", worker_id, exc)
+            return ()
+        return out
 
     async def _plugins(self, worker_id: str, executors: Any) -> tuple[str, ...]:
         """The executor types a hello advertises beyond the built-ins, once the cluster version can

@@ -49,7 +49,7 @@ async def submit_flow(request: web.Request, group_id: str, items: tuple[FlowJob,
         planned = plan_batch(replica.state, items)  # the refusal apply would give, before any proposal
         if not isinstance(planned, tuple):
             raise Rejected(str(planned.code), planned.message, planned.detail)
-    await ensure_cluster_version(replica, request.app[CONFIG], FLOWS_SINCE)
+    await ensure_cluster_version(replica, request.app[CONFIG], max([FLOWS_SINCE, *(i.spec.since_version() for i in items)]))
     # first attempts right behind the submit for jobs ready at once (apply refuses the rest harmlessly)
     request.app[SCHEDULER].assign_submitted(tuple(NewJob(i.job_id, i.key, i.spec) for i in items
                                                   if not i.not_before_ms and not i.spec.depends_on))

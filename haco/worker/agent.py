@@ -34,7 +34,7 @@ from haco.worker import attempts
 from haco.worker.attempts import Held
 from haco.worker.durable import Durable, DurableRuns, is_durable
 from haco.worker.executors import ExecContext, ExecResult, Executor, executor_names, get_executor
-from haco.worker.hardware import Capabilities, detect
+from haco.worker.hardware import Capabilities, Overrides, detect
 from haco.worker.joblog import BUDGET_BYTES_DEFAULT, BYTES_MAX_DEFAULT, KEEP_S_DEFAULT, AttemptLogWriter
 from haco.worker.log_service import PROGRESS_EVERY_S, LogService
 from haco.worker.protocol import Attempt, Backoff, Link, LinkSettings, Outbox, encode
@@ -64,6 +64,7 @@ class WorkerConfig:
     heartbeat_s: float = 1.0  #: until a welcome says otherwise
     result_bytes_max: int = 65536
     hardware: Capabilities | None = None  #: reported instead of detecting (tests)
+    overrides: Overrides = Overrides()  #: --cpus, --memory-gb, --gpus, reserves, the probe timeout
     # The replica answers every report within its propose timeout (5 s), so a resend sooner than that
     # only doubles the Raft load of a leader that is already slow; a lost answer is what it is for.
     resend_s: float = 5.0  #: an unanswered report is resent this often
@@ -140,6 +141,8 @@ class Agent:
         self._progress: bytes | None = None  #: a `progress` frame waiting for the writer
         self._executors: list[str] = []  # job types it runs, plugins included: hello's `executors`
         self.durable = DurableRuns(config.workdir, config.worker_id, config.logs_root, config.log_bytes_max)
+        self._device_kinds: dict[int, str] = {}  # device index -> kind, for the visibility variables
+        self._pinned: dict[Attempt, set[int]] = {}  # cores given to running pin_cpus attempts
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -154,8 +157,9 @@ class Agent:
         """Serve until a drain completes; returns the exit code (0)."""
         caps = self.config.hardware
         if caps is None:
-            caps = await asyncio.to_thread(_detect, self.config.workdir)
+            caps = await asyncio.to_thread(_detect, self.config.workdir, self.config.overrides)
         self._caps, self._info = _capability_fields(caps)
+        self._device_kinds = {g.index: g.kind for g in caps.gpus}
         self._executors = await asyncio.to_thread(executor_names)  # reads installed distributions' metadata
         log.info("capabilities worker=%s executors=%s %s", self.config.worker_id, ",".join(self._executors),
                  " ".join(f"{k}={v}" for k, v in {**self._caps, **self._info}.items()))
@@ -292,8 +296,29 @@ class Agent:
             log.debug("duplicate assign ignored job=%s attempt=%d", *key)
             return
         log.debug("assigned job=%s attempt=%d type=%s", key[0], key[1], kind)
-        self.jobs[key] = asyncio.create_task(self._run_job(key, self._execute(key, kind, body.get("payload"), timeout_s)),
+        env = self._resource_env(key, body.get("devices"), body.get("pin_cpus"))
+        self.jobs[key] = asyncio.create_task(self._run_job(key, self._execute(key, kind, body.get("payload"), timeout_s,
+                                                                              env)),
                                              name=f"haco-job-{key[0]}-{key[1]}")
+
+    def _resource_env(self, key: Attempt, devices: Any, pin_cpus: Any) -> dict[str, str]:
+        """The job's view of its reservation: on a worker with devices, exactly the assigned ones are
+        visible (none for a job that reserved none); with `pin_cpus`, the cores it is pinned to."""
+        env: dict[str, str] = {}
+        if self._device_kinds:
+            mine = [int(d) for d in devices] if isinstance(devices, list) else []
+            for kind, var in (("cuda", "CUDA_VISIBLE_DEVICES"), ("rocm", "HIP_VISIBLE_DEVICES")):
+                if kind in self._device_kinds.values():
+                    env[var] = ",".join(str(i) for i in mine if self._device_kinds.get(i) == kind)
+            if "rocm" in self._device_kinds.values():
+                env["ROCR_VISIBLE_DEVICES"] = env["HIP_VISIBLE_DEVICES"]
+            env["HACO_DEVICES"] = ",".join(map(str, mine))
+        if type(pin_cpus) is int and pin_cpus > 0:
+            cores = _free_cores(pin_cpus, set().union(*self._pinned.values()) if self._pinned else set())
+            if cores:
+                self._pinned[key] = cores
+                env["HACO_CPU_SET"] = ",".join(map(str, sorted(cores)))
+        return env
 
     def on_cancel(self, body: dict[str, Any]) -> None:
         try:
@@ -377,9 +402,11 @@ class Agent:
             raise
         finally:
             self.jobs.pop(key, None)
+            self._pinned.pop(key, None)
             self._jobs_changed.set()
 
-    async def _execute(self, key: Attempt, kind: str, payload: Any, timeout_s: float) -> ExecResult:
+    async def _execute(self, key: Attempt, kind: str, payload: Any, timeout_s: float,
+                       env: dict[str, str] | None = None) -> ExecResult:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{key[0]}.{key[1]}")
         workdir = self.config.workdir / safe
         try:
@@ -397,7 +424,7 @@ class Agent:
             self.logs[key] = writer
         watched = scratch and not durable
         on_spawn = await self.durable.watch(key, kind) if watched else None
-        ctx = ExecContext(key[0], key[1], timeout_s, workdir, {}, self.config.result_bytes_max, writer,
+        ctx = ExecContext(key[0], key[1], timeout_s, workdir, env or {}, self.config.result_bytes_max, writer,
                           worker_id=self.config.worker_id, on_spawn=on_spawn)
         res: ExecResult | None = None
         try:
@@ -437,10 +464,19 @@ def _no_stats() -> dict[str, float | int]:
     return {"wall_ms": 0.0, "cpu_ms": 0.0, "peak_rss_bytes": 0}
 
 
-def _detect(workdir: Path) -> Capabilities:
+def _detect(workdir: Path, overrides: Overrides) -> Capabilities:
     """Creates the workdir and probes the machine; blocking (nvidia-smi), so run through to_thread."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return detect(workdir)
+    return detect(workdir, overrides)
+
+
+def _free_cores(n: int, taken: set[int]) -> set[int]:
+    """`n` cores of this process's affinity set that no pinned attempt holds (fewer if short)."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: nothing to pin to
+        return set()
+    return set([c for c in allowed if c not in taken][:n])
 
 
 def _capability_fields(caps: Capabilities) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -450,6 +486,9 @@ def _capability_fields(caps: Capabilities) -> tuple[dict[str, Any], dict[str, An
     """
     top = {"cpus": int(caps.cpus), "memory_gb": float(caps.memory_gb),
            "cuda_compute": float(caps.cuda_compute or 0.0), "hardware": [str(h) for h in caps.hardware]}
+    if caps.gpus:
+        top["devices"] = [{"kind": g.kind, "index": g.index, "model": g.name, "memory_gb": float(g.memory_gb),
+                           "compute": float(g.compute_cap)} for g in caps.gpus]
     info = {"disk_free_gb": float(caps.disk_free_gb), "gpus": _plain(caps.gpus)}
     return top, info
 
@@ -491,6 +530,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id", dest="worker_id", help="worker id (default: HOSTNAME-PID)")
     p.add_argument("--capacity", type=int, help="jobs run at once (default: CPU count)")
     p.add_argument("--tags", default="", metavar="A,B", help="tags that jobs' required_tags match")
+    p.add_argument("--cpus", type=int, help="CPUs jobs may reserve (default: detected: affinity, cgroup quota)")
+    p.add_argument("--memory-gb", type=float, help="memory jobs may reserve (default: detected, cgroup limit)")
+    p.add_argument("--gpus", metavar="I,J|none", help="device indices to offer (default: all detected)")
+    p.add_argument("--reserve-cpus", type=int, default=0, metavar="N", help="CPUs kept back for the system (0)")
+    p.add_argument("--reserve-memory-gb", type=float, default=0.0, metavar="GB",
+                   help="memory kept back for the system (0)")
+    p.add_argument("--probe-timeout", type=float, default=10.0, metavar="S",
+                   help="how long nvidia-smi or rocm-smi may take before it is killed and ignored (10)")
     p.add_argument("--drain-timeout", type=float, default=60.0, metavar="S",
                    help="running jobs get this long to finish on SIGTERM (60)")
     p.add_argument("--workdir", type=Path, help="scratch space for jobs (default: ./haco-work/ID)")
@@ -519,7 +566,26 @@ def config_from_args(args: argparse.Namespace, env: dict[str, str]) -> WorkerCon
         log_dir=getattr(args, "log_dir", None), log_bytes_max=getattr(args, "log_max_bytes", BYTES_MAX_DEFAULT),
         log_keep_s=getattr(args, "log_keep", KEEP_S_DEFAULT / 86400) * 86400,
         log_budget_bytes=getattr(args, "log_budget_bytes", BUDGET_BYTES_DEFAULT),
-        log_sweep_s=getattr(args, "log_sweep_interval", 600.0))
+        log_sweep_s=getattr(args, "log_sweep_interval", 600.0), overrides=_overrides(args))
+
+
+def _overrides(args: argparse.Namespace) -> Overrides:
+    gpus_text = getattr(args, "gpus", None)
+    gpus: tuple[int, ...] | None = None
+    if gpus_text is not None:
+        try:
+            gpus = () if gpus_text.strip().lower() in ("", "none") else tuple(
+                int(g) for g in gpus_text.split(",") if g.strip())
+        except ValueError:
+            raise ValueError(f"--gpus takes device indices like 0,1 or 'none', not {gpus_text!r}") from None
+    o = Overrides(cpus=getattr(args, "cpus", None), memory_gb=getattr(args, "memory_gb", None), gpus=gpus,
+                  reserve_cpus=getattr(args, "reserve_cpus", 0) or 0,
+                  reserve_memory_gb=getattr(args, "reserve_memory_gb", 0.0) or 0.0,
+                  probe_timeout_s=getattr(args, "probe_timeout", 10.0) or 10.0)
+    if (o.cpus is not None and o.cpus < 0) or (o.memory_gb is not None and o.memory_gb < 0) \
+            or o.reserve_cpus < 0 or o.reserve_memory_gb < 0 or o.probe_timeout_s <= 0:
+        raise ValueError("--cpus, --memory-gb and the reserves must not be negative, --probe-timeout positive")
+    return o
 
 
 def _token(args: argparse.Namespace, env: dict[str, str]) -> str | None:

@@ -171,7 +171,8 @@ async def test_hello_carries_capabilities_and_heartbeats_follow(replicas: Any, s
     assert (hello["cpus"], hello["memory_gb"], hello["cuda_compute"]) == (4, 8.0, 7.5)
     assert hello["hardware"] == ["cuda", "gpu", "x86_64"] and hello["running"] == []
     assert hello["info"]["pid"] == os.getpid() and hello["info"]["disk_free_gb"] == 20.0
-    assert hello["info"]["gpus"] == [{"name": "T4", "memory_gb": 16.0, "compute_cap": 7.5}]
+    assert hello["info"]["gpus"] == [{"name": "T4", "memory_gb": 16.0, "compute_cap": 7.5, "index": 0, "kind": "cuda"}]
+    assert hello["devices"] == [{"kind": "cuda", "index": 0, "model": "T4", "memory_gb": 16.0, "compute": 7.5}]
     assert set(beat["load"]) == {"cpu_percent", "memory_percent", "running"}
 
 

@@ -20,7 +20,7 @@ NOT_SUPPORTED = "NVIDIA GeForce GTX 1080, [N/A], [Not Supported]\n"
 def test_parse_reads_name_memory_and_compute_capability() -> None:
     assert parse_nvidia_smi(TWO_GPUS) == (
         Gpu("NVIDIA A100-SXM4-40GB", 40.0, 8.0),
-        Gpu("NVIDIA GeForce RTX 3090", 24.0, 8.6),
+        Gpu("NVIDIA GeForce RTX 3090", 24.0, 8.6, 1),  # no index column: indexed in order
     )
     assert parse_nvidia_smi(T4) == (Gpu("Tesla T4", 15.0, 7.5),)
 

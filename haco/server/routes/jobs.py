@@ -18,7 +18,8 @@ from haco.errors import NotFound, Rejected
 from haco.scheduler.core import now_ms
 from haco.wire import job_json
 from haco.server import job_list, workflows
-from haco.server.keys import REPLICA, SCHEDULER, WAITERS, Replicator
+from haco.server.keys import CONFIG, REPLICA, SCHEDULER, WAITERS, Replicator
+from haco.server.routes.tokens import ensure_cluster_version
 from haco.server.log_forward import progress_of
 from haco.server.requests import (fresh_enough, job_id_of, known_params, query_float, raise_bad, read_json,
                                   require_accepted)
@@ -64,6 +65,9 @@ def _new_jobs(objs: list[Any], plugins: dict[str, int]) -> tuple[NewJob, ...]:
 
 async def _submit(request: web.Request, items: tuple[NewJob, ...]) -> tuple[int, Accepted]:
     replica = request.app[REPLICA]
+    needed = max(item.spec.since_version() for item in items)
+    if replica.state.cluster_version < needed:  # reservations and queues: every replica must know them
+        await ensure_cluster_version(replica, request.app[CONFIG], needed)
     request.app[SCHEDULER].assign_submitted(items)  # proposes first attempts right behind this submit
     index, outcome = await replica.propose(SubmitJobs(now_ms(), items))
     if not isinstance(outcome, Accepted):

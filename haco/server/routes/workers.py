@@ -9,6 +9,7 @@ from aiohttp import web
 from raft_state import DeregisterWorker, DrainWorker
 from raft_state.commands import UndrainWorker
 from raft_state.records import Worker
+from raft_state.resources import free_of
 
 from haco.errors import NotFound
 from haco.scheduler.core import now_ms
@@ -45,7 +46,9 @@ async def list_workers(request: web.Request) -> web.Response:
 
 def _json(request: web.Request, w: Worker, live: bool) -> dict[str, Any]:
     hub = request.app[HUB]
-    out = worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id))
+    f = free_of(w, request.app[REPLICA].state.jobs)
+    out = worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id),
+                      free={"cpus": f.cpus, "memory_gb": round(f.memory_gb, 3), "devices": sorted(f.devices)})
     if not live:
         out["connected"] = out["load"] = None  # unknown here: only the leader's hub holds connections
     return out

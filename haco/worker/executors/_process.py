@@ -149,7 +149,7 @@ async def _spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: os.PathLik
         )
     )
     try:
-        return await asyncio.shield(spawn)
+        proc = await asyncio.shield(spawn)
     except OSError as exc:
         raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
     except asyncio.CancelledError:
@@ -162,6 +162,19 @@ async def _spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: os.PathLik
         finally:
             _close_transport(proc)
         raise
+    _pin(proc.pid, env.get("HACO_CPU_SET"))
+    return proc
+
+
+def _pin(pid: int, cpu_set: str | None) -> None:
+    """Pin a job's leader to the cores the agent chose (`pin_cpus`), right after its spawn; what it
+    starts from then on inherits them. Where the platform cannot pin, the job runs unpinned."""
+    if not cpu_set or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        os.sched_setaffinity(pid, {int(c) for c in cpu_set.split(",")})
+    except (OSError, ValueError):
+        pass  # the process already exited, or the set is not ours to give: nothing to pin
 
 
 async def kill_session(proc: Process, monitor: SessionMonitor) -> None:
