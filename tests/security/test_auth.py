@@ -38,13 +38,14 @@ def ids(cluster: Cluster) -> dict[str, str]:
     assert status == 201, group
     status, sched = cluster.api(0, "POST", "/api/schedules", {"id": "matrix-s", "every": "1h", "job": JOB})
     assert status == 201, sched
-    return {"job_id": body["job_id"], "worker_id": "w-matrix", "group_id": "matrix-g", "schedule_id": "matrix-s"}
+    return {"job_id": body["job_id"], "worker_id": "w-matrix", "group_id": "matrix-g", "schedule_id": "matrix-s",
+            "member_id": "r-none"}
 
 
 def endpoints(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
     """Every route of ROUTE_RULES with a concrete path and a body that works for an allowed role."""
     fill = {"{job_id}": ids["job_id"], "{worker_id}": ids["worker_id"], "{group_id}": ids["group_id"],
-            "{schedule_id}": ids["schedule_id"]}
+            "{schedule_id}": ids["schedule_id"], "{member_id}": ids["member_id"]}
     bodies: dict[tuple[str, str], Any] = {
         ("POST", "/api/jobs"): {**JOB, "key": "matrix-2"}, ("POST", "/api/jobs/batch"): {"jobs": [JOB]},
         ("POST", "/api/results/query"): {"sql": "SELECT 1 AS one"},
@@ -86,6 +87,11 @@ def test_every_protected_endpoint_refuses_bad_tokens_with_401(cluster: Cluster, 
             assert answer["error"]["code"] == "UNAUTHORIZED", answer
 
 
+#: a success would change the test cluster's membership: an allowed role's request is refused for its
+#: body (empty) or changes nothing (removing an unknown member is `already`), never 401/403
+CHANGES_MEMBERSHIP = {("POST", "/api/members"), ("DELETE", "/api/members/{member_id}")}
+
+
 def test_wrong_role_is_403_and_right_role_works(cluster: Cluster, ids: dict[str, str]) -> None:
     tokens = {r: cluster.token(r, "w-matrix" if r == "worker" else None) for r in ROLES}
     checked = 0
@@ -97,10 +103,13 @@ def test_wrong_role_is_403_and_right_role_works(cluster: Cluster, ids: dict[str,
         for role in ROLES:
             if route == "/api/workers/{worker_id}" and method == "DELETE" and role == "admin":
                 continue  # deregisters the worker the other rows name: done last, below
-            status, answer = cluster.api(0, method, path, body, token=tokens[role])
+            at = cluster.leader() if (method, route) in CHANGES_MEMBERSHIP else 0  # a follower points there
+            status, answer = cluster.api(at, method, path, body, token=tokens[role])
             if role in ALLOWED[rule]:
                 assert status not in (401, 403) and status < 500, (role, method, path, status, answer)
-                if rule != "worker":  # the websocket route answers a plain GET with 400: not an upgrade
+                if (method, route) in CHANGES_MEMBERSHIP:  # refused (empty body) or already (unknown member)
+                    assert status == 400 or answer.get("already") is True, (role, method, path, status, answer)
+                elif rule != "worker":  # the websocket route answers a plain GET with 400: not an upgrade
                     assert status < 300, (role, method, path, status, answer)
             else:
                 assert status == 403, (role, method, path, status, answer)
@@ -112,7 +121,7 @@ def test_wrong_role_is_403_and_right_role_works(cluster: Cluster, ids: dict[str,
 
 
 def _same(route: str, path: str, ids: dict[str, str]) -> bool:
-    for k in ("job_id", "worker_id", "group_id", "schedule_id"):
+    for k in ("job_id", "worker_id", "group_id", "schedule_id", "member_id"):
         route = route.replace("{" + k + "}", ids[k])
     return route == path
 
