@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = add("cancel", "cancel a job", _cancel)
     c.add_argument("job_id")
     c.add_argument("--reason", metavar="TEXT", help="why: recorded as the job's error (default: cancelled by user)")
-    add("workers", "list workers", _workers)
+    add("workers", "list workers: jobs, CPUs, memory and GPUs as reserved/total", _workers).add_argument(
+        "--wide", action="store_true", help="also tags, hardware and device models")
     add("drain", "drain a worker: it finishes its jobs and takes no more", _drain).add_argument("worker_id")
     add("undrain", "undo a drain: the worker takes new jobs again", _undrain).add_argument("worker_id")
     r = add("results", "read-only SQL over the results history", _results)
@@ -433,7 +434,7 @@ async def _cancel_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 async def _workers_impl(args: argparse.Namespace, client: HacoClient) -> int:
     workers = await client.workers()
-    emit(args, fmt.workers_table(workers), workers)
+    emit(args, fmt.workers_table(workers, wide=args.wide), workers)
     return EXIT_OK
 
 

@@ -141,25 +141,62 @@ def pending_reasons(reason: Any) -> list[str]:
     return lines
 
 
-def workers_table(workers: Sequence[dict[str, Any]]) -> str:
-    """`haco workers`; CONNECTED and LOAD are the leader's view (`unknown` when the answering replica
-    could not reach the leader)."""
-    return table(["WORKER", "STATUS", "USED", "TAGS", "HARDWARE", "MEM_GB", "CPUS", "CONNECTED", "LOAD"],
-                 [(w.get("worker_id"), w.get("status"), f"{len(w.get('running') or [])}/{w.get('capacity', '?')}",
-                   w.get("tags"), w.get("hardware"), w.get("memory_gb"), w.get("cpus"),
-                   "unknown" if w.get("connected") is None else w.get("connected"), load_text(w.get("load")))
-                  for w in workers])
+def workers_table(workers: Sequence[dict[str, Any]], *, wide: bool = False) -> str:
+    """`haco workers`: JOBS, CPU, MEM and GPU read reserved/total, as Nomad's allocated/total (a
+    worker without GPUs shows '-'); CONNECTED and LOAD are the leader's view (`unknown` when the
+    answering replica could not reach the leader). `wide` adds tags, hardware and device models."""
+    headers = ["WORKER", "STATUS", "JOBS", "CPU", "MEM", "GPU", "CONNECTED", "LOAD"]
+    rows = []
+    for w in workers:
+        row: list[Any] = [w.get("worker_id"), w.get("status"), f"{len(w.get('running') or [])}/{w.get('capacity', '?')}",
+                          *share_texts(w), "unknown" if w.get("connected") is None else w.get("connected"),
+                          load_text(w.get("load"))]
+        if wide:
+            row += [w.get("tags"), w.get("hardware"), _models(w.get("devices"))]
+        rows.append(row)
+    return table(headers + (["TAGS", "HARDWARE", "DEVICES"] if wide else []), rows)
+
+
+def share_texts(worker: dict[str, Any]) -> tuple[str, str, str]:
+    """CPU `2/4`, memory `3/15.5G`, GPUs `1/2` (`-` without devices): reserved/total, `?` for the
+    reserved part when the answer has none (a replica older than reservations)."""
+    reserved = worker.get("reserved") if isinstance(worker.get("reserved"), dict) else {}
+    devices = worker.get("devices") or []
+
+    def part(key: str, show: Any) -> str:
+        value = reserved.get(key)
+        return "?" if value is None else show(value)
+
+    cpu = f"{part('cpus', str)}/{worker.get('cpus', '?')}"
+    mem = f"{part('memory_gb', _gb)}/{_gb(worker.get('memory_gb'))}G"
+    gpu = f"{part('devices', lambda d: str(len(d)))}/{len(devices)}" if devices else "-"
+    return cpu, mem, gpu
+
+
+def _gb(value: Any) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "?"
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _models(devices: Any) -> str | None:
+    """`0:NVIDIA A10G,1:NVIDIA A10G` from a worker's devices."""
+    if not isinstance(devices, list) or not devices:
+        return None
+    return ",".join(f"{d.get('index')}:{d.get('model', '?')}" for d in devices
+                    if isinstance(d, dict))
 
 
 def load_text(load: Any) -> str | None:
-    """`cpu 12% mem 40% jobs 2` from a worker's heartbeat load; None when there is none."""
+    """`cpu 12% mem 40%` from a worker's heartbeat load (its machine's use, not reservations);
+    None when there is none."""
     if not isinstance(load, dict) or not load:
         return None
     parts = []
-    for key, label, unit in (("cpu_percent", "cpu", "%"), ("memory_percent", "mem", "%"), ("running", "jobs", "")):
+    for key, label in (("cpu_percent", "cpu"), ("memory_percent", "mem")):
         value = load.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parts.append(f"{label} {value:.0f}{unit}")
+            parts.append(f"{label} {value:.0f}%")
     return " ".join(parts) or None
 
 

@@ -41,8 +41,10 @@ INDEX: Final[Schema] = {"type": "integer", "minimum": 0, "description": "the log
                         "or the applied index a read reflects"}
 JOB_STATUSES: Final = ["pending", "running", "completed", "failed", "cancelled", "expired"]
 
-_REQUIREMENTS: Final = obj({"hardware": STRS, "min_memory_gb": NUM, "min_cuda_compute": NUM, "cpus": INT},
-                           closed=True)
+_REQUIREMENTS: Final = obj({
+    "hardware": STRS, "min_memory_gb": NUM, "min_cuda_compute": NUM, "cpus": INT, "memory_gb": NUM, "gpus": INT,
+    "gpu_memory_gb": NUM, "gpu_compute": NUM, "gpu_kind": STR, "pin_cpus": BOOL,
+}, closed=True)
 
 #: A job as submitted (docs/jobs.md); `name` and `not_before` make it a workflow job.
 NEW_JOB: Final = obj({
@@ -67,11 +69,20 @@ JOB: Final = obj({
     "reruns": INT, "progress": ANY,
 }, ["job_id", "type", "status", "attempt", "created_at_ms"])
 
+_DEVICE: Final = obj({"kind": STR, "index": INT, "model": STR, "memory_gb": NUM, "compute": NUM},
+                     ["kind", "index", "model", "memory_gb", "compute"])
+_INDICES: Final[Schema] = {"type": "array", "items": INT}
+#: per resource, what the worker's running jobs reserve, or what they leave (docs/resources.md)
+_SHARE: Final = obj({"cpus": INT, "memory_gb": NUM, "devices": _INDICES}, ["cpus", "memory_gb", "devices"])
+
 WORKER: Final = obj({
     "worker_id": STR, "status": STR, "capacity": INT, "running": STRS, "tags": STRS, "hardware": STRS,
     "memory_gb": NUM, "cuda_compute": NUM, "cpus": INT, "registered_at_ms": INT, "info": OBJ, "plugins": STRS,
     "connected": nullable("boolean"), "load": nullable("object"),
-}, ["worker_id", "status", "capacity", "running"])
+    "devices": {"type": "array", "items": _DEVICE},
+    "held": {"type": "object", "additionalProperties": _INDICES, "description": "job id -> its device indices"},
+    "reserved": _SHARE, "free": _SHARE,
+}, ["worker_id", "status", "capacity", "running", "cpus", "memory_gb", "devices", "reserved", "free"])
 
 GROUP: Final = obj({
     "group_id": STR, "state": {"enum": ["running", "completed", "failed"]}, "final": BOOL, "total": INT,

@@ -177,7 +177,7 @@ def test_jobs_workers_and_results_tables(capsys: pytest.CaptureFixture[str]) -> 
         fake.add_job(f"j{n}", priority=n)
     with serve(fake) as urls:
         _, jobs, _ = run(capsys, "--coordinators", urls[0], "jobs")
-        _, workers, _ = run(capsys, "--coordinators", urls[0], "workers")
+        _, workers, _ = run(capsys, "--coordinators", urls[0], "workers", "--wide")
         _, results, _ = run(capsys, "--coordinators", urls[0], "results", "--sql", "select 1")
         code, as_json, _ = run(capsys, "--coordinators", urls[0], "--json", "jobs", "--limit", "2")
     assert jobs.splitlines()[0].split() == ["JOB", "STATUS", "TYPE", "PRIORITY", "ATTEMPT", "WORKER", "CREATED"]
@@ -377,8 +377,34 @@ def test_workers_table_shows_load_for_people_and_an_unknown_connection() -> None
          "load": {"cpu_percent": 12.4, "memory_percent": 40.0, "running": 1}},
         {"worker_id": "w2", "status": "draining", "capacity": 2, "running": [], "connected": None, "load": None}])
     rows = text.splitlines()
-    assert rows[1].endswith("yes        cpu 12% mem 40% jobs 1") and "{" not in text
+    assert rows[1].endswith("yes        cpu 12% mem 40%") and "{" not in text
     assert rows[2].split()[-2:] == ["unknown", "-"]
+
+
+GPU_BOX = {"worker_id": "gpu-box-01", "status": "draining", "capacity": 4, "running": ["a", "b"], "cpus": 16,
+           "memory_gb": 125.7, "tags": ["lab-a", "fast-disk"], "hardware": ["cuda"],
+           "devices": [{"kind": "cuda", "index": i, "model": "NVIDIA A10G", "memory_gb": 24.0, "compute": 8.6}
+                       for i in (0, 1)],
+           "reserved": {"cpus": 8, "memory_gb": 64.0, "devices": [0, 1]},
+           "free": {"cpus": 8, "memory_gb": 61.7, "devices": []}, "connected": None,
+           "load": {"cpu_percent": 99.6, "memory_percent": 51.2, "running": 2}}
+
+
+def test_workers_table_reads_reserved_over_total_in_80_columns() -> None:
+    cpu_box = {"worker_id": "cpu-1", "status": "active", "capacity": 2, "running": [], "cpus": 4,
+               "memory_gb": 15.54, "devices": [], "reserved": {"cpus": 1, "memory_gb": 0.5, "devices": []},
+               "connected": True, "load": {"cpu_percent": 1.0, "memory_percent": 4.0}}
+    older = {"worker_id": "old", "status": "active", "capacity": 2, "running": [], "cpus": 4, "memory_gb": 8.0,
+             "connected": True}  # an answer from a replica without reservations
+    rows = cli_format.workers_table([GPU_BOX, cpu_box, older]).splitlines()
+    assert rows[0].split() == ["WORKER", "STATUS", "JOBS", "CPU", "MEM", "GPU", "CONNECTED", "LOAD"]
+    assert rows[1].split()[:6] == ["gpu-box-01", "draining", "2/4", "8/16", "64/126G", "2/2"]
+    assert rows[2].split()[:6] == ["cpu-1", "active", "0/2", "1/4", "0.5/15.5G", "-"]
+    assert rows[3].split()[:6] == ["old", "active", "0/2", "?/4", "?/8G", "-"]
+    assert max(len(r) for r in rows) <= 80, rows
+    wide = cli_format.workers_table([GPU_BOX], wide=True).splitlines()
+    assert wide[0].split()[-3:] == ["TAGS", "HARDWARE", "DEVICES"]
+    assert wide[1].endswith("lab-a,fast-disk  cuda      0:NVIDIA A10G,1:NVIDIA A10G")
 
 
 def test_results_help_names_the_table_and_its_columns(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from haco.cli.format import share_texts
+
 from .cluster import Cluster, eventually, http
 from .test_workers import final, job_on, submit
 
@@ -73,8 +75,9 @@ def test_gpus_are_reserved_exported_and_waited_for(cluster_factory: Any, tmp_pat
     assert job_on(c, 0, third)["status"] == "pending"
     assert "GPU" in reason.get("resources", ""), reason
     assert "gpu: needs 1 GPU, 0 free" in reason["resources"] and "needs 1 GPU: has no GPUs" in str(reason), reason
-    reserved = _workers(c)["gpu"]["reserved"]
-    assert reserved["devices"] == [0, 1] and _workers(c)["gpu"]["free"]["devices"] == []
+    gpu_worker = _workers(c)["gpu"]
+    assert gpu_worker["reserved"]["devices"] == [0, 1] and gpu_worker["free"]["devices"] == []
+    assert share_texts(gpu_worker)[2] == "2/2"  # `haco workers`: GPU reserved/total
     seen = {final(c, j)["result"]["stdout_tail"].strip() for j in (first, second)}
     assert seen == {"CUDA=0", "CUDA=1"}, seen
     assert final(c, third)["status"] == "completed"

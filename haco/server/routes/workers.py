@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -9,12 +10,12 @@ from aiohttp import web
 from raft_state import DeregisterWorker, DrainWorker
 from raft_state.commands import UndrainWorker
 from raft_state.records import Worker
-from raft_state.resources import free_of
+from raft_state.resources import Free, free_of
 
 from haco.errors import NotFound
 from haco.scheduler.core import now_ms
 from haco.wire import worker_json
-from haco.server.keys import CONFIG, HUB, REPLICA
+from haco.server.keys import CONFIG, HUB, REPLICA, Replicator
 from haco.server.requests import fresh_enough, known_params, require_accepted
 from haco.server.auth import worker_identity
 from haco.server.hub import Hub
@@ -32,21 +33,34 @@ async def connect(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/workers")
 async def list_workers(request: web.Request) -> web.Response:
     """The worker table; `connected` and `load` are the leader's (workers connect to it): a follower
-    asks the leader, and when it cannot, answers its replicated table with both null, `view: local`."""
+    asks the leader, and when it cannot, answers its replicated table with both null, `view: local`.
+    `reserved` and `free` come from the applied state: what the worker's running jobs reserve."""
     known_params(request)
     index = await fresh_enough(request)
     answer = await leader_json(request)
     if answer is not None and isinstance(answer.get("workers"), list):
         return web.json_response(answer)
     live = request.app[REPLICA].is_leader()
-    workers = sorted(request.app[REPLICA].state.workers.values(), key=lambda w: w.seq)
-    return web.json_response({"workers": [_json(request, w, live) for w in workers], "index": index,
+    workers = await asyncio.to_thread(_with_free, request.app[REPLICA], None)
+    return web.json_response({"workers": [_json(request, w, f, live) for w, f in workers], "index": index,
                               "view": "leader" if live else "local"})
 
 
-def _json(request: web.Request, w: Worker, live: bool) -> dict[str, Any]:
+def _with_free(replica: Replicator, worker_id: str | None) -> list[tuple[Worker, Free]]:
+    """Workers in registration order (only `worker_id`'s when given), each with what its running
+    jobs leave free, read together under the state lock (a worker thread: it looks up jobs)."""
+    with replica.state_lock:
+        state = replica.state
+        if worker_id is not None:
+            one = state.workers.get(worker_id)
+            workers = [one] if one is not None else []
+        else:
+            workers = sorted(state.workers.values(), key=lambda w: w.seq)
+        return [(w, free_of(w, state.jobs)) for w in workers]
+
+
+def _json(request: web.Request, w: Worker, f: Free, live: bool) -> dict[str, Any]:
     hub = request.app[HUB]
-    f = free_of(w, request.app[REPLICA].state.jobs)
     out = worker_json(w, connected=w.worker_id in hub.conns, load=_load(hub, w.worker_id),
                       free={"cpus": f.cpus, "memory_gb": round(f.memory_gb, 3), "devices": sorted(f.devices)})
     if not live:
@@ -63,14 +77,17 @@ def _load(hub: Hub, worker_id: str) -> dict[str, object] | None:
 async def get_worker(request: web.Request) -> web.Response:
     index = await fresh_enough(request)
     worker_id = request.match_info["worker_id"]
-    w = request.app[REPLICA].state.workers.get(worker_id)
-    if w is None:
+    if worker_id not in request.app[REPLICA].state.workers:
         raise NotFound(f"no worker {worker_id}", {"worker_id": worker_id})
     answer = await leader_json(request)
     if answer is not None and isinstance(answer.get("worker"), dict):
         return web.json_response(answer)
     live = request.app[REPLICA].is_leader()
-    return web.json_response({"worker": _json(request, w, live), "index": index,
+    found = await asyncio.to_thread(_with_free, request.app[REPLICA], worker_id)
+    if not found:  # deregistered while the leader was asked
+        raise NotFound(f"no worker {worker_id}", {"worker_id": worker_id})
+    w, f = found[0]
+    return web.json_response({"worker": _json(request, w, f, live), "index": index,
                               "view": "leader" if live else "local"})
 
 
