@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.epilog = RESULTS_HELP + "\n" + EPILOG
     r.add_argument("--sql", required=True, metavar="SELECT",
                    help="one read-only SELECT over the table `results` (below); at most 5 s, 256 MB")
+    r.add_argument("--limit", type=int, metavar="N",
+                   help="the most rows the result may have (default 10000, at most 100000); more is refused")
     add("pause", "pause scheduling (running jobs go on)", _pause)
     add("resume", "resume scheduling", _resume)
     from haco.bench import command as bench
@@ -450,7 +452,7 @@ async def _undrain_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 
 async def _results_impl(args: argparse.Namespace, client: HacoClient) -> int:
-    answer = await client.query(args.sql)
+    answer = await client.query(args.sql, limit=args.limit)
     emit(args, fmt.results_table(answer), answer)
     return EXIT_OK
 

@@ -201,8 +201,7 @@ def load_text(load: Any) -> str | None:
 
 
 def results_table(answer: dict[str, Any]) -> str:
-    text = table([str(c) for c in answer.get("columns", [])], answer.get("rows", []))
-    return text + ("\n(truncated)" if answer.get("truncated") else "")
+    return table([str(c) for c in answer.get("columns", [])], answer.get("rows", []))
 
 
 def _took(attempt: dict[str, Any]) -> str | None:

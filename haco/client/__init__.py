@@ -471,9 +471,13 @@ class HacoClient:
     async def resume(self) -> dict[str, Any]:
         return dict(await self.request("POST", "/api/queue/resume"))
 
-    async def query(self, sql: str) -> dict[str, Any]:
-        """Read-only SQL over the results history: `{"columns", "rows", "truncated"}`."""
-        return dict(await self.request("POST", "/api/results/query", body={"sql": sql}))
+    async def query(self, sql: str, *, limit: int | None = None) -> dict[str, Any]:
+        """Read-only SQL over the results history: `{"columns", "rows"}`, every row of the result.
+
+        A result of more than `limit` rows (the cluster's default 10,000, at most 100,000) raises
+        Rejected with code SQL_RESULT_LIMIT: page with LIMIT and OFFSET in the SQL."""
+        body: dict[str, Any] = {"sql": sql} if limit is None else {"sql": sql, "limit": limit}
+        return dict(await self.request("POST", "/api/results/query", body=body))
 
     async def members(self) -> dict[str, Any]:
         """The leader's view of the configuration (`haco operator members`): a follower's view when no

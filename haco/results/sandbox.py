@@ -13,6 +13,8 @@ memory-mapped here) in a fresh in-memory database locked down before any user SQ
 network access, no extensions, no Python replacement scans, one thread, a memory limit, no
 spilling, configuration locked. Only one SELECT runs; a timer interrupts it at its deadline; at
 most `row_limit` rows, `ARROW_BYTES_MAX` bytes of Arrow and `RESULT_BYTES_MAX` bytes of JSON come back.
+A result with more rows is refused (SQL_RESULT_LIMIT) once its `row_limit + 1`-th row is read, so
+a cross join stops early, and an answer is never a silent prefix: the SQL's own LIMIT/OFFSET pages.
 
 Protocol on the child's stdin/stdout: frames of a 4-byte big-endian length and a JSON object.
 """
@@ -43,6 +45,8 @@ from haco.errors import HacoError
 log = logging.getLogger(__name__)
 
 ADDRESS_SPACE_EXTRA: Final = 512 << 20  #: a child may map this much beyond its warm idle size
+ROW_LIMIT_DEFAULT: Final = 10_000  #: rows answered when the request names no limit
+ROW_LIMIT_MAX: Final = 100_000  #: the largest row limit a request may ask for
 ARROW_BYTES_MAX: Final = 64 << 20  #: Arrow fetched from DuckDB before conversion to Python
 RESULT_BYTES_MAX: Final = 32 << 20  #: JSON of the rows answered
 GRACE_S: Final = 2.0  #: past the query's own deadline before the child is killed
@@ -76,7 +80,7 @@ class QueryTooLarge(QueryError):
 
 
 class ResultTooLarge(QueryError):
-    """The rows asked for are more bytes than the API answers with."""
+    """More rows than the request's row limit, or more bytes than the API answers with."""
 
     code = "SQL_RESULT_LIMIT"
 
@@ -140,7 +144,7 @@ class Sandbox:
         self.closed = False
 
     def run(self, arrow_path: str, sql: str, *, timeout_s: float, row_limit: int, memory_limit: str) -> bytes:
-        """The answer's JSON object `{"columns", "rows", "truncated"}` as bytes; raises a QueryError."""
+        """The answer's JSON object `{"columns", "rows"}` as bytes; raises a QueryError."""
         if not self._slots.acquire(timeout=timeout_s):
             raise QueryBusy("too many results queries at once; retry later")
         try:
@@ -269,10 +273,12 @@ def run_query(con: Any, sql: str, timeout_s: float, row_limit: int) -> bytes:
         rel = con.sql(sql)  # Arrow, not Python objects: TIMESTAMPTZ would need pytz
         columns = list(rel.columns)
         reader, batches, n, size = rel.to_arrow_reader(min(row_limit + 1, 10_000)), list[pa.RecordBatch](), 0, 0
-        while n <= row_limit and (batch := next(reader, None)) is not None:
+        while (batch := next(reader, None)) is not None:
             batches.append(batch)
             n += batch.num_rows
             size += batch.nbytes
+            if n > row_limit:
+                raise _too_many_rows(row_limit)
             if size > ARROW_BYTES_MAX:
                 raise ResultTooLarge(f"the result is over {ARROW_BYTES_MAX >> 20} MiB (the result limit); "
                                      "select fewer rows or smaller values", {"limit_bytes": ARROW_BYTES_MAX})
@@ -290,12 +296,12 @@ def run_query(con: Any, sql: str, timeout_s: float, row_limit: int) -> bytes:
     finally:
         done.set()
         timer.join()
-    table = pa.Table.from_batches(batches, reader.schema).slice(0, row_limit)
+    table = pa.Table.from_batches(batches, reader.schema)
     try:
         values = [_column(con, name, col) for name, col in zip(columns, table.columns)]
         rows = [list(r) for r in zip(*values)] if values else []
         del values, table, batches
-        out = json.dumps({"columns": columns, "rows": rows, "truncated": n > row_limit},
+        out = json.dumps({"columns": columns, "rows": rows},
                          ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8", "replace")
     except MemoryError:
         raise QueryTooLarge("the result needs more memory than the SQL sandbox allows",
@@ -304,6 +310,16 @@ def run_query(con: Any, sql: str, timeout_s: float, row_limit: int) -> bytes:
         raise ResultTooLarge(f"the result is over {RESULT_BYTES_MAX >> 20} MiB of JSON (the result limit); "
                              "select fewer rows or columns", {"limit_bytes": RESULT_BYTES_MAX})
     return out
+
+
+def _too_many_rows(row_limit: int) -> ResultTooLarge:
+    """Past the request's row limit; the message says how to get the rows anyway."""
+    if row_limit < ROW_LIMIT_MAX:
+        how = f"page with LIMIT and OFFSET in the SQL, or raise limit (at most {ROW_LIMIT_MAX:,})"
+    else:
+        how = "page with LIMIT and OFFSET in the SQL (this is the largest limit)"
+    return ResultTooLarge(f"the query returns more than {row_limit:,} rows (the row limit); {how}",
+                          {"limit_rows": row_limit, "max_limit_rows": ROW_LIMIT_MAX})
 
 
 def _too_large(con: Any, exc: BaseException) -> QueryTooLarge:

@@ -14,7 +14,7 @@ writer is no sandbox. A query runs in a fresh in-memory database that holds only
 `results` (exported with its watermark in one transaction, cached until the next write), locked
 down before any user SQL: no file or network access, no extensions, no Python replacement scans,
 one thread, a memory limit, no spilling, configuration locked. Only one SELECT is accepted, a
-timer interrupts it at its deadline, and at most `row_limit` rows come back.
+timer interrupts it at its deadline, and a result of more than `row_limit` rows is refused.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import pyarrow as pa
 
 from raft_state.records import Job
 
-from haco.results.sandbox import (QueryBusy, QueryError, QueryRefused, QueryTimeout, QueryTooLarge, ResultTooLarge,
-                                  Sandbox, _jsonable)
+from haco.results.sandbox import (ROW_LIMIT_DEFAULT, ROW_LIMIT_MAX, QueryBusy, QueryError, QueryRefused,
+                                  QueryTimeout, QueryTooLarge, ResultTooLarge, Sandbox, _jsonable)
 
-__all__ = ["QueryBusy", "QueryError", "QueryRefused", "QueryResult", "QueryTimeout", "QueryTooLarge", "ResultRow",
-           "ResultTooLarge", "ResultsStore", "rows_for_job"]
+__all__ = ["ROW_LIMIT_DEFAULT", "ROW_LIMIT_MAX", "QueryBusy", "QueryError", "QueryRefused", "QueryResult",
+           "QueryTimeout", "QueryTooLarge", "ResultRow", "ResultTooLarge", "ResultsStore", "rows_for_job"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ assert [f.name for f in fields(ResultRow)] == _SCHEMA.names
 class QueryResult:
     """A query's answer as the sandbox wrote it: the API sends `body` unparsed."""
 
-    body: bytes  #: JSON {"columns": [...], "rows": [[...], ...], "truncated": bool}; values JSON-able
+    body: bytes  #: JSON {"columns": [...], "rows": [[...], ...]}; values JSON-able
     applied_index: int  #: the watermark of the results the query saw
 
     @property
@@ -104,10 +104,6 @@ class QueryResult:
     @property
     def rows(self) -> list[list[Any]]:
         return json.loads(self.body)["rows"]  # type: ignore[no-any-return]
-
-    @property
-    def truncated(self) -> bool:
-        return self.body.endswith(b'"truncated":true}')  #: more than `row_limit` rows existed
 
 
 _BAD_MSGPACK: Final = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError)
@@ -279,13 +275,13 @@ class ResultsStore:
             self._cache = (generation, path, index)
             return path, index
 
-    def query(self, sql: str, *, timeout_s: float = 5.0, row_limit: int = 10_000,
+    def query(self, sql: str, *, timeout_s: float = 5.0, row_limit: int = ROW_LIMIT_DEFAULT,
               memory_limit: str = "256MB") -> QueryResult:
         """Run one read-only SELECT over `results` in the sandbox (see haco.results.sandbox).
 
         Raises QueryRefused (not a single SELECT, or forbidden access), QueryTimeout (past
         `timeout_s`), QueryTooLarge (past `memory_limit` or the sandbox's address space),
-        ResultTooLarge (more bytes than the API answers with), QueryBusy (too many queries at
+        ResultTooLarge (more than `row_limit` rows, or more bytes than the API answers with), QueryBusy (too many queries at
         once), QueryError (anything else: bad SQL, a value the API cannot return). All are 4xx:
         the replica keeps serving, and its memory does not grow with the query.
         """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
+from haco.results.sandbox import ROW_LIMIT_DEFAULT, ROW_LIMIT_MAX
 from haco.server.auth import ADMIN, OPEN, READ, ROUTE_RULES, SUBMIT, WORKER
 from haco.server.openapi_schemas import (ANY, BOOL, INDEX, INT, OBJ, SCHEMAS, STR, STRS, Schema, nullable, obj,
                                          ref, write)
@@ -265,10 +266,13 @@ def _paths() -> list[tuple[str, str, dict[str, Any]]]:
                            ["counts", "paused", "index"]))}, params=_READ_PARAMS, errors=(_FRESH,)),
         op("post", "/api/queue/pause", "pause assignment", {200: _json(write(paused=BOOL))}, errors=(_PROPOSE,)),
         op("post", "/api/queue/resume", "resume assignment", {200: _json(write(paused=BOOL))}, errors=(_PROPOSE,)),
-        op("post", "/api/results/query", "one read-only SELECT over the results history, sandboxed",
-           {200: _json(obj({"columns": STRS, "rows": {"type": "array", "items": {"type": "array"}},
-                            "truncated": BOOL}, ["columns", "rows", "truncated"]))},
-           body=obj({"sql": STR, "limit": {"type": "integer", "minimum": 1, "maximum": 100000}}, ["sql"],
+        op("post", "/api/results/query", "one read-only SELECT over the results history, sandboxed; a result of "
+           "more rows than limit is refused (400 SQL_RESULT_LIMIT), never cut short",
+           {200: _json(obj({"columns": STRS, "rows": {"type": "array", "items": {"type": "array"}}},
+                           ["columns", "rows"]), "every row of the result")},
+           body=obj({"sql": STR, "limit": {"type": "integer", "minimum": 1, "maximum": ROW_LIMIT_MAX,
+                                           "default": ROW_LIMIT_DEFAULT,
+                                           "description": "the most rows the result may have"}}, ["sql"],
                     closed=True),
            errors=({400: ["SQL_REFUSED", "SQL_ERROR", "SQL_MEMORY_LIMIT", "SQL_RESULT_LIMIT"], 408: ["SQL_TIMEOUT"],
                     429: ["SQL_BUSY"], 503: ["NOT_READY"]},)),

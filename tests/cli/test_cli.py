@@ -179,6 +179,9 @@ def test_jobs_workers_and_results_tables(capsys: pytest.CaptureFixture[str]) -> 
         _, jobs, _ = run(capsys, "--coordinators", urls[0], "jobs")
         _, workers, _ = run(capsys, "--coordinators", urls[0], "workers", "--wide")
         _, results, _ = run(capsys, "--coordinators", urls[0], "results", "--sql", "select 1")
+        assert fake.last_query == {"sql": "select 1"}
+        run(capsys, "--coordinators", urls[0], "results", "--sql", "select 2", "--limit", "50000")
+        assert fake.last_query == {"sql": "select 2", "limit": 50000}
         code, as_json, _ = run(capsys, "--coordinators", urls[0], "--json", "jobs", "--limit", "2")
     assert jobs.splitlines()[0].split() == ["JOB", "STATUS", "TYPE", "PRIORITY", "ATTEMPT", "WORKER", "CREATED"]
     assert len(jobs.splitlines()) == 4

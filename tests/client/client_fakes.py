@@ -50,6 +50,7 @@ class FakeReplica:
         self.name = name
         self.url = ""
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.last_query: dict[str, Any] | None = None
         self.keys: dict[str, tuple[str, str]] = {}  # key -> (job id, spec fingerprint)
         self.seen_keys: list[str] = []
         self.requests: list[str] = []
@@ -189,10 +190,10 @@ class FakeReplica:
 
     async def query(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.last_query = body
         if "drop" in body["sql"].lower():
             return error(400, "BAD_REQUEST", "read-only")
-        return web.json_response({"columns": ["status", "n"], "rows": [["completed", 3], ["failed", 1]],
-                                  "truncated": False})
+        return web.json_response({"columns": ["status", "n"], "rows": [["completed", 3], ["failed", 1]]})
 
 
 @contextmanager

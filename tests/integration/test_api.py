@@ -143,6 +143,8 @@ def test_min_index_in_the_future_is_a_clear_error(c: Cluster) -> None:
     ("ATTACH '/tmp/x.duckdb'", "SQL_REFUSED"), ("INSTALL httpfs", "SQL_REFUSED"),
     ("COPY results TO '/tmp/x.csv'", "SQL_REFUSED"), ("SELECT 1; SELECT 2", "SQL_REFUSED"),
     ("SELECT count(*) FROM range(100000000000)", "SQL_TIMEOUT"), ("SELEKT 1", "SQL_ERROR"),
+    ("SELECT list(range(10000000))", "SQL_MEMORY_LIMIT"),
+    ("SELECT * FROM range(100000) a, range(100000) b", "SQL_RESULT_LIMIT"),
 ])
 def test_results_sql_is_sandboxed(c: Cluster, sql: str, expected: str) -> None:
     status, body = http("POST", url(c, "/api/results/query"), {"sql": sql}, timeout=30)

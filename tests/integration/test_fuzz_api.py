@@ -152,6 +152,8 @@ _PROBES: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("POST", "/api/results/query", b'{"sql": "SELECT \'\\ud800\'"}', {}),
     ("POST", "/api/results/query", b'{"sql": "SELECT \'infinity\'::DATE AS d, \'-infinity\'::TIMESTAMP AS t"}', {}),
     ("POST", "/api/results/query", b'{"sql": "SELECT \'200000-01-01\'::DATE AS d"}', {}),
+    ("POST", "/api/results/query", b'{"sql": "SELECT list(range(1e7))"}', {}),
+    ("POST", "/api/results/query", b'{"sql": "SELECT * FROM range(100000) a, range(100000) b"}', {}),
 ]
 
 

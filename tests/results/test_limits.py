@@ -63,9 +63,33 @@ def test_memory_hungry_queries_are_refused_naming_the_limit_and_the_replica_does
     assert store.query("SELECT 42").rows == [[42]]  # the sandbox keeps serving
 
 
-def test_a_cross_join_answers_its_first_rows_truncated_or_stops_at_the_time_limit(store: ResultsStore) -> None:
-    out = store.query("SELECT * FROM range(100000) a, range(100000) b", row_limit=1000)
-    assert out.truncated and len(out.rows) == 1000
+@pytest.mark.parametrize("row_limit", [10_000, 100_000])
+def test_a_cross_join_is_refused_at_the_row_limit_without_running_to_its_end(
+        store: ResultsStore, row_limit: int) -> None:
+    me = psutil.Process()
+    before = me.memory_info().rss
+    t0 = time.monotonic()
+    with pytest.raises(ResultTooLarge) as info:  # 1e10 rows: it stops at the limit's next row
+        store.query("SELECT * FROM range(100000) a, range(100000) b", row_limit=row_limit)
+    assert time.monotonic() - t0 < 4
+    assert info.value.status == 400 and info.value.code == "SQL_RESULT_LIMIT"
+    assert f"more than {row_limit:,} rows (the row limit)" in info.value.message
+    assert "LIMIT and OFFSET" in info.value.message
+    assert info.value.detail == {"limit_rows": row_limit, "max_limit_rows": 100_000}
+    assert me.memory_info().rss - before < 50 << 20
+
+
+def test_range_of_a_float_is_a_binder_error_and_its_integer_form_hits_the_memory_limit(store: ResultsStore) -> None:
+    with pytest.raises(QueryError) as info:  # 1e7 is a DOUBLE; range() takes BIGINT and DuckDB casts no DOUBLE down
+        store.query("SELECT list(range(1e7))")
+    assert type(info.value) is QueryError and info.value.status == 400 and info.value.code == "SQL_ERROR"
+    assert "range(DOUBLE)" in info.value.message and "explicit type casts" in info.value.message
+    with pytest.raises(QueryTooLarge) as too_large:
+        store.query("SELECT list(range(1e7::BIGINT))", timeout_s=10)
+    assert too_large.value.code == "SQL_MEMORY_LIMIT" and "memory_limit" in too_large.value.message
+
+
+def test_a_long_aggregate_stops_at_the_time_limit(store: ResultsStore) -> None:
     with pytest.raises(QueryTimeout) as info:
         store.query("SELECT sum(a.range * b.range) FROM range(100000) a, range(100000) b", timeout_s=1)
     assert info.value.status == 408 and "time limit" in info.value.message

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from haco.results.store import (
-    QueryError, QueryRefused, QueryTimeout, ResultRow, ResultsStore, rows_for_job,
+    QueryError, QueryRefused, QueryTimeout, ResultRow, ResultsStore, ResultTooLarge, rows_for_job,
 )
 from haco.results.sandbox import lockdown
 from raft_state.records import Attempt, Job, JobSpec, JobStatus
@@ -150,7 +150,7 @@ def test_query_aggregates_and_json(store: ResultsStore) -> None:
     store.record([row("a"), row("a", 2), row("b")], 3)
     out = store.query("WITH x AS (SELECT job_id, count(*) AS n, max(ended_at) AS last, sum(wall_ms) AS w "
                       "FROM results GROUP BY job_id) SELECT * FROM x ORDER BY job_id")
-    assert out.columns == ["job_id", "n", "last", "w"] and not out.truncated
+    assert out.columns == ["job_id", "n", "last", "w"]
     assert out.rows == [["a", 2, "1970-01-01T00:00:02.510000", 1000], ["b", 1, "1970-01-01T00:00:01.510000", 500]]
     assert store.query("SELECT result->>'n' AS n, labels->>'suite' FROM results WHERE attempt = 2").rows == \
         [["2", "nightly"]]
@@ -163,10 +163,17 @@ def test_query_aggregates_and_json(store: ResultsStore) -> None:
     json.dumps(out.rows)
 
 
-def test_row_limit_truncates(store: ResultsStore) -> None:
-    out = store.query("SELECT * FROM range(100000000)", row_limit=10)
-    assert len(out.rows) == 10 and out.truncated
-    assert not store.query("SELECT * FROM range(10)", row_limit=10).truncated
+def test_a_result_of_more_rows_than_the_limit_is_refused_and_one_within_it_answered_whole(
+        store: ResultsStore) -> None:
+    with pytest.raises(ResultTooLarge) as info:
+        store.query("SELECT * FROM range(100000000)", row_limit=10)
+    assert info.value.status == 400 and info.value.code == "SQL_RESULT_LIMIT"
+    assert "more than 10 rows" in info.value.message and "LIMIT and OFFSET" in info.value.message
+    assert "at most 100,000" in info.value.message
+    assert info.value.detail == {"limit_rows": 10, "max_limit_rows": 100_000}
+    assert store.query("SELECT * FROM range(10)", row_limit=10).rows == [[i] for i in range(10)]
+    assert store.query("SELECT * FROM range(100000000) LIMIT 5 OFFSET 10", row_limit=10).rows == \
+        [[i] for i in range(10, 15)]
 
 
 @pytest.mark.parametrize("sql", [

@@ -14,6 +14,7 @@ from haco.server.keys import HUB, REPLICA, RESULTS, SCHEDULER
 from haco.server.openapi import OPENAPI_PATH, document
 from haco.server.requests import fresh_enough, raise_bad, read_json, require_accepted
 from haco.results.feed import RESULTS_FEED
+from haco.results.sandbox import ROW_LIMIT_DEFAULT, ROW_LIMIT_MAX
 
 routes = web.RouteTableDef()
 STATIC = Path(__file__).parent.parent / "static"
@@ -89,9 +90,9 @@ async def results_query(request: web.Request) -> web.Response:
     results = request.app[RESULTS]
     if results is None:
         raise_bad("NOT_READY", "the results store is not open on this replica")
-    limit = body.get("limit", 10_000)
-    if type(limit) is not int or not 1 <= limit <= 100_000:
-        raise_bad("INVALID", "limit must be an integer from 1 to 100000", {"field": "limit"})
+    limit = body.get("limit", ROW_LIMIT_DEFAULT)
+    if type(limit) is not int or not 1 <= limit <= ROW_LIMIT_MAX:
+        raise_bad("INVALID", f"limit must be an integer from 1 to {ROW_LIMIT_MAX}", {"field": "limit"})
     feed = request.app.get(RESULTS_FEED)
     if feed is not None:  # rows of jobs that already ended here may wait for the feed's next write
         await feed.flushed(timeout_s=5.0)
