@@ -1,12 +1,17 @@
 """Reservations on real workers: a fake nvidia-smi with two 24 GB GPUs on PATH, a CPU-only worker
 beside it; devices handed out exactly once, the rest waits with a reason; `--cpus` and
-`--memory-gb` never exceeded (docs/resources.md)."""
+`--memory-gb` never exceeded; a hanging nvidia-smi costs a worker its probe timeout and nothing
+else (docs/resources.md)."""
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from haco.cli.format import share_texts
 
@@ -26,7 +31,6 @@ def _fake_path(tmp: Path, script: str) -> str:
     exe = bin_dir / "nvidia-smi"
     exe.write_text(script)
     exe.chmod(0o755)
-    import os
     return f"{bin_dir}:{os.environ.get('PATH', '')}"
 
 
@@ -118,3 +122,71 @@ def test_cpus_and_memory_never_oversubscribed_over_200_jobs(cluster_factory: Any
              for j, (cpus, mem) in zip(jobs, sizes)]
     assert _never_over([(s, e, float(cpus)) for s, e, cpus, _ in spans], 4) <= 4
     assert _never_over([(s, e, mem) for s, e, _, mem in spans], 6) <= 6 + 1e-9
+
+
+def _hanging_smi(tmp: Path) -> tuple[str, Path]:
+    """A PATH whose nvidia-smi never answers: a shell that records its pid and its child's, then
+    waits on a `sleep` holding the pipe open (what a wedged driver looks like to the probe)."""
+    pids = tmp / "probe.pids"
+    script = f"""#!/bin/sh
+echo $$ >> "{pids}"
+sleep 3600 &
+echo $! >> "{pids}"
+wait
+"""
+    return _fake_path(tmp, script), pids
+
+
+def _live(pids: list[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def test_a_hanging_nvidia_smi_costs_the_worker_its_probe_timeout_only(cluster_factory: Any, tmp_path: Path) -> None:
+    c: Cluster = cluster_factory(1)
+    c.leader()
+    path, pid_file = _hanging_smi(tmp_path)
+    probe_timeout_s = 2.0
+    seen: dict[str, float] = {}
+
+    def registered() -> bool:
+        now = time.monotonic()
+        for wid in _workers(c):
+            seen.setdefault(wid, now)
+        return {"hung", "plain"} <= set(seen)
+
+    started = time.monotonic()  # both start together, so they compete for the same CPUs
+    c.start_worker("plain", capacity=1)
+    _start_worker_with_path(c, "hung", path, capacity=1, tags="hung",
+                            extra=["--probe-timeout", str(probe_timeout_s)])
+    try:
+        eventually(registered, probe_timeout_s + 30, "both workers registered")
+        hung_s, plain_s = seen["hung"] - started, seen["plain"] - started
+        assert hung_s <= probe_timeout_s + max(plain_s, 1.0) + 2.0, (hung_s, plain_s)
+        probed = [int(p) for p in pid_file.read_text().split()]
+        assert len(probed) == 2  # the probe did run, and hung: the shell and its sleep
+        eventually(lambda: not _live(probed), 5, "the probe's process group killed")
+
+        hung = _workers(c)["hung"]
+        assert hung["devices"] == [] and "cuda" not in hung["hardware"] and hung["cuda_compute"] == 0
+        log_text = (c.root / "worker-hung.log").read_text()
+        warnings = [line for line in log_text.splitlines() if "nvidia-smi" in line and "WARNING" in line]
+        assert len(warnings) == 1 and f"did not answer within {probe_timeout_s:g}s" in warnings[0], warnings
+        assert "Traceback" not in log_text
+
+        job = final(c, submit(c, {"type": "shell", "payload": {"argv": ["sh", "-c", "echo cpu-ok"]},
+                                  "required_tags": ["hung"], "requirements": {"cpus": 1}}))
+        assert job["status"] == "completed" and job["attempts"][-1]["worker_id"] == "hung", job
+        assert "cpu-ok" in job["result"]["stdout_tail"]
+    finally:  # the probe ran in a session of its own, out of reach of the worker's group kill
+        probed = [int(p) for p in pid_file.read_text().split()] if pid_file.exists() else []
+        for proc in _live(probed):
+            if proc.name() in ("sh", "sleep", "nvidia-smi"):
+                proc.kill()
