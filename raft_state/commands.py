@@ -13,10 +13,11 @@ from typing import ClassVar, Final
 
 from .flow_commands import (CreateSchedule, DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused,
                             SubmitFlow)
+from .queue_commands import CreateQueue, DeleteQueue, SetQueuePaused, UpdateQueue
 from .records import Device, JobSpec
 
 #: highest cluster version this code understands
-CODE_VERSION: Final = 4
+CODE_VERSION: Final = 5
 #: bounds that keep one log entry from stalling the Raft thread; proposers split above them
 SUBMIT_BATCH_MAX: Final = 2000
 ASSIGN_BATCH_MAX: Final = 2000
@@ -248,6 +249,7 @@ Command = (
     | StartAttempt | CompleteAttempt | FailAttempt | TimeoutAttempt | Tick | SetPaused | PruneJobs
     | SetClusterVersion | RevokeToken | UndrainWorker
     | SubmitFlow | RetryJobs | CreateSchedule | SetSchedulePaused | DeleteSchedule | FireSchedule
+    | CreateQueue | UpdateQueue | SetQueuePaused | DeleteQueue
 )
 
 COMMAND_TYPES: Final[tuple[type[Command], ...]] = (
@@ -255,6 +257,7 @@ COMMAND_TYPES: Final[tuple[type[Command], ...]] = (
     StartAttempt, CompleteAttempt, FailAttempt, TimeoutAttempt, Tick, SetPaused, PruneJobs,
     SetClusterVersion, RevokeToken, UndrainWorker,
     SubmitFlow, RetryJobs, CreateSchedule, SetSchedulePaused, DeleteSchedule, FireSchedule,
+    CreateQueue, UpdateQueue, SetQueuePaused, DeleteQueue,
 )
 TYPE_BY_TAG: Final[dict[int, type[Command]]] = {t.TAG: t for t in COMMAND_TYPES}
 assert len(TYPE_BY_TAG) == len(COMMAND_TYPES), "command tags must be unique"

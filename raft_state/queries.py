@@ -12,6 +12,7 @@ from typing import Any
 from .payloads import offers
 from .records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits, unmet_requirements
 from .flows import deadline_binds
+from . import queues
 from .resources import free_of, shortage
 from .state import State
 
@@ -27,19 +28,26 @@ def workers_for(state: State, spec: JobSpec) -> list[Worker]:
     return [w for w in open_workers(state) if fits(spec, w)]
 
 
-def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]:
+def ready_queues(state: State) -> list[str]:
+    """The queues that hold ready jobs, by name."""
+    return sorted({klass[-1] for klass in state.ready.classes()})
+
+
+def runnable(state: State, workers: list[Worker] | None = None, queue: str | None = None) -> Iterator[Job]:
     """Ready jobs, highest priority first and FIFO within a priority, skipping placement classes that
-    none of `workers` (default: the open workers) can take, and jobs past their deadline (the next
-    Tick expires them). Nothing when the queue is paused."""
+    none of `workers` (default: the open workers) can take, queues that are paused or at their
+    `max_running`, and jobs past their deadline (the next Tick expires them). Only `queue`'s jobs
+    when given. Nothing when the cluster is paused."""
     if state.paused:
         return
     pool = open_workers(state) if workers is None else workers
     verdicts: dict[Any, bool] = {}
+    closed = {name for name in state.queues if queues.room(state, name) == 0}
 
     def takeable(klass: Any) -> bool:
         if klass not in verdicts:
-            tags, hardware, memory, cuda, cpus, reserve_gb, gpus, gpu_gb, gpu_compute, gpu_kind, _queue = klass
-            verdicts[klass] = any(
+            tags, hardware, memory, cuda, cpus, reserve_gb, gpus, gpu_gb, gpu_compute, gpu_kind, in_queue = klass
+            verdicts[klass] = (queue is None or in_queue == queue) and in_queue not in closed and any(
                 all(t in w.tags for t in tags) and all(h in w.hardware for h in hardware)
                 and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus and reserve_gb <= w.memory_gb
                 and (not gpus or sum(1 for d in w.devices if (not gpu_kind or d.kind == gpu_kind)
@@ -66,6 +74,11 @@ def why_pending(state: State, job_id: str) -> dict[str, Any] | None:
     reasons: dict[str, Any] = {}
     if state.paused:
         reasons["paused"] = True
+    q = state.queues.get(job.spec.queue)
+    if q is not None and q.paused:
+        reasons["queue_paused"] = q.name
+    elif q is not None and q.max_running and queues.running(state, q.name) >= q.max_running:
+        reasons["queue_full"] = f"queue {q.name} runs {queues.running(state, q.name)} of max_running {q.max_running}"
     waiting = [d for d in job.spec.depends_on if (dep := state.jobs.get(d)) is not None and not dep.is_final]
     if waiting:
         reasons["waiting_on"] = waiting

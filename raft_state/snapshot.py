@@ -25,7 +25,7 @@ import duckdb
 import msgpack
 import pyarrow as pa
 
-from . import flow_tables
+from . import flow_tables, queues
 from . import snapshot_tables as T
 from .digest import BulkHashes, records_digest, scalars_hash
 from .records import Job, JobStatus, KeyRecord, Worker
@@ -33,11 +33,15 @@ from .state import State
 
 #: 2: jobs columns in record order; readiness derived at dump from the DAG and backoff indexes
 #: 3: record hashes are XXH3 (the saved digest of a version-2 file would not match)
-#: 5: jobs' reservation and queue columns, workers' devices and held devices, the queues table
-SCHEMA_VERSION: Final = 5
+#: 5: jobs' reservation and queue columns, workers' devices and held devices
+#: 6: the queues table (named queues' records)
+SCHEMA_VERSION: Final = 6
 #: 4 also: groups, schedules, schedule_runs, reruns (a version-3 file loads without them)
-#: schemas load reads: 3 lacks workers.plugins, which loads as empty; 3 and 4 lack what 5 added
-READABLE_SCHEMAS: Final = frozenset({3, 4, 5})
+#: schemas load reads: 3 lacks workers.plugins, which loads as empty; older ones lack what later ones added
+READABLE_SCHEMAS: Final = frozenset({3, 4, 5, 6})
+#: the queues table; a file before schema 6 has none and loads as a state without queue records
+QUEUES_DDL: Final = ("CREATE TABLE queues (name VARCHAR, created_at_ms BIGINT, max_running BIGINT, weight BIGINT, "
+                     "priority BIGINT, paused BOOLEAN);\n")
 
 
 class SnapshotError(RuntimeError):
@@ -56,6 +60,7 @@ class Capture:
     scalars_hash: int  #: their part of the digest
     digest: int
     flows: flow_tables.Captured | None = None  #: groups, schedules, runs, reruns
+    queues: tuple[queues.QueueRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +84,15 @@ def capture(state: State) -> Capture:
         scalars={"now_ms": state.now_ms, "paused": state.paused, "cluster_version": state.cluster_version,
                  "job_seq": state.job_seq, "worker_seq": state.worker_seq, "finish_seq": state.finish_seq,
                  "key_seq": state.key_seq, "cascade": [list(x) for x in state._cascade]},
-        scalars_hash=scalars_hash(state._scalars()), digest=state.digest(), flows=flow_tables.capture(state))
+        scalars_hash=scalars_hash(state._scalars()), digest=state.digest(), flows=flow_tables.capture(state),
+        queues=tuple(state.queues.values()))
 
 
 def capture_digest(cap: Capture) -> int:
     """The digest recomputed from the captured records, as `State.full_digest` does from a state."""
     flows = cap.flows.digest_part() if cap.flows is not None else 0
-    return records_digest(cap.jobs, cap.workers, cap.keys, cap.revoked) ^ flows ^ cap.scalars_hash
+    return (records_digest(cap.jobs, cap.workers, cap.keys, cap.revoked) ^ flows ^ queues.records_hash(list(cap.queues))
+            ^ cap.scalars_hash)
 
 
 class _Xor:
@@ -136,7 +143,7 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
     con = duckdb.connect(str(path))
     try:
         con.execute("SET threads TO 2")
-        con.execute(T.DDL + flow_tables.DDL)
+        con.execute(T.DDL + flow_tables.DDL + QUEUES_DDL)
         con.execute("BEGIN")
         if cap.flows is not None:
             tables.update(flow_tables.tables(cap.flows))
@@ -145,7 +152,10 @@ def dump(cap: Capture, path: str | os.PathLike[str], *, raft_index: int, raft_te
             con.execute(f"INSERT INTO {name} SELECT * FROM batch")
             con.unregister("batch")
         con.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+        if cap.queues:
+            con.executemany("INSERT INTO queues VALUES (?, ?, ?, ?, ?, ?)", [tuple(q) for q in cap.queues])
         rebuilt = hashed.x ^ records_digest((), cap.workers, (), cap.revoked) ^ cap.scalars_hash
+        rebuilt ^= queues.records_hash(list(cap.queues))
         rebuilt ^= cap.flows.digest_part() if cap.flows is not None else 0
         if rebuilt != cap.digest:
             raise SnapshotError(f"captured records hash to {rebuilt:x}, the state's digest was {cap.digest:x}")
@@ -219,6 +229,9 @@ def _load(con: duckdb.DuckDBPyConnection) -> Loaded:
     state._cascade.extend((a, b) for a, b in meta["cascade"])
     _install_jobs(con, state)
     flow_tables.load(con, state)
+    if meta["schema_version"] >= 6:
+        for row in con.execute("SELECT * FROM queues ORDER BY name").fetchall():
+            queues.put_queue(state, queues.QueueRecord._make(*row))
     if state.digest() != meta["digest"]:
         raise SnapshotError(f"snapshot digest mismatch: saved {meta['digest']:x}, rebuilt {state.digest():x}")
     return Loaded(state, int(meta["raft_index"]), int(meta["raft_term"]), bytes(raft_data), state.digest())
@@ -248,8 +261,13 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
     if len(by_id) != len(jobs):
         raise SnapshotError("snapshot holds a job id twice")
     state._xor ^= reduce(xor, map(BulkHashes().job, jobs), 0)
-    for status, n in con.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall():
+    has_queue = bool(con.execute("SELECT 1 FROM duckdb_columns() WHERE table_name = 'jobs' AND column_name = 'queue'"
+                                 ).fetchall())
+    queue_col = "queue" if has_queue else "'default'"
+    for queue, status, n in con.execute(f"SELECT {queue_col}, status, count(*) FROM jobs GROUP BY ALL ORDER BY ALL"
+                                        ).fetchall():
         state.counts[JobStatus(status)] += n
+        state.queue_counts[(queue, JobStatus(status))] = n
     state._finished.extend(map(id_at, _ints(con, "SELECT rowid FROM jobs WHERE finish_seq IS NOT NULL ORDER BY finish_seq")))
 
     completed = JobStatus.COMPLETED

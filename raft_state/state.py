@@ -16,6 +16,7 @@ from typing import Any
 from . import commands as c
 from .codec import DecodeError, decode_command, split_entry
 from .flows import Flows, state_hash
+from . import queues as queues_mod
 from .digest import job_hash, key_hash, records_digest, scalars_hash, token_hash, worker_hash
 from .outcomes import Outcome, Rejected, RejectCode
 from .ready import ReadyQueue
@@ -57,6 +58,9 @@ class State:
         #: entry (results store, long-polls). Not part of the state: never in the digest or snapshot.
         self.ended: list[str] = []
         self.flows = Flows()  #: groups, schedules, their runs, rerun counts (raft_state/flows.py)
+        self.queues: dict[str, queues_mod.QueueRecord] = {}  #: named queues' records (raft_state/queues.py)
+        #: (queue, status) -> jobs; derived from `jobs` (no digest of its own, rebuilt at snapshot load)
+        self.queue_counts: dict[tuple[str, JobStatus], int] = {}
 
     # ---- the entry point ------------------------------------------------------------------
 
@@ -109,7 +113,8 @@ class State:
     def full_digest(self) -> int:
         """The digest recomputed from every record, for cross-checks."""
         return (records_digest(self.jobs.values(), self.workers.values(), self.keys.values(), self.revoked)
-                ^ state_hash(self.flows) ^ scalars_hash(self._scalars()))
+                ^ state_hash(self.flows) ^ queues_mod.records_hash(list(self.queues.values()))
+                ^ scalars_hash(self._scalars()))
 
     def next_attempt(self, job_id: str) -> int:
         job = self.jobs.get(job_id)
@@ -120,17 +125,22 @@ class State:
     def _put_job(self, job: Job) -> None:
         job_id = job.job_id
         counts = self.counts
+        by_queue = self.queue_counts
         old = self.jobs.get(job_id)
         if old is not None:
             counts[old.status] -= 1
+            by_queue[(old.spec.queue, old.status)] -= 1
             self._xor ^= job_hash(old)
         self._xor ^= job_hash(job)
         self.jobs[job_id] = job
         counts[job.status] += 1
+        key = (job.spec.queue, job.status)
+        by_queue[key] = by_queue.get(key, 0) + 1
 
     def _drop_job(self, job_id: str) -> None:
         job = self.jobs.pop(job_id)
         self.counts[job.status] -= 1
+        self.queue_counts[(job.spec.queue, job.status)] -= 1
         self._xor ^= job_hash(job)
 
     def _put_worker(self, worker: Worker) -> None:

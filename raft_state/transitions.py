@@ -15,8 +15,9 @@ from .records import (Attempt, AttemptOutcome, Job, JobStatus, KeyRecord, Worker
                       unmet_requirements)
 from .digest import spec_digest
 from .validate import spec_problem, worker_problem
-from . import flows, groups, resources, schedules
+from . import flows, groups, queues, resources, schedules
 from .flow_commands import CreateSchedule, DeleteSchedule, FireSchedule, RetryJobs, SetSchedulePaused, SubmitFlow
+from .queue_commands import QUEUES_SINCE, CreateQueue, DeleteQueue, SetQueuePaused, UpdateQueue
 
 if TYPE_CHECKING:
     from .state import State
@@ -70,6 +71,14 @@ def dispatch(s: State, cmd: c.Command) -> Outcome:
             return schedules.delete(s, cmd)
         case FireSchedule():
             return schedules.fire(s, cmd)
+        case CreateQueue():
+            return queues.create(s, cmd)
+        case UpdateQueue():
+            return queues.update(s, cmd)
+        case SetQueuePaused():
+            return queues.set_paused(s, cmd)
+        case DeleteQueue():
+            return queues.delete(s, cmd)
     assert_never(cmd)
 
 
@@ -268,6 +277,9 @@ def _assign_one(s: State, item: c.Assignment) -> RejectCode | None:
         return RejectCode.STALE_ATTEMPT
     if s.paused:
         return RejectCode.QUEUE_PAUSED
+    if s.cluster_version >= QUEUES_SINCE and job.spec.queue in s.queues:
+        if queues.room(s, job.spec.queue) == 0:  # a deposed leader's plan cannot overrun a limit either
+            return RejectCode.QUEUE_PAUSED if s.queues[job.spec.queue].paused else RejectCode.QUEUE_FULL
     deadline = job.spec.deadline_ms
     if job.job_id not in s.ready or (deadline is not None and deadline <= s.now_ms
                                      and flows.deadline_binds(s, job.job_id, job.attempt)):

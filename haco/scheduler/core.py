@@ -22,6 +22,7 @@ from haco.config import SchedulerConfig
 from haco.errors import ReplicationError
 from haco.scheduler.fire import Firing
 from haco.scheduler.placement import overdue, plan, plan_for, plan_new
+from haco.scheduler.share import FairShare
 from haco.replica.node import Replica
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Scheduler:
         self.assigned_with_submit = 0  #: of which were planned behind their own submit (assign_submitted)
         self.on_assigned: Callable[[State, list[Assignment], int], None] | None = None  #: metrics hook
         self.firing = Firing(replica)  #: schedules' due slots (haco/scheduler/fire.py)
+        self.share = FairShare()  #: queues' placements so far; the planners use it under the state lock
 
     def on_applied(self, _event: object) -> None:
         if self.replica.is_leader():  # a follower's loop has nothing to plan: don't wake it per entry
@@ -170,7 +172,7 @@ class Scheduler:
         if not lock.acquire(blocking=False):
             return
         try:
-            items = plan_for(self.replica.state, worker_id, slots, self._proposed, self._inflight)
+            items = plan_for(self.replica.state, worker_id, slots, self._proposed, self._inflight, self.share)
         finally:
             lock.release()
         if not items:
@@ -190,7 +192,7 @@ class Scheduler:
         if not connected or not lock.acquire(blocking=False):
             return
         try:
-            items = plan_new(self.replica.state, connected, jobs, self._claimed, self._inflight)
+            items = plan_new(self.replica.state, connected, jobs, self._claimed, self._inflight, self.share)
         finally:
             lock.release()
         if items:
@@ -230,14 +232,14 @@ class Scheduler:
         if len(self.replica.state.ready) > PLAN_ON_LOOP_READY_MAX or not lock.acquire(blocking=False):
             return None
         try:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed, inflight)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed, inflight, self.share)
         finally:
             lock.release()
 
     def _plan_locked(self, connected: set[str], skip: frozenset[str], claimed: dict[str, int],
                      inflight: dict[str, Assignment]) -> list[Assignment]:
         with self.replica.state_lock:
-            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed, inflight)
+            return plan(self.replica.state, connected, self.cfg.assign_batch_max, skip, claimed, inflight, self.share)
 
     async def _liveness(self, mono: float) -> None:
         state = self.replica.state
