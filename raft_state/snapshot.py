@@ -270,22 +270,22 @@ def _install_jobs(con: duckdb.DuckDBPyConnection, state: State) -> None:
         state.queue_counts[(queue, JobStatus(status))] = n
     state._finished.extend(map(id_at, _ints(con, "SELECT rowid FROM jobs WHERE finish_seq IS NOT NULL ORDER BY finish_seq")))
 
-    completed = JobStatus.COMPLETED
+    # apply counts a pending job's unfinished dependencies and its failed ones; each failed one (pruned
+    # or not) queued exactly one cascade entry for it, and completed ones no longer count
     unmet_of: dict[str, int] = {}
     for job_id, depends_on in con.execute(
             f"SELECT job_id, depends_on FROM jobs WHERE {_PENDING} AND len(depends_on) > 0 ORDER BY seq").fetchall():
         unmet = 0
         for dep_id in depends_on:
             dep = by_id.get(dep_id)
-            if dep is None or dep.status is completed:
+            if dep is None or dep.is_final:
                 continue
-            if not dep.is_final:
-                state._dependents.setdefault(dep_id, []).append(job_id)
+            state._dependents.setdefault(dep_id, []).append(job_id)
             unmet += 1
         if unmet:
             unmet_of[job_id] = unmet
     in_seq_order = True  # so far: the query's order
-    for job_id in dict.fromkeys(job_id for job_id, _ in state._cascade):  # a failed dependency may be pruned
+    for job_id, _ in state._cascade:
         job = by_id.get(job_id)
         if job is not None and job.status is JobStatus.PENDING:
             in_seq_order &= job_id in unmet_of

@@ -10,6 +10,7 @@ Records are replaced, never edited, so readers on other threads see whole record
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from collections import deque
 from typing import Any
 
@@ -44,7 +45,7 @@ class State:
         self._deadlines: list[tuple[int, int, str]] = []  # (deadline_ms, seq, job_id), lazy
         self._finished: deque[str] = deque()  # job ids in finish order
         self._key_order: deque[str] = deque()  # keys in creation order
-        self._dependents: dict[str, list[str]] = {}  # dependency -> jobs waiting on it
+        self._dependents: dict[str, list[str]] = {}  # unfinished dependency -> pending jobs waiting on it, by seq
         self._unmet: dict[str, int] = {}  # pending job -> dependencies not completed yet
         self._cascade: deque[tuple[str, str]] = deque()  # (job id, reason): DAG failures still to apply
         # A replaced record's hash is recomputed to XOR it out (~1 us) rather than kept per record:
@@ -221,7 +222,8 @@ class State:
     def _finish(self, job: Job, status: JobStatus, error: str | None, attempts: tuple[Attempt, ...] | None = None) -> None:
         """Move a job to a final state, free its worker slot, and settle its dependents."""
         self.ready.discard(job.job_id)
-        self._unmet.pop(job.job_id, None)
+        if self._unmet.pop(job.job_id, None):  # it was waiting (cancelled, expired, or failed by a dependency)
+            self._stop_waiting(job)
         if job.status is JobStatus.RUNNING:
             self._release_worker_slot(job.worker_id, job.job_id)
         self.finish_seq += 1
@@ -245,14 +247,30 @@ class State:
                 if dependent is not None and dependent.status is JobStatus.PENDING:
                     self._enqueue(dependent)
         else:
-            # Only dependents still pending: a cancelled one is final already, and a snapshot rebuild
-            # (which sees only pending jobs) must produce the very same cascade.
+            # waiting lists hold only pending jobs, in submission order, as a snapshot load rebuilds
+            # them: the cascade goes in the same order on a replica that loaded one
             reason = f"dependency {job.job_id} {status}"
             jobs = self.jobs
             for dep_id in dependents:
                 dependent = jobs.get(dep_id)
                 if dependent is not None and dependent.status is JobStatus.PENDING:
                     self._cascade.append((dep_id, reason))
+
+    def _stop_waiting(self, job: Job) -> None:
+        """Take a job that will wait no more out of its unfinished dependencies' waiting lists.
+
+        Left there, a retry would list it a second time and one completion would count twice, making
+        it ready while another dependency still runs. A list holds pending jobs in seq order."""
+        jobs = self.jobs
+        for dep_id in job.spec.depends_on:
+            waiting = self._dependents.get(dep_id)
+            if not waiting:
+                continue  # a finished dependency: its list went when it finished
+            i = bisect_left(waiting, job.seq, key=lambda j: jobs[j].seq)
+            if i < len(waiting) and waiting[i] == job.job_id:
+                del waiting[i]
+                if not waiting:
+                    del self._dependents[dep_id]
 
     def run_cascade(self) -> None:
         """Fail dependents of failed jobs, within this command's work budget; the rest waits for a Tick."""

@@ -316,6 +316,7 @@ class StateMachine(RuleBasedStateMachine):
         # the indexes load derives from columns, in the order apply keeps them
         assert list(loaded.state.ready.iter_ready()) == list(self.state.ready.iter_ready())
         assert loaded.state.counts == self.state.counts and loaded.state._unmet == self.state._unmet
+        assert loaded.state._dependents == self.state._dependents  # pending waiters in seq order: cascade order
         assert list(loaded.state._finished) == _live_finish_order(self.state)
         assert loaded.state.flows.groups == self.state.flows.groups
         assert loaded.state.flows.schedules == self.state.flows.schedules
