@@ -4,10 +4,12 @@
 
 Builds a State with N pending jobs (default 1,000,000; SubmitJobs of 2,000 applied directly, as a
 replica applies them) over four placement classes (1 CPU; 4 CPUs and 8 GB; 1 GPU with 20 GB; a
-`fast-disk` tag) and four queues, mixed priorities, a 100-byte payload each. Workers (64
+`fast-disk` tag) and four queues (`default`; `interactive` weight 3, `batch` weight 2, `nightly`
+at most 200 running), mixed priorities, a 100-byte payload each. Workers (64
 registered; 8 or 64 connected, one in four with 8 GPUs, half with the tag) are idle, with 64
 slots, 64 CPUs and 256 GB each. Times `haco.scheduler.placement.plan(state, connected,
-batch_max)` (whatever it decides: priorities, queues, reservations) and reports microseconds per
+batch_max)` as the leader does (with its fair share across queues, when plan() takes one:
+priorities, queues and reservations are whatever main decides) and reports microseconds per
 assigned job, the pick, beside the issue's target of 50 us at 1M pending, and the state's memory
 (RSS growth while building it). The plan is pure, so the same call is repeated and the median kept.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import platform
@@ -32,10 +35,13 @@ from haco.scheduler.placement import plan
 from raft_state import CODE_VERSION, JobSpec, NewJob, RegisterWorker, SetClusterVersion, State, SubmitJobs, Tick
 from raft_state import canonical
 from raft_state.commands import SUBMIT_BATCH_MAX
+from raft_state.queue_commands import CreateQueue
 from raft_state.records import Device, JobStatus
 
 T0 = 1_700_000_000_000
 QUEUES = ("default", "batch", "interactive", "nightly")
+#: (name, weight, max_running) of the queues created; `default` keeps its defaults
+QUEUE_SETTINGS = (("batch", 2, 0), ("interactive", 3, 0), ("nightly", 1, 200))
 #: (share of jobs, requirements): the placement classes
 CLASSES = ((0.60, {}), (0.25, {"cpus": 4, "memory_gb": 8.0}), (0.10, {"gpus": 1, "gpu_memory_gb": 20.0}),
            (0.05, {"required_tags": ("fast-disk",)}))
@@ -68,6 +74,8 @@ def build(n: int, seed: int = 21) -> tuple[State, float, float]:
     state = State()
     state.apply(Tick(T0))
     state.apply(SetClusterVersion(T0, CODE_VERSION))
+    for name, weight, max_running in QUEUE_SETTINGS:
+        state.apply(CreateQueue(at_ms=T0, name=name, max_running=max_running, weight=weight, priority=0))
     for w in range(WORKERS_REGISTERED):
         devices = tuple(Device(kind="cuda", index=d, model="NVIDIA A100", memory_gb=40.0, compute=8.0) for d in range(8)) if w % 4 == 0 else ()
         state.apply(RegisterWorker(at_ms=T0, worker_id=f"w{w:02d}", capacity=SLOTS,
@@ -95,9 +103,13 @@ def time_plan(state: State, connected: set[str], batch_max: int, budget_s: float
     runs: list[float] = []
     assigned = 0
     spent = 0.0
+    extra: dict[str, Any] = {}
+    if "share" in inspect.signature(plan).parameters:  # the scheduler keeps one across rounds
+        from haco.scheduler.share import FairShare
+        extra["share"] = FairShare()
     while len(runs) < 5 or spent < budget_s:
         t = time.perf_counter()
-        items = plan(state, connected, batch_max)
+        items = plan(state, connected, batch_max, **extra)
         runs.append(time.perf_counter() - t)
         spent += runs[-1]
         assigned = len(items)
