@@ -43,8 +43,9 @@ QUEUES = ("default", "batch", "interactive", "nightly")
 #: (name, weight, max_running) of the queues created; `default` keeps its defaults
 QUEUE_SETTINGS = (("batch", 2, 0), ("interactive", 3, 0), ("nightly", 1, 200))
 #: (share of jobs, requirements): the placement classes
-CLASSES = ((0.60, {}), (0.25, {"cpus": 4, "memory_gb": 8.0}), (0.10, {"gpus": 1, "gpu_memory_gb": 20.0}),
-           (0.05, {"required_tags": ("fast-disk",)}))
+CLASSES: tuple[tuple[float, dict[str, Any]], ...] = (
+    (0.60, {}), (0.25, {"cpus": 4, "memory_gb": 8.0}), (0.10, {"gpus": 1, "gpu_memory_gb": 20.0}),
+    (0.05, {"required_tags": ("fast-disk",)}))
 WORKERS_REGISTERED = 64
 SLOTS = 64
 TARGET_US = 50.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from haco.cli import job_output
@@ -160,10 +160,11 @@ def workers_table(workers: Sequence[dict[str, Any]], *, wide: bool = False) -> s
 def share_texts(worker: dict[str, Any]) -> tuple[str, str, str]:
     """CPU `2/4`, memory `3/15.5G`, GPUs `1/2` (`-` without devices): reserved/total, `?` for the
     reserved part when the answer has none (a replica older than reservations)."""
-    reserved = worker.get("reserved") if isinstance(worker.get("reserved"), dict) else {}
+    got = worker.get("reserved")
+    reserved: dict[str, Any] = got if isinstance(got, dict) else {}
     devices = worker.get("devices") or []
 
-    def part(key: str, show: Any) -> str:
+    def part(key: str, show: Callable[[Any], str]) -> str:
         value = reserved.get(key)
         return "?" if value is None else show(value)
 

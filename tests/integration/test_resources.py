@@ -65,7 +65,11 @@ def test_gpus_are_reserved_exported_and_waited_for(cluster_factory: Any, tmp_pat
         (0, "cuda", "NVIDIA A10G", 24), (1, "cuda", "NVIDIA A10G", 24)]
     assert _workers(c)["cpu"]["devices"] == []
 
-    both = final(c, submit(c, _gpu_job(2, ["sh", "-c", "echo CUDA=$CUDA_VISIBLE_DEVICES"])))
+    both_id = submit(c, _gpu_job(2, ["sh", "-c", "echo CUDA=$CUDA_VISIBLE_DEVICES; sleep 2"]))
+    eventually(lambda: job_on(c, 0, both_id)["status"] == "running", 20, "the 2-GPU job running")
+    gpu_worker = _workers(c)["gpu"]
+    assert gpu_worker["reserved"]["devices"] == [0, 1] and share_texts(gpu_worker)[2] == "2/2"  # `haco workers`
+    both = final(c, both_id)
     assert both["status"] == "completed", both
     assert both["attempts"][-1]["worker_id"] == "gpu"
     assert "CUDA=0,1" in both["result"]["stdout_tail"]
@@ -81,7 +85,6 @@ def test_gpus_are_reserved_exported_and_waited_for(cluster_factory: Any, tmp_pat
     assert "gpu: needs 1 GPU, 0 free" in reason["resources"] and "needs 1 GPU: has no GPUs" in str(reason), reason
     gpu_worker = _workers(c)["gpu"]
     assert gpu_worker["reserved"]["devices"] == [0, 1] and gpu_worker["free"]["devices"] == []
-    assert share_texts(gpu_worker)[2] == "2/2"  # `haco workers`: GPU reserved/total
     seen = {final(c, j)["result"]["stdout_tail"].strip() for j in (first, second)}
     assert seen == {"CUDA=0", "CUDA=1"}, seen
     assert final(c, third)["status"] == "completed"
