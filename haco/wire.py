@@ -1,5 +1,5 @@
 """Shapes at the edges: the worker protocol's frames (both sides: the server's hub and the worker
-agent), and the JSON the server makes of jobs and workers (the client and CLI read it).
+agent), and the JSON the server makes of jobs, workers and queues (the client and CLI read it).
 
 A leaf module: it imports only msgpack at run time (records are read by attribute; their types
 are imported for checking only), so a worker machine loads neither raft_state nor the server.
@@ -16,6 +16,7 @@ import msgpack
 
 if TYPE_CHECKING:
     from raft_state import Job, Worker
+    from raft_state.queries import QueueSummary
     from raft_state.records import Attempt
 
 PROTOCOL_VERSION: Final = 1
@@ -96,3 +97,11 @@ def worker_json(w: Worker, *, connected: bool = False, load: dict[str, Any] | No
                            "devices": sorted({d.index for d in w.devices} - set(free["devices"]))}
     return out
 
+
+
+def queue_json(q: QueueSummary) -> dict[str, Any]:
+    """A row of GET /api/queues and of the dashboard's `queues`."""
+    rec = q.settings
+    return {"name": rec.name, "max_running": rec.max_running, "weight": rec.weight, "priority": rec.priority,
+            "paused": rec.paused, "explicit": q.explicit, "created_at_ms": rec.created_at_ms,
+            "counts": {str(status): n for status, n in q.counts.items()}, "ready": q.ready}

@@ -6,8 +6,10 @@ view that may move under them (single-record reads are always whole: records are
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from .payloads import offers
 from .records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits, unmet_requirements
@@ -15,6 +17,10 @@ from .flows import deadline_binds
 from . import queues
 from .resources import free_of, shortage
 from .state import State
+from .validate import DEFAULT_QUEUE
+
+#: not a queue name (no parentheses in one): the implicit queues a bounded listing leaves out, summed
+OTHER_QUEUES: Final = "(other)"
 
 
 def open_workers(state: State) -> list[Worker]:
@@ -131,3 +137,42 @@ def _ahead(state: State, job: Job, limit: int = 10_000) -> Iterator[str]:
 
 def counts(state: State) -> dict[str, int]:
     return {str(status): n for status, n in state.counts.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """A queue's settings and figures."""
+
+    settings: queues.QueueRecord  #: its record, or the implicit settings
+    explicit: bool  #: it has a record
+    counts: dict[JobStatus, int]  #: jobs by status, every status present
+    ready: int  #: pending jobs whose dependencies are met and backoff is over (paused or full or not)
+
+
+def queue_summaries(state: State, implicit_max: int = queues.QUEUES_MAX
+                    ) -> tuple[list[QueueSummary], QueueSummary | None]:
+    """Every queue with a record, `default`, and the `implicit_max` other names jobs carry that hold
+    the most jobs, by name; then the rest of those names summed as OTHER_QUEUES, or None.
+
+    Reads the (queue, status) counts and the ready queue's classes, never the jobs, so it is cheap
+    at a million jobs. Off the loop, hold the state lock (a class may empty while it is read).
+    """
+    by_queue: dict[str, Counter[JobStatus]] = {}
+    for (name, status), n in list(state.queue_counts.items()):
+        if n:
+            by_queue.setdefault(name, Counter())[status] += n
+    ready: Counter[str] = Counter()
+    for klass in state.ready.classes():
+        ready[klass[-1]] += state.ready.class_size(klass)
+    explicit = set(state.queues) | {DEFAULT_QUEUE}
+    implicit = sorted((by_queue.keys() | ready.keys()) - explicit,
+                      key=lambda name: (-sum(by_queue.get(name, Counter()).values()), name))
+    listed, rest = implicit[:implicit_max], implicit[implicit_max:]
+
+    def summary(rec: queues.QueueRecord, names: list[str]) -> QueueSummary:
+        counts = {status: sum(by_queue.get(n, Counter())[status] for n in names) for status in JobStatus}
+        return QueueSummary(rec, rec.name in state.queues, counts, sum(ready[n] for n in names))
+
+    rows = [summary(queues.settings(state, name), [name]) for name in sorted(explicit.union(listed))]
+    other = summary(queues.IMPLICIT.evolve(name=OTHER_QUEUES), rest) if rest else None
+    return rows, other

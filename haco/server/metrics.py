@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from haco.replica.raft.wire import REASONS as RAFT_REFUSAL_REASONS
 from raft_state import Assignment, State
+from raft_state.queries import QueueSummary, queue_summaries
 from raft_state.records import JobStatus, WorkerStatus
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ SUBMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 SCHEDULING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 ROLES = ("leader", "follower", "candidate", "stopped")
 COUNT_CHUNK = 20_000  #: ready entries counted per GIL hold
+IMPLICIT_QUEUES_MAX = 64  #: queue names without a record labelled one by one; the rest are summed as "(other)"
 
 
 class Metrics:
@@ -150,6 +152,9 @@ class ReplicaCollector(Collector):
         yield _counter("haco_assignments", "assignments this replica committed while leading",
                        self.scheduler.assigned)
         yield from self._state_figures(r.state)
+        with r.state_lock:  # collect runs in a worker thread (render); the summary is O(queues + classes)
+            rows, other = queue_summaries(r.state, IMPLICIT_QUEUES_MAX)
+        yield from _queue_figures(rows, other)
 
     def _state_figures(self, state: State) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("haco_jobs", "jobs in the state by status", labels=["state"])
@@ -170,6 +175,28 @@ class ReplicaCollector(Collector):
         yield workers
         yield _gauge("haco_workers_connected", "worker websockets open on this replica", len(connected))
         yield _gauge("haco_queue_paused", "1 when the queue is paused", 1.0 if state.paused else 0.0)
+
+
+def _queue_figures(rows: list[QueueSummary], other: QueueSummary | None) -> Iterator[Metric]:
+    """Per named queue: at most 256 records, `default` and IMPLICIT_QUEUES_MAX other names, so the
+    label set stays bounded whatever names jobs carry."""
+    jobs = GaugeMetricFamily("haco_queue_jobs", "jobs by named queue and status", labels=["queue", "state"])
+    ready = GaugeMetricFamily("haco_queue_jobs_ready", "runnable jobs (pending, dependencies met, backoff over) "
+                              "by named queue, paused or at its limit or not", labels=["queue"])
+    for q in rows if other is None else [*rows, other]:
+        for status, n in q.counts.items():
+            jobs.add_metric([q.settings.name, status.value], n)
+        ready.add_metric([q.settings.name], q.ready)
+    yield jobs
+    yield ready
+    settings = [("haco_queue_max_running", "running jobs the queue may hold at most (0: no limit)", "max_running"),
+                ("haco_queue_weight", "the queue's weight in the fair share between queues", "weight"),
+                ("haco_queue_is_paused", "1 when the named queue is paused", "paused")]
+    for name, doc, field in settings:
+        family = GaugeMetricFamily(name, doc, labels=["queue"])
+        for q in rows:
+            family.add_metric([q.settings.name], float(getattr(q.settings, field)))
+        yield family
 
 
 def _ready_by_priority(state: State) -> dict[int, int]:
