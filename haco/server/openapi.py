@@ -3,7 +3,8 @@
 Every route of the app has one operation here (tests/server/test_openapi.py walks `app.router`
 both ways), each with its parameters, body, answers and the error codes each status carries;
 the role a route needs comes from auth.ROUTE_RULES, so the two cannot disagree. A new route:
-add a row to `_paths()` (and to tests/server/test_routes.py CASES). The suite fuzzes the API with
+add a row to `_paths()` (and to tests/server/test_routes.py CASES); an answer that names something
+a next call takes gets links in haco/server/openapi_links.py. The suite fuzzes the API with
 Schemathesis over this document (tests/integration/test_fuzz_api.py), so an answer that breaks
 it, a status or code it does not list, or any 5xx fails the run.
 """
@@ -15,6 +16,7 @@ from typing import Any, Final
 
 from haco.results.sandbox import ROW_LIMIT_DEFAULT, ROW_LIMIT_MAX
 from haco.server.auth import ADMIN, OPEN, READ, ROUTE_RULES, SUBMIT, WORKER
+from haco.server.openapi_links import add_links
 from haco.server.openapi_schemas import (ANY, BOOL, INDEX, INT, OBJ, SCHEMAS, STR, STRS, Schema, nullable, obj,
                                          ref, write)
 
@@ -303,6 +305,7 @@ def document() -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         for method, path, operation in _paths():
             paths.setdefault(path, {})[method] = operation
+        add_links(paths)
         _DOC = {
             "openapi": "3.1.0",
             "info": {"title": "haco", "version": "1", "description": (

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from raft_state import validate
+
 Schema = dict[str, Any]
 
 
@@ -47,11 +49,26 @@ _REQUIREMENTS: Final = obj({
 }, closed=True)
 
 #: A job as submitted (docs/jobs.md); `name` and `not_before` make it a workflow job.
+def _names(items: int, chars: int) -> Schema:
+    return {"type": "array", "maxItems": items, "items": {"type": "string", "minLength": 1, "maxLength": chars}}
+
+
+#: A job as submitted (docs/jobs.md); `name` and `not_before` make it a workflow job. The bounds are
+#: the validator's (raft_state/validate.py), which also refuses what a schema cannot say.
 NEW_JOB: Final = obj({
-    "type": {"type": "string", "description": "executor: shell, python, pytest, benchmark, noop, or a plugin"},
-    "payload": ANY, "priority": INT, "timeout_s": NUM, "max_retries": INT, "backoff_s": NUM,
-    "required_tags": STRS, "requirements": _REQUIREMENTS, "depends_on": STRS, "deadline": STR, "key": STR,
-    "labels": {"type": "object", "additionalProperties": STR}, "not_before": STR, "name": STR,
+    "type": {"type": "string", "pattern": validate.TYPE_RE.pattern,
+             "description": "executor: shell, python, pytest, benchmark, noop, or a plugin"},
+    "payload": ANY,
+    "priority": {"type": "integer", "minimum": -validate.PRIORITY_ABS_MAX, "maximum": validate.PRIORITY_ABS_MAX},
+    "timeout_s": {"type": "number", "minimum": 0.001, "maximum": validate.TIMEOUT_MS_MAX / 1000},
+    "max_retries": {"type": "integer", "minimum": 0, "maximum": validate.RETRIES_MAX},
+    "backoff_s": {"type": "number", "minimum": 0, "maximum": validate.BACKOFF_MS_MAX / 1000},
+    "required_tags": _names(validate.TAGS_MAX, validate.TAG_CHARS_MAX), "requirements": _REQUIREMENTS,
+    "depends_on": _names(validate.DEPENDS_MAX, validate.ID_CHARS_MAX), "deadline": STR,
+    "key": {"type": "string", "minLength": 1, "maxLength": validate.KEY_CHARS_MAX},
+    "labels": {"type": "object", "maxProperties": validate.LABELS_MAX,
+               "additionalProperties": {"type": "string", "maxLength": validate.LABEL_VALUE_CHARS_MAX}},
+    "not_before": STR, "name": STR,
 }, ["type"], closed=True)
 
 ERROR: Final = obj({"error": obj({"code": STR, "message": STR, "detail": OBJ}, ["code", "message", "detail"])},

@@ -7,14 +7,22 @@ traceback; have a status the document lists for the operation and, for JSON, the
 (an error's code among that status's codes). A refused write (4xx) must leave the state digest of
 the replica that answered unchanged. After the run, no replica logged a line at level ERROR.
 
-Bounded for the suite (FUZZ_EXAMPLES per operation and mode: ~1,650 requests, 3 minutes on a loaded
-two-core machine); the longer run is `HACO_FUZZ_EXAMPLES=500 python -m pytest tests/integration/test_fuzz_api.py`
+Then call sequences: Schemathesis' state machine chains operations through the document's links
+(haco/server/openapi_links.py: submit, get, cancel, retry, logs; a worker's get, drain, undrain),
+feeding each answer's ids into the next call, with the same checks on every answer but the digest
+(a sequence's accepted writes move it). An idle worker (capacity 0, so no generated job ever runs)
+gives drain and undrain something to act on. It runs last: the cluster stays quiet until then.
+
+Bounded for the suite (FUZZ_EXAMPLES per operation and mode: ~2,000 requests, 20-25 s at load 3 on a
+two-core machine; SEQUENCES sequences of at most SEQUENCE_STEPS calls); the longer run is
+`HACO_FUZZ_EXAMPLES=500 HACO_FUZZ_SEQUENCES=1000 python -m pytest tests/integration/test_fuzz_api.py`
 (docs/security.md). The cluster is quiet on its own (no workers, Ticks an hour apart, schedules
 paused as soon as they exist), so a digest that moves during a refused write was moved by it.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import time
@@ -33,8 +41,11 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error, r
 from haco.server.openapi import document
 
 from .cluster import Cluster
+from .idle_worker import IdleWorker
 
 FUZZ_EXAMPLES = int(os.environ.get("HACO_FUZZ_EXAMPLES", "3"))
+SEQUENCES = int(os.environ.get("HACO_FUZZ_SEQUENCES", "60"))
+SEQUENCE_STEPS = int(os.environ.get("HACO_FUZZ_SEQUENCE_STEPS", "10"))
 #: the two parameters that wait by design (?wait_s long-polls to 60 s, ?min_index up to 10 s):
 #: tests/server/test_routes.py covers them; here they would spend the run's time asleep
 _WAITING = {"wait_s", "min_index"}
@@ -54,9 +65,32 @@ def _fuzz_document() -> dict[str, Any]:
     return doc
 
 
-schema = schemathesis.openapi.from_dict(_fuzz_document())
-schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                                max_examples=FUZZ_EXAMPLES, with_security_parameters=False)
+#: what sequences submit: noop jobs (never run: the only worker has capacity 0) with the fields a
+#: schema bounds; the document's `type` is open (executors are plugins), so a generated one is
+#: almost always unknown, and dependencies, deadlines and names are almost always refused
+_SEQUENCE_JOB_FIELDS = {"payload", "priority", "timeout_s", "max_retries", "backoff_s", "required_tags", "key",
+                        "labels"}
+
+
+def _sequence_document() -> dict[str, Any]:
+    """The fuzz document for call sequences: submits that are accepted, and no deregistration
+    (it would take away the worker that drain and undrain act on)."""
+    doc = _fuzz_document()
+    new_job = doc["components"]["schemas"]["NewJob"]
+    new_job["properties"] = {"type": {"const": "noop"}, **{k: v for k, v in new_job["properties"].items()
+                                                           if k in _SEQUENCE_JOB_FIELDS}}
+    del doc["paths"]["/api/workers/{worker_id}"]["delete"]
+    return doc
+
+
+def _schema(doc: dict[str, Any]) -> Any:
+    out = schemathesis.openapi.from_dict(doc)
+    out.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+                                 max_examples=FUZZ_EXAMPLES, with_security_parameters=False)
+    return out
+
+
+schema = _schema(_fuzz_document())
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -169,3 +203,37 @@ def test_hostile_probes_hold_the_contract(live: Live, method: str, path: str, ra
     assert response.status_code < 500 and "Traceback" not in response.text, response.text[:2000]
     if response.status_code >= 400 and live.info(0)["cluster_version"] == before["cluster_version"]:
         assert live.info(0)["digest"] == before["digest"]
+
+
+#: each answered 2xx at least once: only a sequence through the links reaches cancel and retry with
+#: a real job's id, and drain and undrain with the worker's
+_FOLLOWED = {("POST", "/api/jobs"), ("GET", "/api/jobs/{job_id}"), ("POST", "/api/jobs/{job_id}/cancel"),
+             ("POST", "/api/jobs/retry"), ("POST", "/api/workers/{worker_id}/drain"),
+             ("POST", "/api/workers/{worker_id}/undrain")}
+
+
+def test_call_sequences_hold_the_contract(live: Live) -> None:
+    """Sequences through the links: every answer holds the contract, and the links were followed
+    (a submitted job got, cancelled and retried by its id; the idle worker drained)."""
+    seen: collections.Counter[tuple[str, str, int]] = collections.Counter()
+
+    class Sequences(_schema(_sequence_document()).as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": live.url(next(live.turn)), "session": live.http, "timeout": 30}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, additional_checks: Any = None,
+                              **kwargs: Any) -> None:
+            seen[(case.method.upper(), case.path, response.status_code)] += 1
+            case.validate_response(response, checks=CHECKS)
+            text = response.content.decode("utf-8", errors="replace")
+            assert "Traceback" not in text and 'File "' not in text, text[:2000]
+
+    started = time.monotonic()
+    with IdleWorker(live.cluster, "idle-1"):
+        Sequences.run(settings=settings(max_examples=SEQUENCES, stateful_step_count=SEQUENCE_STEPS, deadline=None,
+                                        suppress_health_check=list(HealthCheck), database=None, derandomize=True,
+                                        phases=[Phase.generate]))
+    print(f"sequences: {sum(seen.values())} requests in {time.monotonic() - started:.1f} s; "
+          + ", ".join(f"{m} {p} {s}: {n}" for (m, p, s), n in sorted(seen.items())))
+    accepted = {(method, path) for method, path, status in seen if 200 <= status < 300}
+    assert _FOLLOWED <= accepted, f"no sequence got these accepted: {sorted(_FOLLOWED - accepted)}"

@@ -57,3 +57,22 @@ def test_every_error_answer_has_the_error_shape_and_its_codes() -> None:
                 assert schema["allOf"][0] == {"$ref": "#/components/schemas/Error"}, (method, path, status)
                 codes = schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
                 assert codes and all(c.isupper() for c in codes), (method, path, status, codes)
+
+
+def test_every_link_targets_an_operation_with_the_parameters_it_fills() -> None:
+    doc = document()
+    by_id = {operation["operationId"]: operation for item in doc["paths"].values() for operation in item.values()}
+    links = [(path, method, name, link) for path, item in doc["paths"].items() for method, operation in item.items()
+             for status, response in operation["responses"].items() if status.startswith("2")
+             for name, link in response.get("links", {}).items()]
+    assert {name for *_, name, _ in links} >= {"GetJob", "CancelJob", "RetryJob", "JobLogs", "DrainWorker",
+                                                 "UndrainWorker"}
+    for path, method, name, link in links:
+        target = by_id.get(link["operationId"])
+        assert target is not None, (method, path, name, link["operationId"])
+        takes = {f"{p['in']}.{p['name']}" for p in target.get("parameters", [])}
+        assert set(link.get("parameters", {})) <= takes, (method, path, name)
+        assert ("requestBody" in link) <= ("requestBody" in target), (method, path, name)
+        for expression in [*link.get("parameters", {}).values(), *link.get("requestBody", {}).get("job_ids", [])]:
+            assert expression.startswith("$response.body#/"), (method, path, name, expression)
+
