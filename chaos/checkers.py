@@ -225,7 +225,8 @@ def _round(v: float | None) -> float | None:
 
 def run_all(records: list[dict[str, Any]]) -> list[Check]:
     from .durability_checks import executions_once, journal_damage, replicas_applying
+    from .queue_limit import queue_limit
     from .schedule_checks import schedule_slots
     return [total_queue(records), one_job_per_key(records), results_once(records), leader_per_term(records),
             digests_agree(records), bad_input_refused(records), failover_times(records), schedule_slots(records),
-            executions_once(records), replicas_applying(records), journal_damage(records)]
+            executions_once(records), replicas_applying(records), journal_damage(records), queue_limit(records)]

@@ -23,7 +23,7 @@ from .checkers import Check, run_all
 from .collect import DigestSampler, collect_executions, collect_final, drain, parse_replica_logs
 from .history import HistoryWriter, now, read_history
 from .nemesis import ClusterStuck, Nemesis, NemesisConfig
-from . import schedule
+from . import queue_limit, schedule
 from .procs import ChaosCluster, become_subreaper, kill_descendants
 from .workload import Workload
 
@@ -128,6 +128,7 @@ async def _phases(cfg: RunConfig, cluster: ChaosCluster, history: HistoryWriter,
                   plan=nemesis.plan, urls=cluster.urls)
     async with HacoClient(cluster.urls, deadline_s=30.0) as client:
         await schedule.start(client, history)  # a periodic schedule fires through every fault
+        await queue_limit.start(client, history)  # a queue held at its max_running through every fault
     t0 = now()[0]
     stop = asyncio.Event()
     workload = Workload(cluster.urls, history, seed=cfg.seed, concurrency=cfg.concurrency, runs=cluster.runs_file)

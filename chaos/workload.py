@@ -2,6 +2,7 @@
 recorded in the history with invoke and completion times and its outcome.
 
 Operations: plain submissions (noop), long jobs (shell sleep, so worker faults hit running jobs),
+short jobs of the limited queue (chaos/queue_limit.py),
 failing jobs (shell `exit 1`, retried once), DAGs (a child that depends on an acknowledged
 parent), submit-then-cancel, invalid submissions (role `invalid`), and retries of an earlier key with the very same spec (the answer
 must be the same job). Keys are unique per client (`c<client>-<n>`).
@@ -24,6 +25,7 @@ from haco.client import HacoClient
 from haco.errors import (BadRequest, Conflict, Forbidden, HacoError, NotFound, PayloadTooLarge, Rejected,
                          Unauthorized)
 
+from . import queue_limit
 from .history import HistoryWriter, now
 
 __all__ = ["Workload"]
@@ -48,6 +50,8 @@ def _spec(role: str, n: int, rng: random.Random, runs: Path) -> dict[str, Any]:
         return {"type": "shell", "payload": {"argv": recorded(runs, "exit 1")}, "max_retries": 1, "backoff_s": 0.1}
     if role == "cancel":
         return {"type": "shell", "payload": {"argv": recorded(runs, "exec sleep 8")}, "timeout_s": 60}
+    if role == "limited":
+        return queue_limit.spec(recorded(runs, queue_limit.sleep_for(rng)))
     return {"type": "noop", "payload": {"n": n}, "max_retries": 2, "backoff_s": 0.1}
 
 
@@ -75,9 +79,9 @@ class Workload:
             while not stop.is_set():
                 n += 1
                 pick = rng.random()
-                role = ("plain" if pick < 0.45 else "long" if pick < 0.60 else "failing" if pick < 0.70
-                        else "dag" if pick < 0.80 else "cancel" if pick < 0.88 else "invalid" if pick < 0.91
-                        else "retry")
+                role = ("plain" if pick < 0.40 else "long" if pick < 0.55 else "failing" if pick < 0.65
+                        else "dag" if pick < 0.75 else "cancel" if pick < 0.83 else "invalid" if pick < 0.86
+                        else "limited" if pick < 0.93 else "retry")
                 if role == "invalid":  # bad input: must be refused with a 4xx and create nothing
                     await self._submit(client, cid, f"c{cid}-{n}", rng.choice(INVALID_SPECS), "invalid")
                 elif role == "retry" and sent:

@@ -43,7 +43,22 @@ def _clean() -> list[dict[str, Any]]:
          "applied": {"target": 16, "seconds": 0.4, "bound_s": 30.0, "applied": {"r1": 16, "r2": 16}, "behind": []}},
         {"kind": "executions", "rows": [["j-a", 1, 100], ["j-b", 1, 101], ["j-b", 2, 102]]},
         *_schedule_records(),
+        *_queue_records(),
     ]
+
+
+def _queue_records(overlap: bool = False) -> list[dict[str, Any]]:
+    """Six jobs of the limited queue (max_running 2), two at a time, one handed over at the same ms
+    (an end and the next assignment tie); `overlap` makes a third run beside two."""
+    spans = [(0, 100), (0, 100), (100, 200), (150, 250), (200, 300), (250, 350)]
+    if overlap:
+        spans.append((160, 170))
+    return [{"kind": "queue_created", "queue": "chaos-limited", "max_running": 2},
+            *(_op(f"q{i}", t=5.0 + i, role="limited") for i in range(len(spans))),
+            *({"kind": "final_job", "job": {"job_id": f"j-q{i}", "key": f"q{i}", "status": "completed", "attempt": 1,
+                                            "queue": "chaos-limited", "attempts": [
+                                                {"attempt": 1, "outcome": "completed", "assigned_at_ms": a,
+                                                 "ended_at_ms": e}]}} for i, (a, e) in enumerate(spans))]
 
 
 def _schedule_records(slots: tuple[int, ...] = (2000, 4000, 6000, 8000), skipped: tuple[int, ...] = (6000,),
@@ -124,7 +139,7 @@ def test_a_clean_history_passes_every_check() -> None:
     checks = run_all(_clean())
     assert [c.name for c in checks if not c.ok] == [], [c.problems for c in checks]
     tq = checks[0].figures
-    assert (tq["acknowledged"], tq["unknown"], tq["failed"], tq["recovered"]) == (2, 1, 1, 1)
+    assert (tq["acknowledged"], tq["unknown"], tq["failed"], tq["recovered"]) == (8, 1, 1, 1)  # a, b and six of the limited queue
 
 
 def test_total_queue_flags_a_lost_job() -> None:
@@ -208,3 +223,12 @@ def test_bad_input_refused_flags_an_invalid_submission_that_created_a_job() -> N
     check = bad_input_refused(records)
     assert not check.ok and check.figures["violations"] == 2
     assert not total_queue(records).ok  # and nobody enqueued it: unexpected
+
+
+def test_queue_limit_passes_two_at_a_time_and_flags_a_third() -> None:
+    from chaos.queue_limit import queue_limit
+    clean = queue_limit(_queue_records())
+    assert clean.ok and clean.figures["peak_running"] == 2, clean
+    over = queue_limit(_queue_records(overlap=True))
+    assert not over.ok and "3 jobs of chaos-limited running at 160" in over.problems[0], over
+    assert not queue_limit([]).ok
