@@ -39,11 +39,11 @@ def ready_queues(state: State) -> list[str]:
     return sorted({klass[-1] for klass in state.ready.classes()})
 
 
-def runnable(state: State, workers: list[Worker] | None = None, queue: str | None = None) -> Iterator[Job]:
+def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]:
     """Ready jobs, highest priority first and FIFO within a priority, skipping placement classes that
     none of `workers` (default: the open workers) can take, queues that are paused or at their
-    `max_running`, and jobs past their deadline (the next Tick expires them). Only `queue`'s jobs
-    when given. Nothing when the cluster is paused."""
+    `max_running`, and jobs past their deadline (the next Tick expires them). Nothing when the
+    cluster is paused."""
     if state.paused:
         return
     pool = open_workers(state) if workers is None else workers
@@ -52,13 +52,8 @@ def runnable(state: State, workers: list[Worker] | None = None, queue: str | Non
 
     def takeable(klass: Any) -> bool:
         if klass not in verdicts:
-            tags, hardware, memory, cuda, cpus, reserve_gb, gpus, gpu_gb, gpu_compute, gpu_kind, in_queue = klass
-            verdicts[klass] = (queue is None or in_queue == queue) and in_queue not in closed and any(
-                all(t in w.tags for t in tags) and all(h in w.hardware for h in hardware)
-                and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus and reserve_gb <= w.memory_gb
-                and (not gpus or sum(1 for d in w.devices if (not gpu_kind or d.kind == gpu_kind)
-                                     and d.memory_gb >= gpu_gb and d.compute >= gpu_compute) >= gpus)
-                for w in pool)
+            in_queue = klass[-1]
+            verdicts[klass] = in_queue not in closed and _takeable(klass, pool)
         return verdicts[klass]
 
     now_ms = state.now_ms
@@ -70,6 +65,48 @@ def runnable(state: State, workers: list[Worker] | None = None, queue: str | Non
         if deadline is not None and deadline <= now_ms and deadline_binds(state, job_id, job.attempt):
             continue  # assign would refuse it; the next Tick expires it
         yield job
+
+
+class Runnable:
+    """`runnable`'s jobs of one queue, where the caller can drop a placement class for the rest of
+    the walk (`drop`): a planner that found no place for a job drops its class, whose other jobs
+    would find none either."""
+
+    __slots__ = ("_state", "_walk", "klass")
+
+    def __init__(self, state: State, pool: list[Worker], queue: str) -> None:
+        self._state = state
+        self.klass: Any = None  #: the placement class of the job last yielded
+        classes = [] if state.paused or queues.room(state, queue) == 0 else [
+            k for k in state.ready.classes() if k[-1] == queue and _takeable(k, pool)]
+        self._walk = state.ready.walk(classes)
+
+    def __iter__(self) -> Iterator[Job]:
+        state = self._state
+        jobs, now_ms = state.jobs, state.now_ms
+        for entry in self._walk:
+            job = jobs.get(entry[2])
+            if job is None:
+                continue
+            deadline = job.spec.deadline_ms
+            if deadline is not None and deadline <= now_ms and deadline_binds(state, job.job_id, job.attempt):
+                continue  # assign would refuse it; the next Tick expires it
+            self.klass = entry[3]
+            yield job
+
+    def drop(self, klass: Any) -> None:
+        self._walk.drop(klass)
+
+
+def _takeable(klass: Any, pool: list[Worker]) -> bool:
+    """Whether some worker of `pool` can ever take a job of this placement class."""
+    tags, hardware, memory, cuda, cpus, reserve_gb, gpus, gpu_gb, gpu_compute, gpu_kind, _ = klass
+    return any(
+        all(t in w.tags for t in tags) and all(h in w.hardware for h in hardware)
+        and memory <= w.memory_gb and cuda <= w.cuda_compute and cpus <= w.cpus and reserve_gb <= w.memory_gb
+        and (not gpus or sum(1 for d in w.devices if (not gpu_kind or d.kind == gpu_kind)
+                             and d.memory_gb >= gpu_gb and d.compute >= gpu_compute) >= gpus)
+        for w in pool)
 
 
 def why_pending(state: State, job_id: str) -> dict[str, Any] | None:

@@ -112,6 +112,11 @@ class ReadyQueue:
                 if child < size:
                     heapq.heappush(frontier, (heap[child], child))
 
+    def walk(self, classes: list[ClassKey]) -> Walk:
+        """Ready entries of `classes` in priority order, as `iter_ready` gives them, where a class
+        can be dropped midway (`Walk.drop`). The caller must not change the queue meanwhile."""
+        return Walk(self, classes)
+
     def iter_ready(self, accept_class: Callable[[ClassKey], bool] | None = None) -> Iterator[str]:
         """Ready job ids in priority order across the classes `accept_class` admits.
 
@@ -120,3 +125,44 @@ class ReadyQueue:
         heaps = [h for k, h in self._heaps.items() if accept_class is None or accept_class(k)]
         for entry in heapq.merge(*(self._walk(h) for h in heaps)):
             yield entry[2]
+
+
+class Walk:
+    """A merge of some classes' heaps, best entry first; a dropped class yields nothing more and
+    costs nothing more (a planner drops a class that fits no worker now: the rest of it would not
+    fit either)."""
+
+    __slots__ = ("_walks", "_heads", "_dropped")
+
+    def __init__(self, queue: ReadyQueue, classes: list[ClassKey]) -> None:
+        self._walks: dict[ClassKey, Iterator[Entry]] = {}
+        self._heads: list[tuple[Entry, int]] = []
+        self._dropped: set[ClassKey] = set()
+        for n, klass in enumerate(classes):
+            heap = queue._heaps.get(klass)
+            if not heap:
+                continue
+            walk = queue._walk(heap)
+            first = next(walk, None)
+            if first is not None:
+                self._walks[klass] = walk
+                self._heads.append((first, n))
+        heapq.heapify(self._heads)  # entries differ by seq: the class index never decides
+
+    def __iter__(self) -> Iterator[Entry]:
+        heads, walks, dropped = self._heads, self._walks, self._dropped
+        while heads:
+            entry, n = heads[0]
+            klass = entry[3]
+            if klass in dropped:
+                heapq.heappop(heads)
+                continue
+            following = next(walks[klass], None)
+            if following is None:
+                heapq.heappop(heads)
+            else:
+                heapq.heapreplace(heads, (following, n))
+            yield entry
+
+    def drop(self, klass: ClassKey) -> None:
+        self._dropped.add(klass)

@@ -7,16 +7,23 @@ attempts past their timeout. Callers hold the replica's state lock. Every result
 at apply (docs/design.md, guarantee 4), so a plan made on a slightly stale view is harmless.
 Between named queues the planners follow the leader's `FairShare` (haco/scheduler/share.py), the
 one thing they change besides their result: it remembers how many placements each queue had.
+
+Cost at a deep queue: a worker's full ledger (its running jobs' reservations) is built only when
+a job might go there, and a placement class that found no place is dropped for the rest of the
+call (ledgers only shrink within one), so a call costs about one step per job placed plus one per
+class, however many jobs wait (bench/bench_placement.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
+from typing import Final
 
 from raft_state import Assignment, NewJob, State, TimeoutAttempt
 from raft_state import queries, queues
-from raft_state.payloads import offers
-from raft_state.records import JobSpec, JobStatus, Worker, WorkerStatus, fits
+from raft_state.payloads import BUILTIN_EXECUTORS, offers
+from raft_state.records import Job, JobSpec, JobStatus, Worker, WorkerStatus, fits
 from raft_state.resources import Free, fits_now, free_of
 
 from haco.scheduler.share import FairShare, Turns
@@ -24,32 +31,90 @@ from haco.scheduler.share import FairShare, Turns
 Inflight = Mapping[str, Assignment]  #: job id -> an assignment proposed and not yet applied
 
 
+class Ledger:
+    """What each worker of a pool has left: free slots at once, and CPUs, memory and devices (a
+    `Free`) the first time a job might go there, less what `inflight` proposals take (an item whose
+    job the state already shows running is counted once, by the state). Without `inflight`,
+    `claimed` counts the slots proposals take per worker."""
+
+    __slots__ = ("_state", "_workers", "_taken", "_free", "slots")
+
+    def __init__(self, state: State, pool: list[Worker], inflight: Inflight | None,
+                 claimed: Mapping[str, int] | None = None) -> None:
+        self._state = state
+        self._workers = {w.worker_id: w for w in pool}
+        self._taken: dict[str, list[tuple[JobSpec, tuple[int, ...]]]] = {}
+        self._free: dict[str, Free] = {}
+        self.slots = {w.worker_id: w.capacity - len(w.running) for w in pool}
+        if inflight is None:
+            for wid, n in (claimed or {}).items():
+                if wid in self.slots:
+                    self.slots[wid] -= n
+            return
+        for item in inflight.values():
+            job = state.jobs.get(item.job_id)
+            if item.worker_id in self.slots and job is not None and job.status is not JobStatus.RUNNING:
+                self._taken.setdefault(item.worker_id, []).append((job.spec, item.devices))
+                self.slots[item.worker_id] -= 1
+
+    def free(self, worker_id: str) -> Free:
+        f = self._free.get(worker_id)
+        if f is None:
+            f = free_of(self._workers[worker_id], self._state.jobs)
+            for spec, devices in self._taken.get(worker_id, ()):
+                f.take(spec, devices)
+            f.slots = self.slots[worker_id]
+            self._free[worker_id] = f
+        return f
+
+    def take(self, worker_id: str, spec: JobSpec, devices: tuple[int, ...]) -> None:
+        self.free(worker_id).take(spec, devices)
+        self.slots[worker_id] -= 1
+
+
 def ledger(state: State, workers: list[Worker], inflight: Inflight | None) -> dict[str, Free]:
-    """Each worker's free slots, CPUs, memory and devices, less what `inflight` proposals take
-    (an item whose job the state already shows running is counted once, by the state)."""
-    free = {w.worker_id: free_of(w, state.jobs) for w in workers}
-    for item in (inflight or {}).values():
-        ledger_of = free.get(item.worker_id)
-        job = state.jobs.get(item.job_id)
-        if ledger_of is None or job is None or job.status is JobStatus.RUNNING:
-            continue
-        ledger_of.take(job.spec, item.devices)
-    return free
+    """Each worker's free slots, CPUs, memory and devices, less what `inflight` proposals take."""
+    led = Ledger(state, workers, inflight)
+    return {w.worker_id: led.free(w.worker_id) for w in workers}
 
 
-def _best(spec: JobSpec, pool: list[Worker], free: dict[str, Free]) -> tuple[Worker, tuple[int, ...]] | None:
+def _best(spec: JobSpec, pool: list[Worker], led: Ledger) -> tuple[Worker, tuple[int, ...]] | None:
     """The fitting worker with the most free slots (ties: registration order) and the devices it gives."""
     best: tuple[Worker, tuple[int, ...]] | None = None
+    best_slots = 0
+    slots_of = led.slots
     for w in pool:
-        f = free[w.worker_id]
-        if f.slots <= 0 or (best is not None and f.slots <= free[best[0].worker_id].slots):
+        slots = slots_of[w.worker_id]
+        if slots <= 0 or (best is not None and slots <= best_slots):
             continue
         if not fits(spec, w) or not offers(spec.type, w.plugins):
             continue
-        devices = fits_now(spec, w, f)
+        devices = fits_now(spec, w, led.free(w.worker_id))
         if devices is not None:
-            best = (w, devices)
+            best, best_slots = (w, devices), slots
     return best
+
+
+def _pool(state: State, connected: set[str], claimed: Mapping[str, int]) -> list[Worker]:
+    """Connected active workers with a slot that no proposal claims, in registration order."""
+    active, taken = WorkerStatus.ACTIVE, claimed.get
+    out = [w for w in state.workers.values() if w.status is active and w.worker_id in connected
+           and w.capacity - len(w.running) > taken(w.worker_id, 0)]
+    out.sort(key=_SEQ)  # already in order but for re-registrations: a pass over it
+    return out
+
+
+_SEQ: Final = attrgetter("seq")
+
+
+def _no_place(turns: Turns, job: Job, nowhere: set[tuple[object, str]]) -> None:
+    """`job` fits no worker now, nor will the rest of its class in this call: a built-in type's
+    class is dropped; a plugin type's (class, type) is remembered (other types of the class may fit)."""
+    if job.spec.type in BUILTIN_EXECUTORS:
+        turns.drop(job)
+    else:
+        nowhere.add((turns.klass(job), job.spec.type))
+    turns.missed(job)
 
 
 def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str] = frozenset(),
@@ -66,28 +131,25 @@ def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str]
     `inflight` is not given) are left alone.
     """
     claimed = claimed or {}
-    pool = [w for w in queries.open_workers(state) if w.worker_id in connected
-            and w.free_slots > claimed.get(w.worker_id, 0)]
+    pool = _pool(state, connected, claimed)
     if not pool:
         return []
-    free = ledger(state, pool, inflight)
-    if inflight is None:
-        for w in pool:
-            free[w.worker_id].slots -= claimed.get(w.worker_id, 0)
-    total_free = sum(max(f.slots, 0) for f in free.values())
+    led = Ledger(state, pool, inflight, claimed)
+    total_free = sum(n for n in led.slots.values() if n > 0)
     items: list[Assignment] = []
+    nowhere: set[tuple[object, str]] = set()
     turns = Turns(state, pool, inflight, share or FairShare(), 5 * batch_max)
     for job in turns:
-        if job.job_id in skip:
+        if job.job_id in skip or (nowhere and (turns.klass(job), job.spec.type) in nowhere):
             turns.missed(job)
             continue
-        best = _best(job.spec, pool, free)
+        best = _best(job.spec, pool, led)
         if best is None:
-            turns.missed(job)
+            _no_place(turns, job, nowhere)
             continue
         worker, devices = best
         items.append(Assignment(job.job_id, worker.worker_id, job.attempt + 1, devices))
-        free[worker.worker_id].take(job.spec, devices)
+        led.take(worker.worker_id, job.spec, devices)
         turns.placed(job)
         total_free -= 1
         if len(items) >= batch_max or total_free <= 0:
@@ -107,14 +169,16 @@ def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | se
     free = ledger(state, [worker], inflight)[worker_id]
     free.slots = slots
     items: list[Assignment] = []
+    nowhere: set[tuple[object, str]] = set()
     turns = Turns(state, [worker], inflight, share or FairShare(), 5 * slots)
     for job in turns:
-        if job.job_id in skip or not fits(job.spec, worker) or not offers(job.spec.type, worker.plugins):
+        if job.job_id in skip or (nowhere and (turns.klass(job), job.spec.type) in nowhere):
             turns.missed(job)
             continue
-        devices = fits_now(job.spec, worker, free)
+        devices = (fits_now(job.spec, worker, free) if fits(job.spec, worker) and offers(job.spec.type, worker.plugins)
+                   else None)
         if devices is None:
-            turns.missed(job)
+            _no_place(turns, job, nowhere)
             continue
         items.append(Assignment(job.job_id, worker_id, job.attempt + 1, devices))
         free.take(job.spec, devices)
@@ -133,12 +197,8 @@ def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claime
     The caller holds the state lock."""
     if state.paused:
         return []
-    pool = [w for w in queries.open_workers(state) if w.worker_id in connected
-            and w.free_slots > claimed.get(w.worker_id, 0) and next(queries.runnable(state, [w]), None) is None]
-    free = ledger(state, pool, inflight)
-    if inflight is None:
-        for w in pool:
-            free[w.worker_id].slots -= claimed.get(w.worker_id, 0)
+    pool = [w for w in _pool(state, connected, claimed) if next(queries.runnable(state, [w]), None) is None]
+    led = Ledger(state, pool, inflight, claimed)
     items: list[Assignment] = []
     room: dict[str, int | None] = {}
     for new in jobs:
@@ -150,11 +210,11 @@ def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claime
         left = room[name]
         if left is not None and left <= 0:
             continue
-        best = _best(new.spec, pool, free)
+        best = _best(new.spec, pool, led)
         if best is not None:
             worker, devices = best
             items.append(Assignment(new.job_id, worker.worker_id, 1, devices))
-            free[worker.worker_id].take(new.spec, devices)
+            led.take(worker.worker_id, new.spec, devices)
             if left is not None:
                 room[name] = left - 1
             if share is not None:
@@ -172,7 +232,6 @@ def _room_now(state: State, name: str, inflight: Inflight | None) -> int | None:
         if job is not None and job.status is JobStatus.PENDING and job.spec.queue == name:
             room -= 1
     return room
-
 
 
 def overdue(state: State, now: int) -> list[TimeoutAttempt]:

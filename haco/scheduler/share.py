@@ -65,13 +65,16 @@ class Turns:
                  share: FairShare, scan_max: int) -> None:
         self.share = share
         self.scan_max = scan_max
+        self._state, self._pool = state, pool
         self.budget = scan_max * min(4, max(1, len(state.queues) + 1))
         flying: Counter[str] = Counter()
         for item in (inflight or {}).values():
             job = state.jobs.get(item.job_id)
             if job is not None and job.status is JobStatus.PENDING:
                 flying[job.spec.queue] += 1
-        self.streams: dict[str, Iterator[Job]] = {}
+        self.runnables: dict[str, queries.Runnable] = {}
+        #: a queue's jobs, walked only once its turn comes (a plan of one job looks at one queue)
+        self.streams: dict[str, Iterator[Job] | None] = {}
         self.room: dict[str, int | None] = {}
         self.weight: dict[str, int] = {}
         for name in queries.ready_queues(state):
@@ -82,7 +85,7 @@ class Turns:
                     continue
             self.room[name] = room
             self.weight[name] = queues.settings(state, name).weight
-            self.streams[name] = queries.runnable(state, pool, queue=name)
+            self.streams[name] = None
         self.misses = dict.fromkeys(self.streams, 0)
 
     def __iter__(self) -> Iterator[Job]:
@@ -90,12 +93,24 @@ class Turns:
         while streams and self.budget > 0:
             name = next(iter(streams)) if len(streams) == 1 else self.share.pick(list(streams))
             assert name is not None
-            job = next(streams[name], None)
+            stream = streams[name]
+            if stream is None:
+                self.runnables[name] = runnable = queries.Runnable(self._state, self._pool, name)
+                stream = streams[name] = iter(runnable)
+            job = next(stream, None)
             if job is None:
                 del streams[name]
                 continue
             self.budget -= 1
             yield job
+
+    def klass(self, job: Job) -> object:
+        """The placement class of `job`, the one just offered."""
+        return self.runnables[job.spec.queue].klass
+
+    def drop(self, job: Job) -> None:
+        """No more jobs of `job`'s placement class in this round."""
+        self.runnables[job.spec.queue].drop(self.klass(job))
 
     def missed(self, job: Job) -> None:
         name = job.spec.queue
