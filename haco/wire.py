@@ -103,5 +103,5 @@ def queue_json(q: QueueSummary) -> dict[str, Any]:
     """A row of GET /api/queues and of the dashboard's `queues`."""
     rec = q.settings
     return {"name": rec.name, "max_running": rec.max_running, "weight": rec.weight, "priority": rec.priority,
-            "paused": rec.paused, "explicit": q.explicit, "created_at_ms": rec.created_at_ms,
+            "paused": rec.paused, "explicit": q.explicit, "created_at_ms": rec.created_at_ms if q.explicit else None,
             "counts": {str(status): n for status, n in q.counts.items()}, "ready": q.ready}

@@ -3,8 +3,8 @@
 The replica asks its peers for their `/api/cluster` itself (a browser could not: the peers' pod
 addresses are not reachable from outside a cluster, and they are other origins), and the leader for
 its worker table (workers connect to the leader: only its hub knows their connections and load),
-forwarding the caller's Authorization header. Jobs and the queue are this replica's local view at its
-applied index.
+forwarding the caller's Authorization header. Jobs, the queue and the named queues are this replica's
+local view at its applied index.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from haco.config import NodeConfig
 from haco.health import verdict
 from haco.replica.node import Replica
 from haco.security.tls import client_context
-from haco.wire import job_json, worker_json
+from haco.wire import job_json, queue_json, worker_json
 from haco.scheduler.core import now_ms
 from haco.server.keys import CONFIG, HUB, REPLICA
 from haco.server.rates import RATES
@@ -33,6 +33,7 @@ PEER_TIMEOUT_S = 1.0
 RECENT_JOBS = 25
 RECENT_SCAN = 400  #: newest jobs looked at to pick the most recent
 REASONS_MAX = 10  #: pending jobs whose reason is computed per refresh
+IMPLICIT_QUEUES_SHOWN = 50  #: queue names without a record listed one by one; the rest summed as "(other)"
 
 
 async def snapshot(request: web.Request) -> dict[str, Any]:
@@ -47,7 +48,8 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
         peers, leader_workers = await asyncio.gather(
             asyncio.gather(*(_peer_info(session, p, auth) for p in me["peers"])),
             _leader_workers(session, me, auth))
-    recent = await asyncio.to_thread(_recent_jobs, replica)
+    recent, (named, other) = await asyncio.gather(asyncio.to_thread(_recent_jobs, replica),
+                                                  asyncio.to_thread(_queues, replica))
     shown = leader_workers or workers
     rows = [{"id": me["id"], "url": me.get("api_url"), "info": me}, *peers]
     health = verdict(rows, shown)
@@ -56,9 +58,11 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
         "replicas": _replica_rows(rows, health), "workers": shown,
         "workers_from": me["leader"] if leader_workers is not None else me["id"],
         "queue": {"counts": queries.counts(state), "ready": len(state.ready), "paused": state.paused},
+        "queues": named, "queues_other": other,
         "jobs": recent, "health": {k: health[k] for k in ("status", "summary", "problems")},
         "rates": request.app[RATES].series(now_ms()),
-        "actions": {"undrain": _has_route(request.app, "POST", "/api/workers/{worker_id}/undrain")},
+        "actions": {"undrain": _has_route(request.app, "POST", "/api/workers/{worker_id}/undrain"),
+                    "queue_pause": _has_route(request.app, "POST", "/api/queues/{queue}/pause")},
     }
 
 
@@ -141,6 +145,14 @@ async def _peer_info(session: aiohttp.ClientSession, peer: dict[str, Any], autho
 def _load(hub: Any, worker_id: str) -> Any:
     conn = hub.conns.get(worker_id)
     return None if conn is None else conn.load
+
+
+def _queues(replica: Replica) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every named queue as GET /api/queues shows it, and the implicit names past the bound summed
+    (worker thread: the summary reads the ready queue's classes under the state lock)."""
+    with replica.state_lock:
+        rows, other = queries.queue_summaries(replica.state, IMPLICIT_QUEUES_SHOWN)
+    return [queue_json(q) for q in rows], None if other is None else queue_json(other)
 
 
 def _recent_jobs(replica: Replica) -> list[dict[str, Any]]:

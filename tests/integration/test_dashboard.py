@@ -100,6 +100,8 @@ def test_dashboard_finds_opens_cancels_and_drains(cluster_factory: Callable[...,
     assert page.evaluate("sessionStorage.getItem('haco-token')") == c.admin
     assert page.inner_text("#leader") in {n.id for n in c.nodes}  # (leadership may move on a busy machine)
     page.wait_for_selector("#chart-throughput")
+    default_row = "#queues tr[data-queue=default]"
+    assert int(page.inner_text(default_row + " td:nth-child(6)")) >= BULK, "the default queue's pending jobs"
 
     page.click("nav a[data-view=jobs]")
     _wait_render(page, "jobs", 0)

@@ -1,5 +1,6 @@
 // The overview: the cluster's verdict, replicas (flagged when degraded), the queue (pause/resume),
-// workers with slots and resources (drain/undrain), and the throughput and latency chart.
+// workers with slots and resources (drain/undrain), the named queues (pause/resume each), and the
+// throughput and latency chart.
 import {api, may} from "./api.js";
 import {drawRates} from "./chart.js";
 import {$, bar, esc, status, table, timed, toast} from "./ui.js";
@@ -20,6 +21,28 @@ function queue(d) {
   const admin = may("admin") ? "" : " disabled title='needs an admin token'";
   return table(["state", "jobs"], rows) + (q.paused ? '<button id=queue-resume' + admin + ">resume the queue</button>"
                                                    : '<button id=queue-pause class=danger' + admin + ">pause the queue</button>");
+}
+
+// Named queues; "(other)" sums the implicit names past the replica's bound: figures only.
+function namedQueues(d) {
+  const admin = may("admin") ? "" : " disabled title='needs an admin token'";
+  const row = q => {
+    const other = q.name === "(other)";
+    const jobs = st => other ? esc(q.counts[st] ?? 0)
+      : '<a href="#/jobs?queue=' + encodeURIComponent(q.name) + "&status=" + st + '">' + esc(q.counts[st] ?? 0) + "</a>";
+    const verb = q.paused ? "resume" : "pause";
+    const settings = other ? ["", "", "", ""] : [q.paused ? "<b class=bad>yes</b>" : "no", esc(q.max_running || "none"), esc(q.weight), esc(q.priority)];
+    return {attrs: 'data-queue="' + esc(q.name) + '"' + (q.paused ? " class=flagged" : ""), cells: [
+      esc(q.name) + (q.explicit || other ? "" : " <span class=muted title='no record: the implicit settings'>implicit</span>"),
+      ...settings, jobs("pending"), esc(q.ready), q.max_running ? bar(q.counts.running ?? 0, q.max_running) : jobs("running"),
+      jobs("completed"), jobs("failed"),
+      other || !d.actions?.queue_pause ? "" : '<button class="queue-toggle' + (q.paused ? "" : " danger") + '" data-queue="' + esc(q.name) +
+        '" data-verb=' + verb + admin + ">" + verb + "</button>"]};
+  };
+  const rows = (d.queues || []).map(row);
+  if (d.queues_other) rows.push(row(d.queues_other));
+  return table(["queue", "paused", "max running", "weight", "priority", "pending", "ready", "running", "completed", "failed", ""],
+    rows, "no queues");
 }
 
 function resources(w) {
@@ -50,6 +73,7 @@ export async function render(root, {refresh = false} = {}) {
     "<h2>Replicas <span class=muted>as " + esc(d.replica) + " sees them</span></h2>" + replicas(d) +
     '<div class=grid><div><h2>Queue</h2>' + queue(d) + "</div><div><h2>Workers <span class=muted>" +
     esc(d.workers_from ? "(connections and load as " + d.workers_from + " sees them)" : "") + "</span></h2>" + workers(d) + "</div></div>" +
+    "<h2>Named queues</h2><div id=queues>" + namedQueues(d) + "</div>" +
     (d.rates ? drawRates(d.rates) : "");
   const post = async (path, what) => {
     try { await api(path, {method: "POST"}); toast(what); } catch (e) { toast(what + " refused: " + e.message, true); }
@@ -57,6 +81,8 @@ export async function render(root, {refresh = false} = {}) {
   };
   if ($("#queue-pause")) $("#queue-pause").onclick = () => post("/api/queue/pause", "queue paused");
   if ($("#queue-resume")) $("#queue-resume").onclick = () => post("/api/queue/resume", "queue resumed");
+  for (const b of root.querySelectorAll("button.queue-toggle"))
+    b.onclick = () => post("/api/queues/" + encodeURIComponent(b.dataset.queue) + "/" + b.dataset.verb, "queue " + b.dataset.queue + " " + b.dataset.verb + "d");
   for (const b of root.querySelectorAll("button.drain, button.undrain")) {
     const verb = b.classList.contains("drain") ? "drain" : "undrain";
     b.onclick = () => post("/api/workers/" + encodeURIComponent(b.dataset.worker) + "/" + verb, "worker " + b.dataset.worker + " " + verb + "ed");
