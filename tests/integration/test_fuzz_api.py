@@ -33,8 +33,11 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+import hypothesis
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import Flaky
 from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
                                  status_code_conformance)
 
@@ -234,8 +237,16 @@ _FOLLOWED = {("POST", "/api/jobs"), ("GET", "/api/jobs/{job_id}"), ("POST", "/ap
 
 def test_call_sequences_hold_the_contract(live: Live) -> None:
     """Sequences through the links: every answer holds the contract, and the links were followed
-    (a submitted job got, cancelled and retried by its id; the idle worker drained)."""
+    (a submitted job got, cancelled and retried by its id; the idle worker drained).
+
+    Hypothesis replays a sequence now and then (to report one, or where its data tree says a
+    choice was seen before); the live cluster's state has moved on meanwhile, so the replay may
+    draw differently and Hypothesis stops with Flaky. As Schemathesis' own runner does, that is no
+    failure by itself: a failed check is recorded when it happens, and the remaining sequences run
+    on with another seed."""
     seen: collections.Counter[tuple[str, str, int]] = collections.Counter()
+    failures: list[str] = []
+    finished = 0
 
     class Sequences(_schema(_sequence_document()).as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
@@ -244,16 +255,34 @@ def test_call_sequences_hold_the_contract(live: Live) -> None:
         def validate_response(self, response: Any, case: schemathesis.Case, additional_checks: Any = None,
                               **kwargs: Any) -> None:
             seen[(case.method.upper(), case.path, response.status_code)] += 1
-            case.validate_response(response, checks=CHECKS)
             text = response.content.decode("utf-8", errors="replace")
-            assert "Traceback" not in text and 'File "' not in text, text[:2000]
+            try:
+                case.validate_response(response, checks=CHECKS)
+                assert "Traceback" not in text and 'File "' not in text, text[:2000]
+            except (AssertionError, FailureGroup) as exc:
+                failures.append(f"{case.method} {case.path} {response.status_code} {text[:300]}: {exc}")
+                raise
+
+        def teardown(self) -> None:
+            nonlocal finished
+            finished += 1
+            super().teardown()
 
     started = time.monotonic()
     with IdleWorker(live.cluster, "idle-1"):
-        Sequences.run(settings=settings(max_examples=SEQUENCES, stateful_step_count=SEQUENCE_STEPS, deadline=None,
-                                        suppress_health_check=list(HealthCheck), database=None, derandomize=True,
-                                        phases=[Phase.generate]))
-    print(f"sequences: {sum(seen.values())} requests in {time.monotonic() - started:.1f} s; "
+        for run in range(5):
+            left = SEQUENCES - finished
+            if left <= 0 or failures:
+                break
+            machine = Sequences if run == 0 else hypothesis.seed(run)(Sequences)
+            try:
+                machine.run(settings=settings(max_examples=left, stateful_step_count=SEQUENCE_STEPS, deadline=None,
+                                              suppress_health_check=list(HealthCheck), database=None,
+                                              derandomize=run == 0, phases=[Phase.generate]))
+            except Flaky:
+                continue
+    print(f"sequences: {finished} ({sum(seen.values())} requests) in {time.monotonic() - started:.1f} s; "
           + ", ".join(f"{m} {p} {s}: {n}" for (m, p, s), n in sorted(seen.items())))
+    assert not failures, "\n".join(failures[:5])
     accepted = {(method, path) for method, path, status in seen if 200 <= status < 300}
     assert _FOLLOWED <= accepted, f"no sequence got these accepted: {sorted(_FOLLOWED - accepted)}"
