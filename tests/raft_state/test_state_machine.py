@@ -316,6 +316,8 @@ class StateMachine(RuleBasedStateMachine):
         # the indexes load derives from columns, in the order apply keeps them
         assert list(loaded.state.ready.iter_ready()) == list(self.state.ready.iter_ready())
         assert loaded.state.counts == self.state.counts and loaded.state._unmet == self.state._unmet
+        assert loaded.state.queue_counts == {k: n for k, n in self.state.queue_counts.items() if n}
+        assert loaded.state.queues == self.state.queues
         assert loaded.state._dependents == self.state._dependents  # pending waiters in seq order: cascade order
         assert list(loaded.state._finished) == _live_finish_order(self.state)
         assert loaded.state.flows.groups == self.state.flows.groups
@@ -348,6 +350,10 @@ class StateMachine(RuleBasedStateMachine):
         assert tally == s.counts
         for job_id in s.ready._live:
             assert s.jobs[job_id].status is JobStatus.PENDING
+        by_queue: dict[tuple[str, JobStatus], int] = {}
+        for job in s.jobs.values():
+            by_queue[(job.spec.queue, job.status)] = by_queue.get((job.spec.queue, job.status), 0) + 1
+        assert {k: n for k, n in s.queue_counts.items() if n} == by_queue
 
     @invariant()
     def workers_hold_exactly_their_running_jobs(self) -> None:
