@@ -118,18 +118,22 @@ REJECT_STATUS: dict[str, int] = {
 
 
 class Rejected(HacoError):
-    """The state machine refused the command; `code` is its RejectCode."""
+    """The state machine refused the command; `code` is its RejectCode. `status` overrides the
+    code's usual HTTP status (REJECT_STATUS): a body field naming an unknown queue is a 400, a
+    path naming one a 404."""
 
-    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None, *,
+                 status: int | None = None) -> None:
         super().__init__(message, detail)
         self.reject_code = code
+        self._status = status
 
     def to_body(self) -> dict[str, Any]:
         return {"error": {"code": self.reject_code, "message": self.message, "detail": self.detail}}
 
     @property
     def http_status(self) -> int:
-        return REJECT_STATUS.get(self.reject_code, 409)
+        return self._status or REJECT_STATUS.get(self.reject_code, 409)
 
 
 # --- client side: raised by haco.client, never sent by a server -------------------------------

@@ -41,7 +41,7 @@ DEFAULTS: Final[dict[str, Any]] = {"priority": 0, "timeout_s": 3600.0, "max_retr
 _TIMEOUT_S, _BACKOFF_S = float(DEFAULTS["timeout_s"]), float(DEFAULTS["backoff_s"])  # the defaults' fast path
 _TIMEOUT_MS, _BACKOFF_MS = round(_TIMEOUT_S * 1000), round(_BACKOFF_S * 1000)
 JOB_FIELDS: Final = frozenset({"type", "payload", "priority", "timeout_s", "max_retries", "backoff_s", "required_tags",
-                               "requirements", "depends_on", "deadline", "key", "labels"})
+                               "requirements", "depends_on", "deadline", "key", "labels", "queue"})
 REQUIREMENT_FIELDS: Final = frozenset({"hardware", "min_memory_gb", "min_cuda_compute", "cpus", "memory_gb", "gpus",
                                        "gpu_memory_gb", "gpu_compute", "gpu_kind", "pin_cpus"})
 QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -98,6 +98,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     from haco.server.routes import workers as routes_workers
     from haco.server.routes import flows as routes_flows
     from haco.server.routes import schedules as routes_schedules
+    from haco.server.routes import queues as routes_queues
     from haco.server.routes import views as routes_views
     from haco.server.rates import RATES, Rates
     from haco.server.auth import make_authorizer
@@ -137,6 +138,7 @@ def build_app(cfg: NodeConfig, replica: Replica, results: ResultsStore | None = 
     routes_logs.install(app)
     app.add_routes(routes_flows.routes)
     app.add_routes(routes_schedules.routes)
+    app.add_routes(routes_queues.routes)
     app.add_routes(routes_views.routes)
     app.cleanup_ctx.append(_scheduler_ctx)
     if results is not None:

@@ -60,6 +60,13 @@ ROUTE_RULES: Final[dict[tuple[str, str], str]] = {
     ("DELETE", "/api/workers/{worker_id}"): ADMIN,
     ("POST", "/api/queue/pause"): ADMIN,
     ("POST", "/api/queue/resume"): ADMIN,
+    ("GET", "/api/queues"): READ,
+    ("GET", "/api/queues/{queue}"): READ,
+    ("POST", "/api/queues"): ADMIN,
+    ("PATCH", "/api/queues/{queue}"): ADMIN,
+    ("POST", "/api/queues/{queue}/pause"): ADMIN,
+    ("POST", "/api/queues/{queue}/resume"): ADMIN,
+    ("DELETE", "/api/queues/{queue}"): ADMIN,  # after the rows above: they name the queue it deletes
     ("POST", "/api/results/query"): ADMIN,
     ("POST", "/api/tokens/revoke"): ADMIN,
     ("GET", "/api/members"): READ,

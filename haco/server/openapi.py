@@ -109,10 +109,12 @@ def _path_names(path: str) -> list[str]:
 
 _NOT_FOUND: Final = {404: ["NOT_FOUND"]}
 _JOB_NOT_FOUND: Final = {404: ["NOT_FOUND"], 400: ["AMBIGUOUS_JOB_ID"]}
-_SUBMIT_CODES: Final = {400: ["INVALID", "UNKNOWN_EXECUTOR", "UNKNOWN_DEPENDENCY", "DEPENDENCY_CYCLE", "MALFORMED"],
+_SUBMIT_CODES: Final = {400: ["INVALID", "UNKNOWN_EXECUTOR", "UNKNOWN_DEPENDENCY", "DEPENDENCY_CYCLE", "MALFORMED",
+                              "UNKNOWN_QUEUE"],
                         409: ["KEY_REUSED", "DUPLICATE_JOB_ID", "GROUP_EXISTS", "VERSION_GATED"]}
 _WORKER_WRITE: Final = {404: ["UNKNOWN_WORKER", "NOT_FOUND"], 409: ["WORKER_UNAVAILABLE", "VERSION_GATED"]}
 _SCHEDULE_WRITE: Final = {404: ["NOT_FOUND", "UNKNOWN_SCHEDULE"], 409: ["SCHEDULE_EXISTS", "SCHEDULE_PAUSED"]}
+_QUEUE_WRITE: Final = {404: ["UNKNOWN_QUEUE"]}
 
 
 def _paths() -> list[tuple[str, str, dict[str, Any]]]:
@@ -268,6 +270,29 @@ def _paths() -> list[tuple[str, str, dict[str, Any]]]:
                            ["counts", "paused", "index"]))}, params=_READ_PARAMS, errors=(_FRESH,)),
         op("post", "/api/queue/pause", "pause assignment", {200: _json(write(paused=BOOL))}, errors=(_PROPOSE,)),
         op("post", "/api/queue/resume", "resume assignment", {200: _json(write(paused=BOOL))}, errors=(_PROPOSE,)),
+        op("get", "/api/queues", "named queues: settings, jobs by status, ready jobs; the global pause",
+           {200: _json(obj({"queues": {"type": "array", "items": ref("Queue")},
+                            "other": {"anyOf": [ref("Queue"), {"type": "null"}],
+                                      "description": "the implicit queues past the 256 listed, summed"},
+                            "paused": BOOL, "index": INDEX}, ["queues", "paused", "index"]))},
+           params=_READ_PARAMS, errors=(_FRESH,)),
+        op("get", "/api/queues/{queue}", "one queue",
+           {200: _json(obj({"queue": ref("Queue"), "index": INDEX}, ["queue", "index"]))},
+           params=_READ_PARAMS, errors=(_FRESH, _QUEUE_WRITE)),
+        op("post", "/api/queues", "create a queue (201; 200 when it exists with these settings)",
+           {201: _json(obj({"queue": ref("Queue"), "index": INDEX, "already": BOOL}, ["queue", "index"])),
+            200: _json(obj({"queue": ref("Queue"), "index": INDEX, "already": BOOL}, ["queue", "index"]),
+                       "the same queue again")},
+           body=ref("NewQueue"), errors=(_PROPOSE, _GATED, {409: ["QUEUE_EXISTS"]})),
+        op("patch", "/api/queues/{queue}", "change a queue's max_running, weight or priority",
+           {200: _json(obj({"queue": ref("Queue"), "index": INDEX, "already": BOOL}, ["queue", "index"]))},
+           body=ref("QueueUpdate"), errors=(_PROPOSE, _GATED, _QUEUE_WRITE)),
+        op("post", "/api/queues/{queue}/pause", "pause a queue (its running jobs go on)",
+           {200: _json(write(name=STR, paused=BOOL))}, errors=(_PROPOSE, _GATED, _QUEUE_WRITE, {400: ["INVALID"]})),
+        op("post", "/api/queues/{queue}/resume", "resume a queue",
+           {200: _json(write(name=STR, paused=BOOL))}, errors=(_PROPOSE, _GATED, _QUEUE_WRITE, {400: ["INVALID"]})),
+        op("delete", "/api/queues/{queue}", "delete a queue that holds no pending or running job",
+           {200: _json(write(name=STR))}, errors=(_PROPOSE, _GATED, {400: ["INVALID"], 409: ["QUEUE_NOT_EMPTY"]})),
         op("post", "/api/results/query", "one read-only SELECT over the results history, sandboxed; a result of "
            "more rows than limit is refused (400 SQL_RESULT_LIMIT), never cut short",
            {200: _json(obj({"columns": STRS, "rows": {"type": "array", "items": {"type": "array"}}},

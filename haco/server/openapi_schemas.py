@@ -69,6 +69,8 @@ NEW_JOB: Final = obj({
     "labels": {"type": "object", "maxProperties": validate.LABELS_MAX,
                "additionalProperties": {"type": "string", "maxLength": validate.LABEL_VALUE_CHARS_MAX}},
     "not_before": STR, "name": STR,
+    "queue": {"type": "string", "pattern": validate.QUEUE_RE.pattern,
+              "description": "a queue that exists (default: default); a job without a priority gets the queue's"},
 }, ["type"], closed=True)
 
 ERROR: Final = obj({"error": obj({"code": STR, "message": STR, "detail": OBJ}, ["code", "message", "detail"])},
@@ -83,7 +85,7 @@ JOB: Final = obj({
     "requirements": OBJ, "depends_on": STRS, "deadline_ms": nullable("integer"), "failures": INT,
     "lost_attempts": INT, "not_before_ms": nullable("integer"), "attempts": {"type": "array", "items": _ATTEMPT},
     "pending_reason": nullable("object"), "group_id": nullable("string"), "schedule_id": nullable("string"),
-    "reruns": INT, "progress": ANY,
+    "reruns": INT, "progress": ANY, "queue": STR,
 }, ["job_id", "type", "status", "attempt", "created_at_ms"])
 
 _DEVICE: Final = obj({"kind": STR, "index": INT, "model": STR, "memory_gb": NUM, "compute": NUM},
@@ -122,6 +124,24 @@ NEW_SCHEDULE: Final = obj({
     "job": NEW_JOB, "workflow": obj({"jobs": {"type": "array", "items": NEW_JOB}}),
 }, ["id"], closed=True)
 
+_COUNTS: Final = {"type": "object", "additionalProperties": INT}
+QUEUE: Final = obj({
+    "name": STR, "max_running": {"type": "integer", "minimum": 0, "description": "running jobs at most; 0: no limit"},
+    "weight": {"type": "integer", "minimum": 1}, "priority": INT, "paused": BOOL,
+    "explicit": {"type": "boolean", "description": "the queue has a record (false: default's implicit settings, "
+                 "or a queue that only has jobs)"},
+    "created_at_ms": nullable("integer"), "counts": {**_COUNTS, "description": "jobs by status"},
+    "ready": {"type": "integer", "minimum": 0, "description": "pending jobs ready to run now"},
+}, ["name", "max_running", "weight", "priority", "paused", "explicit", "counts", "ready"])
+
+_SETTINGS: Final[dict[str, Schema]] = {"max_running": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                                        "weight": {"type": "integer", "minimum": 1, "maximum": 1000},
+                                        "priority": {"type": "integer", "minimum": -1_000_000_000,
+                                                     "maximum": 1_000_000_000}}
+NEW_QUEUE: Final = obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}, **_SETTINGS},
+                       ["name"], closed=True)
+QUEUE_UPDATE: Final = {**obj(dict(_SETTINGS), closed=True), "minProperties": 1}
+
 LOG_PAGE: Final = obj({
     "job_id": STR, "attempt": nullable("integer"), "worker_id": nullable("string"), "stream": STR,
     "chunks": {"type": "array", "items": obj({"offset": INT, "stream": STR, "t_ms": INT, "text": STR, "b64": STR})},
@@ -138,7 +158,8 @@ def write(**props: Schema) -> Schema:
 
 SCHEMAS: Final[dict[str, Schema]] = {
     "Error": ERROR, "NewJob": NEW_JOB, "Job": JOB, "Worker": WORKER, "Group": GROUP, "Schedule": SCHEDULE,
-    "NewSchedule": NEW_SCHEDULE, "LogPage": LOG_PAGE,
+    "NewSchedule": NEW_SCHEDULE, "LogPage": LOG_PAGE, "Queue": QUEUE, "NewQueue": NEW_QUEUE,
+    "QueueUpdate": QUEUE_UPDATE,
 }
 
 __all__ = ["ANY", "BOOL", "INDEX", "INT", "NUM", "OBJ", "SCHEMAS", "STR", "STRS", "Schema", "nullable", "obj", "ref",

@@ -7,12 +7,11 @@ such batch is gated on cluster version 3, raised on first use when every replica
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 
-from raft_state import Accepted, NewJob, SpecError
+from raft_state import Accepted, NewJob, SpecError, State
 from raft_state.flow_commands import FLOWS_SINCE, FlowJob, SubmitFlow
 from raft_state.flow_parse import parse_flow_jobs, parse_group_id
 from raft_state.groups import plan_batch
@@ -20,6 +19,7 @@ from raft_state.payloads import BUILTIN_EXECUTORS
 
 from haco.errors import Rejected
 from haco.scheduler.core import now_ms
+from haco.server import queue_specs
 from haco.server.keys import CONFIG, REPLICA, SCHEDULER
 from haco.server.requests import raise_bad
 from haco.server.routes.tokens import ensure_cluster_version
@@ -29,16 +29,21 @@ def new_group_id() -> str:
     return "g-" + os.urandom(8).hex()
 
 
-def flow_items(objs: list[Any], new_id: Any, plugins: Collection[str] | None = None) -> tuple[FlowJob, ...]:
-    """Parsed workflow jobs; `plugins`: the executor types registered workers offer beyond the built-ins."""
+def flow_items(state: State, objs: list[Any], new_id: Any) -> tuple[FlowJob, ...]:
+    """Parsed workflow jobs, checked against the executor types registered workers offer beyond
+    the built-ins and the queues that exist; a job without a priority gets its queue's."""
+    plugins = state.plugin_offers
     try:
-        return parse_flow_jobs(objs, new_id, plugins)
+        items = parse_flow_jobs(queue_specs.fill_priorities(state, objs), new_id, plugins)
     except SpecError as exc:
         field = exc.field if len(objs) > 1 else exc.field.split(".", 1)[-1]
         detail: dict[str, Any] = {"field": field}
         if exc.code == "UNKNOWN_EXECUTOR":
-            detail["known"] = sorted(BUILTIN_EXECUTORS) + sorted(plugins or ())
+            detail["known"] = sorted(BUILTIN_EXECUTORS) + sorted(plugins)
         raise_bad(exc.code, f"{field}: {exc.message}", detail)
+    queue_specs.check_known(state, (item.spec.queue for item in items),
+                            lambda i: f"jobs[{i}].queue" if len(objs) > 1 else "queue")
+    return items
 
 
 async def submit_flow(request: web.Request, group_id: str, items: tuple[FlowJob, ...]) -> tuple[int, dict[str, Any], bool]:
@@ -61,7 +66,7 @@ async def submit_flow(request: web.Request, group_id: str, items: tuple[FlowJob,
 
 async def submit_batch(request: web.Request, body: dict[str, Any], new_id: Any) -> web.Response:
     group_id = parse_or_400(parse_group_id, body["group"]) if body.get("group") is not None else new_group_id()
-    items = flow_items(body["jobs"], new_id, request.app[REPLICA].state.plugin_offers)
+    items = flow_items(request.app[REPLICA].state, body["jobs"], new_id)
     index, answer, already = await submit_flow(request, group_id, items)
     return web.json_response({**answer, "index": index, "already": already}, status=200 if already else 201)
 

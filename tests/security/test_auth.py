@@ -38,20 +38,24 @@ def ids(cluster: Cluster) -> dict[str, str]:
     assert status == 201, group
     status, sched = cluster.api(0, "POST", "/api/schedules", {"id": "matrix-s", "every": "1h", "job": JOB})
     assert status == 201, sched
+    status, queue = cluster.api(0, "POST", "/api/queues", {"name": "matrix-q"})
+    assert status == 201, queue
     return {"job_id": body["job_id"], "worker_id": "w-matrix", "group_id": "matrix-g", "schedule_id": "matrix-s",
-            "member_id": "r-none"}
+            "member_id": "r-none", "queue": "matrix-q"}
 
 
 def endpoints(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
     """Every route of ROUTE_RULES with a concrete path and a body that works for an allowed role."""
     fill = {"{job_id}": ids["job_id"], "{worker_id}": ids["worker_id"], "{group_id}": ids["group_id"],
-            "{schedule_id}": ids["schedule_id"], "{member_id}": ids["member_id"]}
+            "{schedule_id}": ids["schedule_id"], "{member_id}": ids["member_id"], "{queue}": ids["queue"]}
     bodies: dict[tuple[str, str], Any] = {
         ("POST", "/api/jobs"): {**JOB, "key": "matrix-2"}, ("POST", "/api/jobs/batch"): {"jobs": [JOB]},
         ("POST", "/api/results/query"): {"sql": "SELECT 1 AS one"},
         ("POST", "/api/tokens/revoke"): {"token_id": "never-issued"},
         ("POST", "/api/jobs/retry"): {"job_ids": [ids["job_id"]]},
         ("POST", "/api/schedules"): {"id": "matrix-s", "every": "1h", "job": JOB},
+        ("POST", "/api/queues"): {"name": "matrix-q"},  # already made: the same settings are `already`
+        ("PATCH", "/api/queues/{queue}"): {"weight": 1},  # its weight already: `already`, again and again
     }
     out = []
     for (method, route), _ in ROUTE_RULES.items():
@@ -121,7 +125,7 @@ def test_wrong_role_is_403_and_right_role_works(cluster: Cluster, ids: dict[str,
 
 
 def _same(route: str, path: str, ids: dict[str, str]) -> bool:
-    for k in ("job_id", "worker_id", "group_id", "schedule_id", "member_id"):
+    for k in ("job_id", "worker_id", "group_id", "schedule_id", "member_id", "queue"):
         route = route.replace("{" + k + "}", ids[k])
     return route == path
 

@@ -96,5 +96,5 @@ async def test_dashboard_counts_submissions_in_its_rates(client: TestClient) -> 
     points = body["rates"]["points"]
     assert len(points) == body["rates"]["window_s"] // body["rates"]["bucket_s"]
     assert sum(p["submitted_per_s"] for p in points) * body["rates"]["bucket_s"] == 7
-    assert body["actions"] == {"undrain": True} and body["health"]["status"] in ("healthy", "degraded")
+    assert body["actions"] == {"undrain": True, "queue_pause": True} and body["health"]["status"] in ("healthy", "degraded")
     assert body["replicas"][0]["lag"] == 0

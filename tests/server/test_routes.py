@@ -156,6 +156,53 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("GET", "/api/jobs", "/api/jobs?cursor=garbage", None, 400, "BAD_QUERY"),
     ("GET", "/api/jobs", "/api/jobs?sort=worker&after=3", None, 400, "BAD_QUERY"),
     ("GET", "/api/jobs", "/api/jobs?colour=red", None, 400, "BAD_QUERY"),
+    ("GET", "/api/queues", "/api/queues", None, 200, None),
+    ("GET", "/api/queues", "/api/queues?colour=red", None, 400, "BAD_QUERY"),
+    ("GET", "/api/queues/{queue}", "/api/queues/default", None, 200, None),
+    ("GET", "/api/queues/{queue}", "/api/queues/{queue}", None, 200, None),
+    ("GET", "/api/queues/{queue}", "/api/queues/nosuch", None, 404, "UNKNOWN_QUEUE"),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1", "max_running": 2, "weight": 3, "priority": 5}, 201, None),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1"}, 201, None),
+    ("POST", "/api/queues", "/api/queues", {"name": "default"}, 200, None),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1", "colour": 1}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": "bad name!"}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": 5}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"weight": 2}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1", "weight": 0}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1", "weight": True}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1", "max_running": "2"}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": "q1", "priority": 2_000_000_000}, 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", ["q1"], 400, "INVALID"),
+    ("POST", "/api/queues", "/api/queues", {"name": "default", "weight": 5}, 409, "QUEUE_EXISTS"),
+    ("PATCH", "/api/queues/{queue}", "/api/queues/{queue}", {"weight": 2}, 200, None),
+    ("PATCH", "/api/queues/{queue}", "/api/queues/default", {"max_running": 5, "priority": -3}, 200, None),
+    ("PATCH", "/api/queues/{queue}", "/api/queues/nosuch", {"weight": 2}, 404, "UNKNOWN_QUEUE"),
+    ("PATCH", "/api/queues/{queue}", "/api/queues/{queue}", {}, 400, "INVALID"),
+    ("PATCH", "/api/queues/{queue}", "/api/queues/{queue}", {"name": "x"}, 400, "INVALID"),
+    ("PATCH", "/api/queues/{queue}", "/api/queues/{queue}", {"max_running": -1}, 400, "INVALID"),
+    ("POST", "/api/queues/{queue}/pause", "/api/queues/{queue}/pause", None, 200, None),
+    ("POST", "/api/queues/{queue}/pause", "/api/queues/default/pause", None, 200, None),
+    ("POST", "/api/queues/{queue}/pause", "/api/queues/nosuch/pause", None, 404, "UNKNOWN_QUEUE"),
+    ("POST", "/api/queues/{queue}/resume", "/api/queues/{queue}/resume", None, 200, None),
+    ("POST", "/api/queues/{queue}/resume", "/api/queues/bad%20name/resume", None, 404, "UNKNOWN_QUEUE"),
+    ("DELETE", "/api/queues/{queue}", "/api/queues/{queue}", None, 200, None),
+    ("DELETE", "/api/queues/{queue}", "/api/queues/nosuch", None, 200, None),
+    ("DELETE", "/api/queues/{queue}", "/api/queues/default", None, 400, "INVALID"),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "queue": "default"}, 201, None),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "queue": "{queue}"}, 201, None),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "queue": "nosuch"}, 400, "UNKNOWN_QUEUE"),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "queue": "bad name!"}, 400, "INVALID"),
+    ("POST", "/api/jobs", "/api/jobs", {**JOB, "queue": "nosuch", "not_before": "2030-01-01T00:00:00Z"}, 400,
+     "UNKNOWN_QUEUE"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [JOB, {**JOB, "queue": "nosuch"}]}, 400,
+     "UNKNOWN_QUEUE"),
+    ("POST", "/api/jobs/batch", "/api/jobs/batch", {"jobs": [{**JOB, "key": "k"}, {**JOB, "queue": "nosuch"}]}, 400,
+     "UNKNOWN_QUEUE"),
+    ("POST", "/api/schedules", "/api/schedules", {"id": "s3", "every": "30s", "job": {**JOB, "queue": "nosuch"}},
+     400, "UNKNOWN_QUEUE"),
+    ("POST", "/api/schedules", "/api/schedules",
+     {"id": "s3", "every": "30s", "workflow": {"jobs": [{**JOB, "name": "a", "queue": "nosuch"}]}}, 400,
+     "UNKNOWN_QUEUE"),
 ]
 
 
@@ -179,6 +226,11 @@ async def test_route(client: TestClient, replica: FakeReplica, method: str, rout
     if "{worker}" in path:
         _register(replica)
         path = path.replace("{worker}", "w1")
+    if "{queue}" in path or "{queue}" in str(body):
+        r = await client.post("/api/queues", json={"name": "q-case", "max_running": 1})
+        assert r.status == 201, await r.text()
+        path = path.replace("{queue}", "q-case")
+        body = {k: "q-case" if v == "{queue}" else v for k, v in body.items()} if isinstance(body, dict) else body
     before = replica.state.digest()
     kwargs: dict[str, Any] = {}
     if isinstance(body, bytes):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raft_state import Accepted, CancelJob, NewJob, SpecError, SubmitJobs, parse_job, queries
+from raft_state import Accepted, CancelJob, NewJob, SpecError, State, SubmitJobs, parse_job, queries
 from raft_state.commands import SUBMIT_BATCH_MAX
 from raft_state.payloads import BUILTIN_EXECUTORS
 from raft_state.records import JobStatus
@@ -17,7 +17,7 @@ from raft_state.records import JobStatus
 from haco.errors import NotFound, Rejected
 from haco.scheduler.core import now_ms
 from haco.wire import job_json
-from haco.server import job_list, workflows
+from haco.server import job_list, queue_specs, workflows
 from haco.server.keys import CONFIG, REPLICA, SCHEDULER, WAITERS, Replicator
 from haco.server.routes.tokens import ensure_cluster_version
 from haco.server.log_forward import progress_of
@@ -47,8 +47,11 @@ def new_job_id() -> str:
     return _id_pool[_id_at - _ID_BYTES:_id_at].hex()
 
 
-def _new_jobs(objs: list[Any], plugins: dict[str, int]) -> tuple[NewJob, ...]:
-    """Parsed jobs; `plugins`: the executor types registered workers offer beyond the built-ins."""
+def _new_jobs(state: State, objs: list[Any]) -> tuple[NewJob, ...]:
+    """Parsed jobs, checked against the executor types registered workers offer beyond the built-ins
+    and the queues that exist; a job without a priority gets its queue's."""
+    plugins = state.plugin_offers
+    objs = queue_specs.fill_priorities(state, objs)
     items = []
     for index, obj in enumerate(objs):
         try:
@@ -60,6 +63,8 @@ def _new_jobs(objs: list[Any], plugins: dict[str, int]) -> tuple[NewJob, ...]:
                 detail["known"] = sorted(BUILTIN_EXECUTORS) + sorted(plugins)
             raise_bad(exc.code, f"{prefix}{exc.field}: {exc.message}", detail)
         items.append(NewJob(new_job_id(), key, spec))
+    queue_specs.check_known(state, (item.spec.queue for item in items),
+                            lambda i: f"jobs[{i}].queue" if len(objs) > 1 else "queue")
     return tuple(items)
 
 
@@ -94,11 +99,11 @@ def _refused(outcome: Any, count: int) -> Rejected:
 async def submit(request: web.Request) -> web.Response:
     body = await read_json(request)
     if has_flow_fields(body):  # not_before (or a name): the workflow command, a single job without a group
-        index, answer, already = await workflows.submit_flow(request, "", workflows.flow_items([body], new_job_id, request.app[REPLICA].state.plugin_offers))
+        index, answer, already = await workflows.submit_flow(request, "", workflows.flow_items(request.app[REPLICA].state, [body], new_job_id))
         return web.json_response({"job_id": answer["job_ids"][0], "index": index, **({"already": True} if already
                                                                                      else {})},
                                  status=200 if already else 201)
-    items = _new_jobs([body], request.app[REPLICA].state.plugin_offers)
+    items = _new_jobs(request.app[REPLICA].state, [body])
     index, outcome = await _submit(request, items)
     # formatted directly (ASCII JSON): json_response's json.dumps, text and charset cost ~4 us more
     body = f'{{"job_id": {_json_str(outcome.value[0])}, "index": {int(index)}'
@@ -118,7 +123,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     wants_flow = "group" in body or any(has_flow_fields(j) for j in body["jobs"])
     if wants_flow or (not keyed and request.app[REPLICA].state.cluster_version >= FLOWS_SINCE):
         return await workflows.submit_batch(request, body, new_job_id)  # a group, names resolved, all or nothing
-    index, outcome = await _submit(request, _new_jobs(body["jobs"], request.app[REPLICA].state.plugin_offers))
+    index, outcome = await _submit(request, _new_jobs(request.app[REPLICA].state, body["jobs"]))
     return web.json_response({"job_ids": outcome.value, "index": index, "already": outcome.already},
                              status=200 if outcome.already else 201)
 

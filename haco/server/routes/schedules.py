@@ -5,15 +5,18 @@ The leader fires the slots (haco/scheduler/fire.py); these routes only change th
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from raft_state import Accepted, SpecError
+from raft_state import Accepted, SpecError, State
 from raft_state.flow_commands import FLOWS_SINCE, DeleteSchedule, SetSchedulePaused
 from raft_state.flow_parse import parse_schedule
-from raft_state.schedules import schedule_json
+from raft_state.schedules import decode_template, schedule_json
 
 from haco.errors import NotFound, Rejected
 from haco.scheduler.core import now_ms
+from haco.server import queue_specs
 from haco.server.keys import CONFIG, REPLICA
 from haco.server.requests import fresh_enough, known_params, query_int, raise_bad, read_json
 from haco.server.routes.tokens import ensure_cluster_version
@@ -25,11 +28,14 @@ RUNS_SHOWN = 20
 @routes.post("/api/schedules")
 async def create_schedule(request: web.Request) -> web.Response:
     body = await read_json(request)
+    replica = request.app[REPLICA]
     try:
-        cmd = parse_schedule(body, now_ms())
+        cmd = parse_schedule(_with_priorities(replica.state, body), now_ms())
     except SpecError as exc:
         raise_bad(exc.code, f"{exc.field}: {exc.message}", {"field": exc.field})
-    replica = request.app[REPLICA]
+    names = [spec.queue for _, spec in decode_template(cmd.template) or ()]
+    queue_specs.check_known(replica.state, names,
+                            lambda i: "job.queue" if "job" in body else f"workflow.jobs[{i}].queue")
     await ensure_cluster_version(replica, request.app[CONFIG], FLOWS_SINCE)
     index, outcome = await replica.propose(cmd)
     if not isinstance(outcome, Accepted):
@@ -38,6 +44,19 @@ async def create_schedule(request: web.Request) -> web.Response:
     shown = schedule_json(replica.state, sc, replica.state.now_ms) if sc is not None else None
     return web.json_response({"schedule": shown, "index": index, "already": outcome.already},
                              status=200 if outcome.already else 201)
+
+
+def _with_priorities(state: State, body: Any) -> Any:
+    """The body with its template's jobs given their queue's priority where they give none (at
+    creation: a queue's priority changed later does not change the schedule's jobs)."""
+    if not isinstance(body, dict):
+        return body
+    if isinstance(body.get("job"), dict):
+        return {**body, "job": queue_specs.fill_priorities(state, [body["job"]])[0]}
+    wf = body.get("workflow")
+    if isinstance(wf, dict) and isinstance(wf.get("jobs"), list):
+        return {**body, "workflow": {**wf, "jobs": queue_specs.fill_priorities(state, wf["jobs"])}}
+    return body
 
 
 @routes.get("/api/schedules")
