@@ -2,8 +2,9 @@
 
 Playwright for Python drives the distribution's Chromium (/usr/bin/chromium; `.ci/run` installs
 it; no browser is downloaded). The page finds a pending job by its key, opens it, shows why it
-waits and its dependency graph; cancelling from the page ends it and draining a worker from the
-page drains it (both checked through the API). Screenshots of the jobs list and the job view go
+waits and its dependency graph; cancelling from the page ends it, draining a worker from the page
+drains it, and the named queues panel lists a created queue with its settings and counts, which
+pausing and resuming from the page pause and resume (each checked through the API). Screenshots of the jobs list and the job view go
 to $HACO_TEST_ARTIFACTS (default test-artifacts/); each view's render time is logged, not asserted.
 """
 
@@ -23,6 +24,7 @@ ARTIFACTS = Path(os.environ.get("HACO_TEST_ARTIFACTS", "test-artifacts"))
 BULK = 5000
 BATCH = 2000  #: SUBMIT_BATCH_MAX
 TARGET_KEY = "release-build-42"
+QUEUE = "nightly"
 log = logging.getLogger(__name__)
 
 
@@ -66,7 +68,7 @@ def _count(page: Any, view: str) -> int:
     return sum(1 for r in _renders(page) if r["view"] == view)
 
 
-def test_dashboard_finds_opens_cancels_and_drains(cluster_factory: Callable[..., Cluster], browser: Any) -> None:
+def test_dashboard_finds_opens_cancels_drains_and_pauses_a_queue(cluster_factory: Callable[..., Cluster], browser: Any) -> None:
     t0 = time.monotonic()
     c = cluster_factory(3, start=False)
     c.auth, c.admin = True, c.token("admin")  # tokens on, as deployed
@@ -100,13 +102,17 @@ def test_dashboard_finds_opens_cancels_and_drains(cluster_factory: Callable[...,
     assert page.evaluate("sessionStorage.getItem('haco-token')") == c.admin
     assert page.inner_text("#leader") in {n.id for n in c.nodes}  # (leadership may move on a busy machine)
     page.wait_for_selector("#chart-throughput")
-    default_row = "#queues tr[data-queue=default]"
-    assert int(page.inner_text(default_row + " td:nth-child(6)")) >= BULK, "the default queue's pending jobs"
+    assert int(page.inner_text("#queues tr[data-queue=default] td:nth-child(6)")) >= BULK, "the default queue"
 
     page.click("nav a[data-view=jobs]")
     _wait_render(page, "jobs", 0)
     assert f"of {BULK + 3} matching" in page.inner_text("#job-count")
     page.screenshot(path=str(ARTIFACTS / "dashboard-jobs.png"))
+    _post(c, "/api/queues", {"name": QUEUE, "max_running": 1, "weight": 2})  # after the shot the docs show
+    nightly = _post(c, "/api/jobs/batch", {"jobs": [
+        {"type": "noop", "payload": {}, "queue": QUEUE, "key": "nightly-0"},
+        *({"type": "noop", "payload": {}, "queue": QUEUE, "key": f"nightly-{i}", "required_tags": ["gpu"]}
+          for i in (1, 2))]})
 
     before = _count(page, "jobs")
     page.fill("#job-filters input[name=q]", TARGET_KEY)
@@ -129,7 +135,14 @@ def test_dashboard_finds_opens_cancels_and_drains(cluster_factory: Callable[...,
                "the job cancelled from the page")
     page.wait_for_selector("h2 .s-cancelled")
 
+    eventually(lambda: c.api(follower, "GET", f"/api/jobs/{nightly['job_ids'][0]}?min_index={nightly['index']}")[1]
+               ["job"]["status"] == "completed", 20, "the nightly job that fits completed")
     page.click("nav a[data-view=overview]")
+    row = f"#queues tr[data-queue={QUEUE}]"
+    page.wait_for_selector(row)
+    cells = [page.inner_text(f"{row} td:nth-child({k})") for k in range(1, 11)]
+    # queue, paused, max running, weight, priority, pending, ready, running (of max running), completed, failed
+    assert cells == [QUEUE, "no", "1", "2", "0", "2", "2", "0/1", "1", "0"], cells
     page.wait_for_selector("button.drain[data-worker=w-cpu]")
     page.click("button.drain[data-worker=w-cpu]")
     eventually(lambda: c.api(0, "GET", "/api/workers/w-cpu")[1]["worker"]["status"] == "draining", 10,
@@ -138,7 +151,16 @@ def test_dashboard_finds_opens_cancels_and_drains(cluster_factory: Callable[...,
         page.click("button.undrain[data-worker=w-cpu]", timeout=10_000)
         eventually(lambda: c.api(0, "GET", "/api/workers/w-cpu")[1]["worker"]["status"] == "active", 10,
                    "the worker undrained from the page")
+    page.click(f"button.queue-toggle[data-queue={QUEUE}][data-verb=pause]")
+    eventually(lambda: c.api(0, "GET", f"/api/queues/{QUEUE}")[1]["queue"]["paused"] is True, 10,
+               "the queue paused from the page")
+    page.wait_for_selector(f"button.queue-toggle[data-queue={QUEUE}][data-verb=resume]", timeout=10_000)
+    assert page.inner_text(f"{row} td:nth-child(2)") == "yes"
+    assert c.api(0, "GET", "/api/queues/default")[1]["queue"]["paused"] is False, "only that queue paused"
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+    page.click(f"button.queue-toggle[data-queue={QUEUE}][data-verb=resume]")
+    eventually(lambda: c.api(0, "GET", f"/api/queues/{QUEUE}")[1]["queue"]["paused"] is False, 10,
+               "the queue resumed from the page")
     for name in ("dashboard-jobs.png", "dashboard-job.png"):
         shot = ARTIFACTS / name
         assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
