@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("submit", "submit a job (`-- argv...` for shell), --wait for its result", _submit)
     s.add_argument("--type", default="shell", help="executor: shell (default), python, noop, ...")
     s.add_argument("--payload", metavar="JSON", help="the executor's input, for types other than shell")
-    s.add_argument("--priority", type=int, help="higher runs first")
+    s.add_argument("--priority", type=int, help="higher runs first (default: its queue's)")
+    s.add_argument("--queue", help="the named queue it waits in (default: default; haco queue list)")
     s.add_argument("--tag", action="append", default=[], dest="tags", help="required worker tag (repeatable)")
     s.add_argument("--key", help="idempotency key (default: a fresh one)")
     s.add_argument("--timeout", type=float, dest="timeout_s", metavar="S", help="per-attempt timeout")
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one read-only SELECT over the table `results` (below); at most 5 s, 256 MB")
     r.add_argument("--limit", type=int, metavar="N",
                    help="the most rows the result may have (default 10000, at most 100000); more is refused")
-    add("pause", "pause scheduling (running jobs go on)", _pause)
+    add("pause", "pause all scheduling (running jobs go on); one queue: haco queue pause NAME", _pause)
     add("resume", "resume scheduling", _resume)
     from haco.bench import command as bench
     from haco.cli import logs as cli_logs
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     from haco.cli import security as cli_security
     from haco.cli import operator as cli_operator
     from haco.cli import snapshot as cli_snapshot
+    from haco.cli import queues as cli_queues
     from haco.cli import up
     cli_logs.register_cli(add, _client_command)
     bench.register_cli(add)
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_operator.register_cli(add, _client_command, common)
     cli_flows.register_cli(add, _client_command, common)
     cli_snapshot.register_cli(add, _client_command, common)
+    cli_queues.register_cli(add, _client_command, common)
     for name in PLUGINS:
         try:
             importlib.import_module(name).register_cli(sub)
@@ -302,7 +305,7 @@ def build_job(args: argparse.Namespace) -> dict[str, Any]:
         job["payload"] = {}
     if args.payload is not None and args.argv:
         raise UsageError("give either --payload or a command after --, not both")
-    for field, value in (("priority", args.priority), ("timeout_s", args.timeout_s),
+    for field, value in (("priority", args.priority), ("queue", args.queue), ("timeout_s", args.timeout_s),
                          ("max_retries", args.max_retries), ("backoff_s", args.backoff_s),
                          ("deadline", args.deadline_at)):
         if value is not None:
@@ -458,12 +461,12 @@ async def _results_impl(args: argparse.Namespace, client: HacoClient) -> int:
 
 
 async def _pause_impl(args: argparse.Namespace, client: HacoClient) -> int:
-    emit(args, "queue paused", await client.pause())
+    emit(args, fmt.GLOBAL_PAUSED, await client.pause())
     return EXIT_OK
 
 
 async def _resume_impl(args: argparse.Namespace, client: HacoClient) -> int:
-    emit(args, "queue resumed", await client.resume())
+    emit(args, fmt.GLOBAL_RESUMED, await client.resume())
     return EXIT_OK
 
 

@@ -85,7 +85,8 @@ def jobs_footer(page: dict[str, Any], *, oldest: bool = False) -> str:
 def job_report(job: dict[str, Any]) -> str:
     """`haco job ID`: fields, why it is pending, attempts, result or error."""
     fields = [("job", job.get("job_id")), ("status", job.get("status")), ("type", job.get("type")),
-              ("key", job.get("key")), ("priority", job.get("priority")), ("attempt", job.get("attempt")),
+              ("key", job.get("key")), ("priority", job.get("priority")), ("queue", job.get("queue")),
+              ("attempt", job.get("attempt")),
               ("worker", job.get("worker_id")), ("progress", progress_text(job.get("progress"))),
               ("created", ago(job.get("created_at_ms"))),
               ("finished", ago(job.get("finished_at_ms"))), ("payload", job.get("payload")),
@@ -125,7 +126,11 @@ def pending_reasons(reason: Any) -> list[str]:
     lines: list[str] = []
     for key, value in reason.items():
         if key == "paused":
-            lines.append("the queue is paused (haco resume)")
+            lines.append("all scheduling is paused (haco resume)")
+        elif key == "queue_paused":
+            lines.append(f"its queue {value} is paused (haco queue resume {value})")
+        elif key == "queue_full":
+            lines.append(f"{value} (haco queue update --max-running)")
         elif key == "waiting_on":
             lines.append(f"waiting for dependencies: {_cell(value)}")
         elif key == "not_before_ms":
@@ -139,6 +144,24 @@ def pending_reasons(reason: Any) -> list[str]:
         else:
             lines.append(f"{key.replace('_', ' ')}: {_cell(value)}")
     return lines
+
+
+GLOBAL_PAUSED = "scheduling paused: no queue starts jobs (running jobs go on)"
+GLOBAL_RESUMED = "scheduling resumed (queues paused on their own stay paused)"
+
+
+def queues_table(answer: dict[str, Any]) -> str:
+    """`haco queue list`: one row per queue (GET /api/queues), MAX `-` for no limit; DONE is
+    completed jobs, FAILED failed ones; a line first when all scheduling is paused."""
+    def row(q: dict[str, Any]) -> tuple[Any, ...]:
+        counts = q.get("counts") or {}
+        return (q.get("name"), q.get("paused"), q.get("max_running") or None, q.get("weight"), q.get("priority"),
+                counts.get("pending", 0), q.get("ready"), counts.get("running", 0), counts.get("completed", 0),
+                counts.get("failed", 0))
+    queues = [*(answer.get("queues") or []), *([answer["other"]] if answer.get("other") else [])]
+    text = table(["NAME", "PAUSED", "MAX", "WEIGHT", "PRIO", "PENDING", "READY", "RUNNING", "DONE", "FAILED"],
+                 [row(q) for q in queues])
+    return f"all scheduling is paused (haco queue resume)\n\n{text}" if answer.get("paused") else text
 
 
 def workers_table(workers: Sequence[dict[str, Any]], *, wide: bool = False) -> str:

@@ -125,7 +125,11 @@ def pending_line(reason: Any) -> str:
             label = "no worker fits" if key == "no_worker_fits" else "workers that do not fit"
             parts.append(f"{label} (" + "; ".join(f"{w}: {_words(why)}" for w, why in value.items()) + ")")
         elif key == "paused":
-            parts.append("the queue is paused (haco resume)")
+            parts.append("all scheduling is paused (haco resume)")
+        elif key == "queue_paused":
+            parts.append(f"its queue {value} is paused (haco queue resume {value})")
+        elif key == "queue_full":
+            parts.append(str(value))
         elif key == "waiting_on":
             parts.append(f"waiting for dependencies {_words(value)}")
         elif key == "backoff_until_ms":
