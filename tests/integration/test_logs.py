@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,23 @@ PY_LINES = ("import sys\n"
             "    out(f'line {i:06d}\\n')\n"
             "    if i % 10 == 0:\n"
             "        err(f'err {i:06d}\\n')\n")
+
+
+@pytest.fixture(scope="module")
+def c(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """One cluster with worker w1 for the tests that leave both as they found them (each reads
+    only its own jobs); the tests that kill a process or add workers start their own."""
+    cluster = Cluster(tmp_path_factory.mktemp("logs"), 3)
+    failed_before = request.session.testsfailed
+    cluster.start_all()
+    try:
+        cluster.leader()
+        cluster.start_worker("w1")
+        yield cluster
+    finally:
+        cluster.stop()
+        if request.session.testsfailed > failed_before:
+            print(cluster.dump_logs())
 
 
 def submit(c: Cluster, job: dict[str, Any], i: int = 0) -> str:
@@ -60,11 +78,9 @@ def shell(argv: list[str], **extra: Any) -> dict[str, Any]:
     return {"type": "shell", "payload": {"argv": argv}, **extra}
 
 
-def test_every_line_once_in_order_from_a_follower_with_stderr_and_tail(cluster_factory: Any) -> None:
-    c: Cluster = cluster_factory(3)
+def test_every_line_once_in_order_from_a_follower_with_stderr_and_tail(c: Cluster) -> None:
     leader = c.leader()
     follower = (leader + 1) % 3
-    c.start_worker("w1")
     job_id = submit(c, shell([sys.executable, "-c", PY_LINES]))
     assert final(c, job_id)["status"] == "completed"
     via = [c.nodes[follower].url]  # a follower forwards to the leader, which asks the worker
@@ -132,10 +148,8 @@ def _printed(lines: list[tuple[float, bytes]]) -> list[tuple[int, float, float]]
     return out
 
 
-def test_follow_shows_earlier_lines_then_each_new_one_within_a_second(cluster_factory: Any) -> None:
-    c: Cluster = cluster_factory(3)
+def test_follow_shows_earlier_lines_then_each_new_one_within_a_second(c: Cluster) -> None:
     c.leader()
-    c.start_worker("w1")
     n = 35  # 7 s of output: room for the CLI's start-up on a busy machine
     job_id = submit(c, shell([sys.executable, "-c", TICKS.format(n=n)]))
     eventually(lambda: _running(c, job_id), 20, "the job running")
@@ -213,11 +227,9 @@ def test_a_log_past_its_bound_keeps_the_newest_part_and_retention_removes_old_lo
     assert not any((c.root / "work-wr" / "logs").glob(f"{short}/*"))
 
 
-def test_progress_markers_show_in_haco_job_while_running_and_not_in_the_log(cluster_factory: Any) -> None:
-    c: Cluster = cluster_factory(3)
+def test_progress_markers_show_in_haco_job_while_running_and_not_in_the_log(c: Cluster) -> None:
     leader = c.leader()
     follower = (leader + 1) % 3
-    c.start_worker("w1")
     script = ("echo start; echo '::haco-progress 0.25 \"warming up\"'; sleep 0.5; "
               "echo '::haco-progress 0.42 \"compiling\"'; echo middle; sleep 30")
     job_id = submit(c, shell(["sh", "-c", script], timeout_s=60))
@@ -234,10 +246,8 @@ def test_progress_markers_show_in_haco_job_while_running_and_not_in_the_log(clus
     assert "progress" not in job_on(c, leader, job_id)  # shown only while running
 
 
-def test_submit_wait_follow_prints_the_output_live(cluster_factory: Any) -> None:
-    c: Cluster = cluster_factory(3)
+def test_submit_wait_follow_prints_the_output_live(c: Cluster) -> None:
     c.leader()
-    c.start_worker("w1")
     res = haco(c, "submit", "--wait", "--follow", "--", "sh", "-c", "echo first; sleep 0.5; echo second >&2; exit 3")
     assert res.returncode == 1, res.stderr
     assert res.stdout == b"first\n"
@@ -251,10 +261,8 @@ def test_submit_wait_follow_prints_the_output_live(cluster_factory: Any) -> None
 
 
 
-def test_dashboard_shows_a_jobs_output_and_follows_it(cluster_factory: Any, browser: Any) -> None:
-    c: Cluster = cluster_factory(3)
+def test_dashboard_shows_a_jobs_output_and_follows_it(c: Cluster, browser: Any) -> None:
     c.leader()
-    c.start_worker("w1")
     job_id = submit(c, shell(["sh", "-c", "echo 'hello <from> the log'; echo 'to stderr' >&2"]))
     assert final(c, job_id)["status"] == "completed"
     page = browser.new_page()
