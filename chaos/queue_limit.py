@@ -25,7 +25,7 @@ COMPLETED_MIN = 5
 
 async def start(client: HacoClient, history: HistoryWriter) -> None:
     mono, wall = now()
-    answer = await client.request("POST", "/api/queues", json={"name": QUEUE, "max_running": MAX_RUNNING})
+    answer = await client.create_queue(QUEUE, max_running=MAX_RUNNING)
     history.write("queue_created", queue=QUEUE, max_running=MAX_RUNNING, mono=mono, wall=wall, answer=answer)
 
 
