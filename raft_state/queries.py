@@ -68,17 +68,19 @@ def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]
 
 
 class Runnable:
-    """`runnable`'s jobs of one queue, where the caller can drop a placement class for the rest of
-    the walk (`drop`): a planner that found no place for a job drops its class, whose other jobs
-    would find none either."""
+    """The ready jobs of one queue, highest priority first and FIFO within a priority, skipping jobs
+    past their deadline, where the caller drops a placement class for the rest of the walk
+    (`drop`): a planner that found no place for a job drops its class, whose other jobs would find
+    none either. Unlike `runnable` it does not sort out classes no worker can take: the
+    planner finds that with the class's first job, and a class it never reaches costs nothing."""
 
     __slots__ = ("_state", "_walk", "klass")
 
-    def __init__(self, state: State, pool: list[Worker], queue: str) -> None:
+    def __init__(self, state: State, queue: str) -> None:
         self._state = state
         self.klass: Any = None  #: the placement class of the job last yielded
         classes = [] if state.paused or queues.room(state, queue) == 0 else [
-            k for k in state.ready.classes() if k[-1] == queue and _takeable(k, pool)]
+            k for k in state.ready.classes() if k[-1] == queue]
         self._walk = state.ready.walk(classes)
 
     def __iter__(self) -> Iterator[Job]:

@@ -130,24 +130,17 @@ class ReadyQueue:
 class Walk:
     """A merge of some classes' heaps, best entry first; a dropped class yields nothing more and
     costs nothing more (a planner drops a class that fits no worker now: the rest of it would not
-    fit either)."""
+    fit either). A class's walk starts from its heap's head, which is always live, and goes
+    further only when that head was taken: a plan of one job looks at one entry per class."""
 
-    __slots__ = ("_walks", "_heads", "_dropped")
+    __slots__ = ("_queue", "_walks", "_heads", "_dropped")
 
     def __init__(self, queue: ReadyQueue, classes: list[ClassKey]) -> None:
+        self._queue = queue
         self._walks: dict[ClassKey, Iterator[Entry]] = {}
-        self._heads: list[tuple[Entry, int]] = []
+        heads = self._heads = [(heap[0], n) for n, klass in enumerate(classes) if (heap := queue._heaps.get(klass))]
+        heapq.heapify(heads)  # entries differ by seq: the class index never decides
         self._dropped: set[ClassKey] = set()
-        for n, klass in enumerate(classes):
-            heap = queue._heaps.get(klass)
-            if not heap:
-                continue
-            walk = queue._walk(heap)
-            first = next(walk, None)
-            if first is not None:
-                self._walks[klass] = walk
-                self._heads.append((first, n))
-        heapq.heapify(self._heads)  # entries differ by seq: the class index never decides
 
     def __iter__(self) -> Iterator[Entry]:
         heads, walks, dropped = self._heads, self._walks, self._dropped
@@ -157,7 +150,11 @@ class Walk:
             if klass in dropped:
                 heapq.heappop(heads)
                 continue
-            following = next(walks[klass], None)
+            walk = walks.get(klass)
+            if walk is None:
+                walk = walks[klass] = self._queue._walk(self._queue._heaps[klass])
+                next(walk)  # the head, this very entry
+            following = next(walk, None)
             if following is None:
                 heapq.heappop(heads)
             else:

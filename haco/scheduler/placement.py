@@ -45,7 +45,7 @@ class Ledger:
         self._workers = {w.worker_id: w for w in pool}
         self._taken: dict[str, list[tuple[JobSpec, tuple[int, ...]]]] = {}
         self._free: dict[str, Free] = {}
-        self.slots = {w.worker_id: w.capacity - len(w.running) for w in pool}
+        self.slots = {wid: w.capacity - len(w.running) for wid, w in self._workers.items()}
         if inflight is None:
             for wid, n in (claimed or {}).items():
                 if wid in self.slots:
@@ -138,7 +138,7 @@ def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str]
     total_free = sum(n for n in led.slots.values() if n > 0)
     items: list[Assignment] = []
     nowhere: set[tuple[object, str]] = set()
-    turns = Turns(state, pool, inflight, share or FairShare(), 5 * batch_max)
+    turns = Turns(state, inflight, share or FairShare(), 5 * batch_max)
     for job in turns:
         if job.job_id in skip or (nowhere and (turns.klass(job), job.spec.type) in nowhere):
             turns.missed(job)
@@ -170,7 +170,7 @@ def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | se
     free.slots = slots
     items: list[Assignment] = []
     nowhere: set[tuple[object, str]] = set()
-    turns = Turns(state, [worker], inflight, share or FairShare(), 5 * slots)
+    turns = Turns(state, inflight, share or FairShare(), 5 * slots)
     for job in turns:
         if job.job_id in skip or (nowhere and (turns.klass(job), job.spec.type) in nowhere):
             turns.missed(job)

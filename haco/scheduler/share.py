@@ -20,7 +20,7 @@ from typing import Final
 
 from raft_state import Assignment, State
 from raft_state import queries, queues
-from raft_state.records import Job, JobStatus, Worker
+from raft_state.records import Job, JobStatus
 
 PASSES_MAX: Final = 4 * queues.QUEUES_MAX  #: queue names remembered; past it every pass starts over
 
@@ -61,11 +61,11 @@ class Turns:
     reaches its `max_running` (counting assignments in flight), or `scan_max` of its jobs found
     no place (each queue has that budget; all of them together at most four times it)."""
 
-    def __init__(self, state: State, pool: list[Worker], inflight: Mapping[str, Assignment] | None,
-                 share: FairShare, scan_max: int) -> None:
+    def __init__(self, state: State, inflight: Mapping[str, Assignment] | None, share: FairShare,
+                 scan_max: int) -> None:
         self.share = share
         self.scan_max = scan_max
-        self._state, self._pool = state, pool
+        self._state = state
         self.budget = scan_max * min(4, max(1, len(state.queues) + 1))
         flying: Counter[str] = Counter()
         for item in (inflight or {}).values():
@@ -95,7 +95,7 @@ class Turns:
             assert name is not None
             stream = streams[name]
             if stream is None:
-                self.runnables[name] = runnable = queries.Runnable(self._state, self._pool, name)
+                self.runnables[name] = runnable = queries.Runnable(self._state, name)
                 stream = streams[name] = iter(runnable)
             job = next(stream, None)
             if job is None:
