@@ -29,12 +29,14 @@ def new_group_id() -> str:
     return "g-" + os.urandom(8).hex()
 
 
-def flow_items(state: State, objs: list[Any], new_id: Any) -> tuple[FlowJob, ...]:
+def flow_items(state: State, objs: list[Any], new_id: Any, group_id: str = "") -> tuple[FlowJob, ...]:
     """Parsed workflow jobs, checked against the executor types registered workers offer beyond
-    the built-ins and the queues that exist; a job without a priority gets its queue's."""
+    the built-ins and the queues that exist; a job without a priority gets its queue's (or, in a
+    repeat of group `group_id`, the one its job got)."""
     plugins = state.plugin_offers
+    earlier = queue_specs.group_specs(state, group_id)
     try:
-        items = parse_flow_jobs(queue_specs.fill_priorities(state, objs), new_id, plugins)
+        items = parse_flow_jobs(queue_specs.fill_priorities(state, objs, earlier), new_id, plugins)
     except SpecError as exc:
         field = exc.field if len(objs) > 1 else exc.field.split(".", 1)[-1]
         detail: dict[str, Any] = {"field": field}
@@ -66,7 +68,7 @@ async def submit_flow(request: web.Request, group_id: str, items: tuple[FlowJob,
 
 async def submit_batch(request: web.Request, body: dict[str, Any], new_id: Any) -> web.Response:
     group_id = parse_or_400(parse_group_id, body["group"]) if body.get("group") is not None else new_group_id()
-    items = flow_items(request.app[REPLICA].state, body["jobs"], new_id)
+    items = flow_items(request.app[REPLICA].state, body["jobs"], new_id, group_id)
     index, answer, already = await submit_flow(request, group_id, items)
     return web.json_response({**answer, "index": index, "already": already}, status=200 if already else 201)
 

@@ -118,3 +118,32 @@ async def test_a_paused_queue_is_a_pending_reason(client: TestClient, replica: F
     job_id = (await _ok(await client.post("/api/jobs", json={**JOB, "queue": "batch"}), 201))["job_id"]
     job = (await _ok(await client.get(f"/api/jobs/{job_id}")))["job"]
     assert job["pending_reason"].get("queue_paused") == "batch", job["pending_reason"]
+
+
+async def test_a_resubmit_keeps_its_job_when_the_queues_priority_changed_meanwhile(client: TestClient,
+                                                                                  replica: FakeReplica) -> None:
+    """The priority a job got from its queue is part of what a key, a named group and a schedule
+    identify: a retry with the same body after the queue's priority changed is the same request."""
+    await _ok(await client.post("/api/queues", json={"name": "urgent", "priority": 50}), 201)
+    keyed = {**JOB, "queue": "urgent", "key": "k1"}
+    first = await _ok(await client.post("/api/jobs", json=keyed), 201)
+    delayed = {**JOB, "queue": "urgent", "key": "k2", "not_before": "2099-01-01T00:00:00Z"}
+    first_delayed = await _ok(await client.post("/api/jobs", json=delayed), 201)
+    group = {"group": "g1", "jobs": [{**JOB, "name": "a", "queue": "urgent"}, {**JOB, "name": "b", "priority": 3}]}
+    first_group = await _ok(await client.post("/api/jobs/batch", json=group), 201)
+    schedule = {"id": "s1", "every": "1h", "job": {**JOB, "queue": "urgent"}}
+    await _ok(await client.post("/api/schedules", json=schedule), 201)
+
+    await _ok(await client.patch("/api/queues/urgent", json={"priority": 5}))
+    again = await _ok(await client.post("/api/jobs", json=keyed))
+    assert again["job_id"] == first["job_id"] and again.get("already") is True
+    again = await _ok(await client.post("/api/jobs", json=delayed))
+    assert again["job_id"] == first_delayed["job_id"]
+    again = await _ok(await client.post("/api/jobs/batch", json=group))
+    assert again["job_ids"] == first_group["job_ids"] and again["already"] is True
+    assert (await _ok(await client.post("/api/schedules", json=schedule)))["already"] is True
+    assert replica.state.jobs[first["job_id"]].spec.priority == 50
+    # another body is still another request, and a new job gets the queue's priority as it is now
+    await _error(await client.post("/api/jobs", json={**keyed, "priority": 7}), 409, "KEY_REUSED")
+    fresh = await _ok(await client.post("/api/jobs", json={**keyed, "key": "k3"}), 201)
+    assert replica.state.jobs[fresh["job_id"]].spec.priority == 5

@@ -48,14 +48,17 @@ async def create_schedule(request: web.Request) -> web.Response:
 
 def _with_priorities(state: State, body: Any) -> Any:
     """The body with its template's jobs given their queue's priority where they give none (at
-    creation: a queue's priority changed later does not change the schedule's jobs)."""
+    creation: a queue's priority changed later does not change the schedule's jobs, nor a repeat
+    of the creation, whose jobs get the priorities the schedule's template holds)."""
     if not isinstance(body, dict):
         return body
+    sc = state.flows.schedules.get(body["id"]) if isinstance(body.get("id"), str) else None
+    earlier = [spec for _, spec in (decode_template(sc.template) or ())] if sc is not None else []
     if isinstance(body.get("job"), dict):
-        return {**body, "job": queue_specs.fill_priorities(state, [body["job"]])[0]}
+        return {**body, "job": queue_specs.fill_priorities(state, [body["job"]], earlier)[0]}
     wf = body.get("workflow")
     if isinstance(wf, dict) and isinstance(wf.get("jobs"), list):
-        return {**body, "workflow": {**wf, "jobs": queue_specs.fill_priorities(state, wf["jobs"])}}
+        return {**body, "workflow": {**wf, "jobs": queue_specs.fill_priorities(state, wf["jobs"], earlier)}}
     return body
 
 
