@@ -27,7 +27,7 @@ class RejectCode(StrEnum):
     UNKNOWN_QUEUE = "UNKNOWN_QUEUE"
     QUEUE_FULL = "QUEUE_FULL"  #: the job's queue runs its max_running already
     QUEUE_EXISTS = "QUEUE_EXISTS"  #: same queue name, other settings
-    QUEUE_NOT_EMPTY = "QUEUE_NOT_EMPTY"  #: a queue deleted while jobs wait or run in it
+    QUEUE_NOT_EMPTY = "QUEUE_NOT_EMPTY"  #: a queue deleted while jobs wait or run in it, or a schedule submits to it
     JOB_FINAL = "JOB_FINAL"  #: the job already reached a final state
     TOO_EARLY = "TOO_EARLY"  #: a timeout proposed before the attempt's time was up
     INTERNAL = "INTERNAL"  #: apply hit a bug; the adapter's guard turned it into a refusal

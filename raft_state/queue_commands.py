@@ -57,8 +57,8 @@ class SetQueuePaused:
 
 @dataclass(frozen=True, slots=True)
 class DeleteQueue:
-    """Delete a queue that holds no pending or running job (QUEUE_NOT_EMPTY otherwise); `default`
-    cannot be deleted."""
+    """Delete a queue that holds no pending or running job and that no schedule's template names
+    (QUEUE_NOT_EMPTY otherwise); `default` cannot be deleted."""
 
     TAG: ClassVar[int] = 33
     MOVES_CLOCK: ClassVar[bool] = False

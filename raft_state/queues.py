@@ -164,5 +164,19 @@ def delete(s: State, cmd: DeleteQueue) -> Outcome:
     if waiting:
         return Rejected(RejectCode.QUEUE_NOT_EMPTY, f"queue {cmd.name} holds {waiting} pending or running jobs",
                         {"queue": cmd.name, "jobs": waiting})
+    feeding = _schedules_into(s, cmd.name)
+    if feeding:
+        shown = ", ".join(feeding[:10]) + (", ..." if len(feeding) > 10 else "")
+        return Rejected(RejectCode.QUEUE_NOT_EMPTY, f"queue {cmd.name} is where schedules {shown} submit "
+                        "(delete them first)", {"queue": cmd.name, "jobs": 0, "schedules": feeding[:100]})
     drop_queue(s, cmd.name)
     return Accepted(cmd.name)
+
+
+def _schedules_into(s: State, name: str) -> list[str]:
+    """The schedules whose template names queue `name`, by id. Left alone, their runs would land
+    in a queue without a record: no limit, no pause, and a name no submit may give."""
+    from .schedules import decode_template  # late: schedules imports transitions, which imports this
+
+    return sorted(sid for sid, sc in s.flows.schedules.items()
+                  if any(spec.queue == name for _, spec in decode_template(sc.template) or ()))

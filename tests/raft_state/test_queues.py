@@ -162,3 +162,22 @@ def test_create_update_pause_delete() -> None:
     assert isinstance(busy, Rejected) and busy.code == "QUEUE_NOT_EMPTY"
     assert isinstance(s.apply(DeleteQueue(9, "default")), Rejected)
     assert s.digest() == s.full_digest()
+
+
+def test_a_queue_a_schedule_submits_to_cannot_be_deleted() -> None:
+    """Otherwise the schedule's runs land in a queue without a record: no limit, no pause, and a
+    name no submit may give (UNKNOWN_QUEUE) until it is created again."""
+    from raft_state.flow_commands import DeleteSchedule
+    from tests.raft_state.flow_helpers import create_schedule
+
+    s, _ = _fresh()
+    s.apply(SetClusterVersion(0, 5))
+    assert s.apply(CreateQueue(at_ms=1, name="nightly", max_running=1, weight=1, priority=0)) == Accepted("nightly")
+    assert isinstance(s.apply(create_schedule("s1", template=[("run", spec().evolve(queue="nightly"))])), Accepted)
+    busy = s.apply(DeleteQueue(2, "nightly"))
+    assert isinstance(busy, Rejected) and busy.code == "QUEUE_NOT_EMPTY", busy
+    assert busy.detail == {"queue": "nightly", "jobs": 0, "schedules": ["s1"]} and "s1" in busy.message
+    assert "nightly" in s.queues
+    assert s.apply(DeleteSchedule(3, "s1")) == Accepted("s1")
+    assert s.apply(DeleteQueue(4, "nightly")) == Accepted("nightly")
+    assert s.digest() == s.full_digest()

@@ -96,8 +96,8 @@ async def resume(request: web.Request) -> web.Response:
 
 @routes.delete("/api/queues/{queue}")
 async def delete(request: web.Request) -> web.Response:
-    """A queue holding pending or running jobs is refused (409 QUEUE_NOT_EMPTY); `default` (400)
-    cannot go; a queue that does not exist is already deleted."""
+    """A queue holding pending or running jobs, or that a schedule submits to, is refused (409
+    QUEUE_NOT_EMPTY); `default` (400) cannot go; a queue that does not exist is already deleted."""
     name = request.match_info["queue"]
     if name == DEFAULT_QUEUE:
         raise_bad("INVALID", "the default queue cannot be deleted (update it instead)", {"field": "name"})
