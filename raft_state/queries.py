@@ -69,15 +69,20 @@ def runnable(state: State, workers: list[Worker] | None = None) -> Iterator[Job]
 
 class Runnable:
     """The ready jobs of one queue, highest priority first and FIFO within a priority, skipping jobs
-    past their deadline, where the caller drops a placement class for the rest of the walk
-    (`drop`): a planner that found no place for a job drops its class, whose other jobs would find
-    none either. Unlike `runnable` it does not sort out classes no worker can take: the
-    planner finds that with the class's first job, and a class it never reaches costs nothing."""
+    past their deadline and the placement classes no worker of `pool` can ever take, where the
+    caller drops a placement class for the rest of the walk (`drop`): a planner that found no place
+    for a job drops its class, whose other jobs would find none either. Unlike `runnable` it does
+    not sort out classes up front: a class is judged by its first job (the verdict goes in
+    `verdicts`), and a class it never reaches costs nothing.
+    A class skipped for `pool` is never yielded, so it costs a planner none of its scan budget."""
 
-    __slots__ = ("_state", "_walk", "klass")
+    __slots__ = ("_state", "_walk", "_pool", "_verdicts", "klass")
 
-    def __init__(self, state: State, queue: str) -> None:
+    def __init__(self, state: State, queue: str, pool: list[Worker],
+                 verdicts: dict[Any, bool] | None = None) -> None:
         self._state = state
+        self._pool = pool
+        self._verdicts: dict[Any, bool] = {} if verdicts is None else verdicts  #: class -> takeable
         self.klass: Any = None  #: the placement class of the job last yielded
         classes = [] if state.paused or queues.room(state, queue) == 0 else [
             k for k in state.ready.classes() if k[-1] == queue]
@@ -85,15 +90,23 @@ class Runnable:
 
     def __iter__(self) -> Iterator[Job]:
         state = self._state
-        jobs, now_ms = state.jobs, state.now_ms
+        jobs, now_ms, verdicts, pool = state.jobs, state.now_ms, self._verdicts, self._pool
         for entry in self._walk:
+            klass = entry[3]
+            if klass is not self.klass:  # a class's first job, or the walk moved to another class
+                ok = verdicts.get(klass)
+                if ok is None:
+                    ok = verdicts[klass] = _takeable(klass, pool)
+                if not ok:
+                    self._walk.drop(klass)
+                    continue
             job = jobs.get(entry[2])
             if job is None:
                 continue
             deadline = job.spec.deadline_ms
             if deadline is not None and deadline <= now_ms and deadline_binds(state, job.job_id, job.attempt):
                 continue  # assign would refuse it; the next Tick expires it
-            self.klass = entry[3]
+            self.klass = klass
             yield job
 
     def drop(self, klass: Any) -> None:

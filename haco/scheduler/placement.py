@@ -138,7 +138,7 @@ def plan(state: State, connected: set[str], batch_max: int, skip: frozenset[str]
     total_free = sum(n for n in led.slots.values() if n > 0)
     items: list[Assignment] = []
     nowhere: set[tuple[object, str]] = set()
-    turns = Turns(state, inflight, share or FairShare(), 5 * batch_max)
+    turns = Turns(state, pool, inflight, share or FairShare(), 5 * batch_max)
     for job in turns:
         if job.job_id in skip or (nowhere and (turns.klass(job), job.spec.type) in nowhere):
             turns.missed(job)
@@ -170,7 +170,7 @@ def plan_for(state: State, worker_id: str, slots: int, skip: frozenset[str] | se
     free.slots = slots
     items: list[Assignment] = []
     nowhere: set[tuple[object, str]] = set()
-    turns = Turns(state, inflight, share or FairShare(), 5 * slots)
+    turns = Turns(state, [worker], inflight, share or FairShare(), 5 * slots)
     for job in turns:
         if job.job_id in skip or (nowhere and (turns.klass(job), job.spec.type) in nowhere):
             turns.missed(job)

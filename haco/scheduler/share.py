@@ -20,7 +20,7 @@ from typing import Final
 
 from raft_state import Assignment, State
 from raft_state import queries, queues
-from raft_state.records import Job, JobStatus
+from raft_state.records import Job, JobStatus, Worker
 
 PASSES_MAX: Final = 4 * queues.QUEUES_MAX  #: queue names remembered; past it every pass starts over
 
@@ -59,13 +59,17 @@ class Turns:
     """Ready jobs in the order the planners offer them: queue by queue as the fair share says,
     priority then FIFO within a queue. A queue drops out of this round when its stream ends, it
     reaches its `max_running` (counting assignments in flight), or `scan_max` of its jobs found
-    no place (each queue has that budget; all of them together at most four times it)."""
+    no place (each queue has that budget; all of them together at most four times it). Classes no
+    worker of `pool` can ever take are skipped by their first job and count against neither."""
 
-    def __init__(self, state: State, inflight: Mapping[str, Assignment] | None, share: FairShare,
-                 scan_max: int) -> None:
+    def __init__(self, state: State, pool: list[Worker], inflight: Mapping[str, Assignment] | None,
+                 share: FairShare, scan_max: int) -> None:
         self.share = share
         self.scan_max = scan_max
-        self._state = state
+        self._state, self._pool = state, pool
+        #: placement class -> whether a worker of the pool can ever take it: a class no worker
+        #: takes is skipped without counting against any scan budget
+        self._verdicts: dict[object, bool] = {}
         self.budget = scan_max * min(4, max(1, len(state.queues) + 1))
         flying: Counter[str] = Counter()
         for item in (inflight or {}).values():
@@ -95,7 +99,7 @@ class Turns:
             assert name is not None
             stream = streams[name]
             if stream is None:
-                self.runnables[name] = runnable = queries.Runnable(self._state, name)
+                self.runnables[name] = runnable = queries.Runnable(self._state, name, self._pool, self._verdicts)
                 stream = streams[name] = iter(runnable)
             job = next(stream, None)
             if job is None:

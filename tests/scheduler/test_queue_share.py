@@ -110,3 +110,15 @@ def test_an_idle_queue_that_returns_gets_its_share_not_a_burst() -> None:
     applied(s, *(_queued(f"b{i}", "b") for i in range(300)))
     placed = _run(s, share, 40)
     assert 15 <= placed["b"] <= 25, placed
+
+
+def test_classes_no_worker_can_take_cost_no_scan_budget() -> None:
+    """Jobs that wait for workers that are not there (a tag no connected worker has) are skipped by
+    class without counting against a queue's scan budget, so a job that fits behind any number of
+    them is placed, in a plan of one job as in a plan behind one worker's report."""
+    s = _cluster(4)
+    applied(s, *(submit(f"away{i}", spec(type="noop", priority=5, required_tags=(f"host{i}",))) for i in range(12)))
+    applied(s, *(submit(f"gpu{i}", spec(type="noop", priority=5).evolve(gpus=1 + i)) for i in range(3)))
+    applied(s, submit("cpu", spec(type="noop")))
+    assert [i.job_id for i in plan(s, {"w1"}, 1, share=FairShare())] == ["cpu"]
+    assert [i.job_id for i in plan_for(s, "w1", 1, set(), None, FairShare())] == ["cpu"]
