@@ -76,6 +76,9 @@ class Scheduler:
         if role == "leader":
             self.leader_since = time.monotonic()  # every worker gets a full grace period from here
             self._drain_notified.clear()
+            # passes of an earlier term are stale: start even, as any new leader. A plan in a thread
+            # keeps the object it took under the state lock; the next one takes this.
+            self.share = FairShare()
         self.wake.set()
 
     async def run(self) -> None:

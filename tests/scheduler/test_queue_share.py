@@ -122,3 +122,17 @@ def test_classes_no_worker_can_take_cost_no_scan_budget() -> None:
     applied(s, submit("cpu", spec(type="noop")))
     assert [i.job_id for i in plan(s, {"w1"}, 1, share=FairShare())] == ["cpu"]
     assert [i.job_id for i in plan_for(s, "w1", 1, set(), None, FairShare())] == ["cpu"]
+
+
+def test_a_replica_that_leads_again_starts_the_shares_even() -> None:
+    """The passes are the leader's memory of its own term: one that was leader before, lost it and
+    leads again starts even, as any new leader does, not from what it placed terms ago."""
+    from haco.config import SchedulerConfig
+    from haco.scheduler.core import Scheduler
+
+    sched = Scheduler(None, None, SchedulerConfig())  # type: ignore[arg-type]
+    for _ in range(50):
+        sched.share.charge("a", 1)
+    sched.on_role("follower")
+    sched.on_role("leader")
+    assert sched.share.passes == {} and sched.share.floor == 0.0
