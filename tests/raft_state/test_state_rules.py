@@ -32,6 +32,13 @@ def test_runnable_is_priority_then_fifo() -> None:
     assert order(s) == ["b", "d", "a", "c", "e"]
 
 
+def test_an_assignment_to_a_worker_that_is_not_registered_is_refused_and_changes_nothing() -> None:
+    s = started(register("w", at_ms=T0), submit("a"))
+    before = s.digest()
+    assert s.apply(assign("a", "nobody", 1, at_ms=T0)) == Accepted(["UNKNOWN_WORKER"])
+    assert s.digest() == before and s.jobs["a"].status is JobStatus.PENDING and order(s) == ["a"]
+
+
 def test_runnable_skips_jobs_no_worker_can_take() -> None:
     s = started(register("w", at_ms=T0, capacity=4, tags=("cpu",)))
     s.apply(submit("gpu-job", spec(priority=100, required_tags=("gpu",))))
