@@ -193,7 +193,8 @@ def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claime
     """First attempts for jobs being submitted, onto connected workers' unclaimed free slots, in
     submission order; only onto workers for which no ready job waits (nobody is overtaken; jobs
     that no worker can take, like a GPU job without a GPU worker, do not count), for jobs that
-    will be ready at once (no dependencies) and within their queue's room (jobs in flight count).
+    will be created (no known key) and ready at once (no dependencies) and within their queue's
+    room (jobs in flight count).
     The caller holds the state lock."""
     if state.paused:
         return []
@@ -202,8 +203,8 @@ def plan_new(state: State, connected: set[str], jobs: tuple[NewJob, ...], claime
     items: list[Assignment] = []
     room: dict[str, int | None] = {}
     for new in jobs:
-        if new.spec.depends_on or new.job_id in state.jobs:
-            continue
+        if new.spec.depends_on or new.job_id in state.jobs or (new.key is not None and new.key in state.keys):
+            continue  # a resubmitted key creates no job: apply would refuse its assignment
         name = new.spec.queue
         if name not in room:
             room[name] = _room_now(state, name, inflight)

@@ -136,3 +136,16 @@ def test_a_replica_that_leads_again_starts_the_shares_even() -> None:
     sched.on_role("follower")
     sched.on_role("leader")
     assert sched.share.passes == {} and sched.share.floor == 0.0
+
+
+def test_a_resubmitted_key_is_not_planned_nor_charged_to_its_queue() -> None:
+    """A submit whose key exists creates no job (apply answers with the existing one): planning its
+    fresh id would claim a slot for an assignment apply refuses, and charge its queue's share."""
+    s = _cluster(2, ("a", 1, 0))
+    applied(s, submit("first", spec(type="noop").evolve(queue="a"), key="k"))
+    applied(s, assign("first", "w1", 1))
+    share = FairShare()
+    again = NewJob("again", "k", spec(type="noop").evolve(queue="a"))
+    fresh = NewJob("fresh", "k2", spec(type="noop").evolve(queue="a"))
+    assert [i.job_id for i in plan_new(s, {"w1"}, (again, fresh), {}, None, share)] == ["fresh"]
+    assert share.passes == {"a": 1.0}
