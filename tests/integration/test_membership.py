@@ -81,7 +81,7 @@ def test_grow_to_five_and_shrink_to_three_removing_the_leader(cluster_factory: A
         wrong = c.root / "wrong-password"
         wrong.write_text("another-secret")
         started = time.monotonic()
-        c.start_joining(bad, [first], password_file=wrong, env={"HACO_JOIN_CATCH_UP_S": "4"})
+        c.start_joining(bad, [first], password_file=wrong, env={"HACO_JOIN_CATCH_UP_S": "2"})
         eventually(lambda: "join: refused" in c.nodes[bad].log_path.read_text(), 40, "the wrong password refused")
         timings["wrong password refused"] = time.monotonic() - started
         assert "did not catch up" in c.nodes[bad].log_path.read_text()
