@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from . import flows
+from . import flows, queues
 from . import transitions as tr
 from .commands import SUBMIT_BATCH_MAX, NewJob
 from .flow_commands import RETRY_BATCH_MAX, FlowJob, RetryJobs, SubmitFlow
@@ -154,6 +154,11 @@ def submit_flow(s: State, cmd: SubmitFlow) -> Outcome:
                 return Rejected(RejectCode.KEY_REUSED, f"key {item.key!r} was used for another spec",
                                 {"index": 0, "job_id": rec.job_id})
             return Accepted({"group_id": cmd.group_id, "job_ids": [rec.job_id], "names": {}}, already=True)
+    for index, item in enumerate(cmd.jobs):
+        missing = queues.unknown(s, item.spec.queue)
+        if missing is not None:
+            return Rejected(missing.code, f"job {item.name or index}: {missing.message}",
+                            {"index": index, "name": item.name, **(missing.detail or {})})
     planned = plan_batch(s, cmd.jobs)
     if isinstance(planned, Rejected):
         return planned

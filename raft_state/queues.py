@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from .digest import _local, _xxh3
 from .outcomes import Accepted, Outcome, Rejected, RejectCode
-from .queue_commands import CreateQueue, DeleteQueue, SetQueuePaused, UpdateQueue
+from .queue_commands import QUEUES_SINCE, CreateQueue, DeleteQueue, SetQueuePaused, UpdateQueue
 from .records import JobStatus, _Record
 from .validate import DEFAULT_QUEUE, PRIORITY_ABS_MAX, QUEUE_RE
 
@@ -66,6 +66,16 @@ def room(s: State, name: str) -> int | None:
     if not rec.max_running:
         return None
     return max(0, rec.max_running - running(s, name))
+
+
+def unknown(s: State, name: str) -> Rejected | None:
+    """The refusal of a new job naming a queue that has no record (UNKNOWN_QUEUE), from cluster
+    version 5 on; None for `default`, a queue with a record, or below version 5 (where any name
+    was an implicit queue, as logs written then replay). The API checks this on its replica's
+    view; apply checks it again, as a DeleteQueue may apply first."""
+    if name == DEFAULT_QUEUE or name in s.queues or s.cluster_version < QUEUES_SINCE:
+        return None
+    return Rejected(RejectCode.UNKNOWN_QUEUE, f"no queue {name}", {"queue": name})
 
 
 def queue_hash(q: QueueRecord) -> int:

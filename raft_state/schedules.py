@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 
-from . import cron, flows, groups
+from . import cron, flows, groups, queues
 from . import transitions as tr
 from .codec import DecodeError, canonical, decode_spec, encode_spec
 from .commands import SUBMIT_BATCH_MAX, CancelJob
@@ -120,6 +120,10 @@ def create(s: State, cmd: CreateSchedule) -> Outcome:
     bad = _template_check(s, template)
     if bad is not None:
         return Rejected(bad.code, f"template: {bad.message}", bad.detail)
+    for index, (name, spec) in enumerate(template):
+        missing = queues.unknown(s, spec.queue)
+        if missing is not None:  # its runs would land in a queue without a record
+            return Rejected(missing.code, f"template: job {name or index}: {missing.message}", missing.detail)
     fields = dict(cron=cmd.cron, tz=cmd.tz, every_ms=cmd.every_ms, overlap=cmd.overlap, catch_up=cmd.catch_up,
                   window_ms=cmd.window_ms, jitter_ms=cmd.jitter_ms, template=cmd.template)
     old = s.flows.schedules.get(cmd.schedule_id)

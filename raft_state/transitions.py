@@ -112,6 +112,9 @@ def submit(s: State, cmd: c.SubmitJobs) -> Outcome:
                                     {"index": index, "job_id": job_id})
                 ids.append(job_id)
                 continue
+        missing = queues.unknown(s, item.spec.queue)
+        if missing is not None:
+            return Rejected(missing.code, f"job {index}: {missing.message}", {"index": index, **(missing.detail or {})})
         if item.job_id in s.jobs or item.job_id in new_ids:
             return Rejected(RejectCode.DUPLICATE_JOB_ID, f"job {index}: job id {item.job_id} exists", {"index": index})
         for dep in item.spec.depends_on:

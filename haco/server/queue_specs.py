@@ -63,6 +63,12 @@ def group_specs(state: State, group_id: str) -> list[JobSpec | None]:
     return [job.spec if (job := state.jobs.get(job_id)) is not None else None for job_id in group.job_ids]
 
 
+def refusal_status(code: Any) -> int | None:
+    """The HTTP status of a submit's refusal by apply: UNKNOWN_QUEUE (a DeleteQueue applied before
+    the submit the API checked) is a 400, as the API's own check answers; others keep theirs."""
+    return 400 if str(code) == "UNKNOWN_QUEUE" else None
+
+
 def known_names(state: State) -> list[str]:
     """The queues a job may name: `default` and every queue with a record, by name."""
     return sorted({DEFAULT_QUEUE, *state.queues})

@@ -62,7 +62,8 @@ async def submit_flow(request: web.Request, group_id: str, items: tuple[FlowJob,
                                                   if not i.not_before_ms and not i.spec.depends_on))
     index, outcome = await replica.propose(SubmitFlow(at_ms=now_ms(), group_id=group_id, jobs=items))
     if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+        raise Rejected(str(outcome.code), outcome.message, outcome.detail,
+                       status=queue_specs.refusal_status(outcome.code))
     return index, dict(outcome.value), outcome.already
 
 

@@ -181,3 +181,25 @@ def test_a_queue_a_schedule_submits_to_cannot_be_deleted() -> None:
     assert s.apply(DeleteSchedule(3, "s1")) == Accepted("s1")
     assert s.apply(DeleteQueue(4, "nightly")) == Accepted("nightly")
     assert s.digest() == s.full_digest()
+
+
+def test_a_submit_into_a_queue_deleted_after_the_api_checked_it_is_refused_at_apply() -> None:
+    """The API checks the queue a job names on its replica's view; a DeleteQueue applied first (or a
+    lagging view) must not leave jobs, a group's or a schedule's, in a queue without a record."""
+    from raft_state.flow_commands import SubmitFlow
+    from tests.raft_state.flow_helpers import create_schedule, flow_job
+
+    s, _ = _fresh()
+    assert s.apply(CreateQueue(at_ms=1, name="nightly", max_running=1, weight=1, priority=0)) == Accepted("nightly")
+    assert s.apply(DeleteQueue(2, "nightly")) == Accepted("nightly")
+    before = s.digest()
+    nightly = spec().evolve(queue="nightly")
+    for cmd in (submit("j1", nightly), SubmitFlow(at_ms=3, group_id="g", jobs=(flow_job("f1", the_spec=nightly),)),
+                create_schedule("s1", template=[("run", nightly)])):
+        out = s.apply(cmd)
+        assert isinstance(out, Rejected) and out.code == "UNKNOWN_QUEUE" and out.detail["queue"] == "nightly", out
+    assert s.digest() == before and s.queue_counts.get(("nightly", JobStatus.PENDING), 0) == 0
+    assert isinstance(s.apply(submit("j2", spec())), Accepted)  # default needs no record
+    old = State()  # below version 5 a queue name needs no record: logs written then replay as they did
+    old.apply(SetClusterVersion(0, 4))
+    assert isinstance(old.apply(submit("j1", nightly)), Accepted)

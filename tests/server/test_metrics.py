@@ -36,7 +36,9 @@ def _queues_of(samples: Samples, name: str) -> set[str]:
 
 def _fill(replica: FakeReplica) -> None:
     """Queue `batch` (max 2 running, weight 3, paused after one job started), jobs in `default`
-    and in `legacy`, a name without a record."""
+    and in `legacy`, a name without a record (given before version 5, when any name was a queue)."""
+    replica._apply(SetClusterVersion(0, 4))
+    replica._apply(submit("l0", spec().evolve(queue="legacy"), at_ms=2))
     for cmd in (SetClusterVersion(0, 5), CreateQueue(at_ms=1, name="batch", max_running=2, weight=3, priority=0),
                 register("w1", capacity=4)):
         replica._apply(cmd)
@@ -44,7 +46,6 @@ def _fill(replica: FakeReplica) -> None:
         replica._apply(submit(f"b{i}", spec().evolve(queue="batch"), at_ms=2))
     replica._apply(submit("d0", at_ms=2))
     replica._apply(submit("d1", spec(required_tags=("gpu",)), at_ms=2))
-    replica._apply(submit("l0", spec().evolve(queue="legacy"), at_ms=2))
     for job_id in ("b0", "d0"):
         replica._apply(assign(job_id, "w1", 1, at_ms=3))
     replica._apply(complete("d0", 1, "w1", at_ms=4))
@@ -80,10 +81,11 @@ async def test_queue_series_by_name_and_status(client: TestClient, replica: Fake
 async def test_names_past_the_bound_are_summed_as_other(client: TestClient, replica: FakeReplica,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics, "IMPLICIT_QUEUES_MAX", 2)
-    replica._apply(SetClusterVersion(0, 5))
-    replica._apply(CreateQueue(at_ms=1, name="zz-explicit", max_running=0, weight=1, priority=0))
+    replica._apply(SetClusterVersion(0, 4))  # names from before queue records: any name a job carries
     for i, name in enumerate(["n1", "n2", "n2", "n3", "n3", "n3", "n4"]):
         replica._apply(submit(f"j{i}", spec().evolve(queue=name), at_ms=2))
+    replica._apply(SetClusterVersion(0, 5))
+    replica._apply(CreateQueue(at_ms=1, name="zz-explicit", max_running=0, weight=1, priority=0))
     s = await _scrape(client)
     assert _queues_of(s, "haco_queue_jobs") == {"default", "zz-explicit", "n3", "n2", "(other)"}  # most jobs first
     assert _v(s, "haco_queue_jobs", queue="(other)", state="pending") == 2  # n1 and n4

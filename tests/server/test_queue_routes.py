@@ -147,3 +147,21 @@ async def test_a_resubmit_keeps_its_job_when_the_queues_priority_changed_meanwhi
     await _error(await client.post("/api/jobs", json={**keyed, "priority": 7}), 409, "KEY_REUSED")
     fresh = await _ok(await client.post("/api/jobs", json={**keyed, "key": "k3"}), 201)
     assert replica.state.jobs[fresh["job_id"]].spec.priority == 5
+
+
+async def test_a_queue_deleted_between_the_check_and_the_apply_is_a_400(client: TestClient, replica: FakeReplica,
+                                                                       monkeypatch: Any) -> None:
+    """Apply refuses a job into a queue without a record too (a DeleteQueue applied first, or this
+    replica's view lagging): the same 400 UNKNOWN_QUEUE as the API's own check, nothing created."""
+    from haco.server import queue_specs
+
+    await _ok(await client.post("/api/queues", json={"name": "gone"}), 201)
+    await _ok(await client.delete("/api/queues/gone"))
+    monkeypatch.setattr(queue_specs, "check_known", lambda *_: None)  # as if checked before the delete applied
+    before = replica.state.digest()
+    for path, body in (("/api/jobs", {**JOB, "queue": "gone"}),
+                       ("/api/jobs/batch", {"jobs": [{**JOB, "queue": "gone"}, JOB]}),
+                       ("/api/schedules", {"id": "s", "every": "1h", "job": {**JOB, "queue": "gone"}})):
+        error = await _error(await client.post(path, json=body), 400, "UNKNOWN_QUEUE")
+        assert error["detail"]["queue"] == "gone" and "no queue gone" in error["message"], error
+    assert replica.state.digest() == before

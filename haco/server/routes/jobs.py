@@ -92,7 +92,7 @@ def _refused(outcome: Any, count: int) -> Rejected:
             message = f"jobs[{index}]: {message}"
     if "dependency" in detail:
         detail.setdefault("field", f"jobs[{index}].depends_on" if count > 1 else "depends_on")
-    return Rejected(str(outcome.code), message, detail)
+    return Rejected(str(outcome.code), message, detail, status=queue_specs.refusal_status(outcome.code))
 
 
 @routes.post("/api/jobs")

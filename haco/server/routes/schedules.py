@@ -39,7 +39,8 @@ async def create_schedule(request: web.Request) -> web.Response:
     await ensure_cluster_version(replica, request.app[CONFIG], FLOWS_SINCE)
     index, outcome = await replica.propose(cmd)
     if not isinstance(outcome, Accepted):
-        raise Rejected(str(outcome.code), outcome.message, outcome.detail)
+        raise Rejected(str(outcome.code), outcome.message, outcome.detail,
+                       status=queue_specs.refusal_status(outcome.code))
     sc = replica.state.flows.schedules.get(cmd.schedule_id)
     shown = schedule_json(replica.state, sc, replica.state.now_ms) if sc is not None else None
     return web.json_response({"schedule": shown, "index": index, "already": outcome.already},
