@@ -39,6 +39,16 @@ def test_an_assignment_to_a_worker_that_is_not_registered_is_refused_and_changes
     assert s.digest() == before and s.jobs["a"].status is JobStatus.PENDING and order(s) == ["a"]
 
 
+def test_reports_about_a_job_that_does_not_exist_are_refused_and_change_nothing() -> None:
+    s = started(register("w", at_ms=T0), submit("a"))
+    before = s.digest()
+    for report in (StartAttempt(T0, "ghost", 1, "w"), complete("ghost", 1, "w", at_ms=T0),
+                   fail("ghost", 1, "w", at_ms=T0), TimeoutAttempt(T0, "ghost", 1)):
+        outcome = s.apply(report)
+        assert isinstance(outcome, Rejected) and outcome.code is RejectCode.UNKNOWN_JOB, (report, outcome)
+    assert s.digest() == before
+
+
 def test_runnable_skips_jobs_no_worker_can_take() -> None:
     s = started(register("w", at_ms=T0, capacity=4, tags=("cpu",)))
     s.apply(submit("gpu-job", spec(priority=100, required_tags=("gpu",))))
