@@ -17,19 +17,17 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 
-from haco.cluster.procs import PeerAddr, free_ports, kill_groups, replica_argv, spawn, worker_argv
+from haco.cluster.procs import spawn, worker_argv
+from replicas import local_replicas
 
 WRITER = ("import sys\n"
           "line = b'x' * 99 + b'\\n'\n"
@@ -42,20 +40,6 @@ WRITER = ("import sys\n"
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=3) as resp:
         return json.loads(resp.read())
-
-
-def _wait_leader(urls: list[str], timeout_s: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for url in urls:
-            try:
-                info = _get(url + "/api/cluster")
-            except OSError:
-                continue
-            if info.get("role") == "leader":
-                return url
-        time.sleep(0.2)
-    raise SystemExit("no leader")
 
 
 class Sampler(threading.Thread):
@@ -107,18 +91,8 @@ def main() -> int:
     p.add_argument("--rate-mb-s", type=float, default=4.0)
     p.add_argument("--log-max-mb", type=int, default=64, help="the worker's per-attempt log bound")
     args = p.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    ports = free_ports(7)
-    peers = [PeerAddr(f"r{i}", f"127.0.0.1:{ports[2 * i]}", f"http://127.0.0.1:{ports[2 * i + 1]}") for i in range(3)]
-    (root / "pw").write_text("bench-" + os.urandom(8).hex())
-    procs = {}
-    try:
-        for peer in peers:
-            argv = replica_argv(peer, peer.api_url.removeprefix("http://"), root / peer.id, peers, root / "pw",
-                                log_level="warning")
-            procs[peer.id] = spawn(argv, root / f"{peer.id}.log")
-        urls = [peer.api_url for peer in peers]
-        leader = _wait_leader(urls)
+    with local_replicas("bench-logs-") as cluster:
+        root, peers, procs, urls, leader = cluster.root, cluster.peers, cluster.procs, cluster.urls, cluster.leader
         procs["w1"] = spawn(worker_argv("w1", urls, capacity=1, log_level="warning", workdir=root / "work",
                                         extra=["--log-max-bytes", str(args.log_max_mb << 20)]), root / "w1.log")
         deadline = time.monotonic() + 30
@@ -152,9 +126,6 @@ def main() -> int:
         }
         print(json.dumps(report, indent=2))
         return 0
-    finally:
-        kill_groups(list(procs.values()))
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

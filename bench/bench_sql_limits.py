@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from haco.cluster.procs import PeerAddr, free_ports, kill_groups, replica_argv, spawn
+from replicas import local_replicas
 
 CROSS = "FROM range(100000) a, range(100000) b"
 #: (SQL, the request's row limit or None for the default)
@@ -53,19 +50,6 @@ def _call(url: str, body: Any = None, timeout_s: float = 30) -> tuple[int, Any]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _wait_leader(urls: list[str], timeout_s: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for url in urls:
-            try:
-                if _call(url + "/api/cluster", timeout_s=3)[1].get("role") == "leader":
-                    return url
-            except OSError:
-                continue
-        time.sleep(0.2)
-    raise SystemExit("no leader")
 
 
 class Sampler(threading.Thread):
@@ -110,19 +94,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=1, help="send every probe this many times")
     args = p.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-sql-"))
-    ports = free_ports(6)
-    peers = [PeerAddr(f"r{i}", f"127.0.0.1:{ports[2 * i]}", f"http://127.0.0.1:{ports[2 * i + 1]}") for i in range(3)]
-    (root / "pw").write_text("bench-" + os.urandom(8).hex())
-    procs = {}
-    try:
-        for peer in peers:
-            argv = replica_argv(peer, peer.api_url.removeprefix("http://"), root / peer.id, peers, root / "pw",
-                                log_level="warning")
-            procs[peer.api_url] = spawn(argv, root / f"{peer.id}.log")
-        leader = _wait_leader(list(procs))
-        url = next(u for u in procs if u != leader)
-        pid = procs[url].pid
+    with local_replicas("bench-sql-") as cluster:
+        follower = next(peer for peer in cluster.peers if peer.api_url != cluster.leader)
+        url, pid = follower.api_url, cluster.procs[follower.id].pid
         _call(url + "/api/results/query", {"sql": "SELECT 1"})  # start the SQL children
         for _ in range(args.repeat):
             for sql, limit in PROBES:
@@ -130,9 +104,6 @@ def main() -> int:
         print(json.dumps({"replica_mb_after": round(psutil.Process(pid).memory_info().rss / 1e6),
                           "load_1m": round(os.getloadavg()[0], 1), "cpus": os.cpu_count()}))
         return 0
-    finally:
-        kill_groups(list(procs.values()))
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
