@@ -188,33 +188,14 @@ def test_workers_shows_the_leaders_view_whichever_replica_answers(capsys: pytest
 
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    import asyncio
-    import threading
-
-    from aiohttp.test_utils import TestServer
-
-    from haco.config import NodeConfig
     from haco.results.store import ResultsStore
-    from haco.server.app import build_app
-    from tests.server.fake_replica import FakeReplica
+    from tests.client.app_server import serve_app
 
-    replica = FakeReplica(NodeConfig(id="r1", raft_addr="127.0.0.1:1", api_url="http://127.0.0.1:1",
-                                     data_dir=tmp_path, insecure_open_api=True))
     results = ResultsStore.open(tmp_path / "results.duckdb")
-    app = build_app(replica.cfg, replica, results)  # type: ignore[arg-type]
-    app.cleanup_ctx[:] = [ctx for ctx in app.cleanup_ctx if getattr(ctx, "__name__", "") != "_scheduler_ctx"]
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = TestServer(app, host="127.0.0.1")
-    asyncio.run_coroutine_threadsafe(server.start_server(), loop).result(10)
     try:
-        yield str(server.make_url("")).rstrip("/"), replica
+        with serve_app(results) as served:
+            yield served
     finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
         results.close()
 
 

@@ -14,13 +14,15 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 
 from haco.config import NodeConfig
+from haco.results.store import ResultsStore
 from haco.server.app import build_app
 from tests.server.fake_replica import FakeReplica
 
 
 @contextmanager
-def serve_app() -> Iterator[tuple[str, FakeReplica]]:
-    """Yields (base URL, replica); no scheduler loop runs, so the state changes only by requests."""
+def serve_app(results: ResultsStore | None = None) -> Iterator[tuple[str, FakeReplica]]:
+    """Yields (base URL, replica); no scheduler loop runs, so the state changes only by requests.
+    `results`, when given, is the app's results store (the caller opens and closes it)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -30,7 +32,7 @@ def serve_app() -> Iterator[tuple[str, FakeReplica]]:
         replica = FakeReplica(cfg)
 
         async def start() -> TestServer:
-            app = build_app(cfg, replica)  # type: ignore[arg-type]
+            app = build_app(cfg, replica, results)  # type: ignore[arg-type]
             app.cleanup_ctx[:] = [c for c in app.cleanup_ctx if getattr(c, "__name__", "") != "_scheduler_ctx"]
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
