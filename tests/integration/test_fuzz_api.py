@@ -47,8 +47,8 @@ from .cluster import Cluster
 from .idle_worker import IdleWorker
 
 FUZZ_EXAMPLES = int(os.environ.get("HACO_FUZZ_EXAMPLES", "3"))
-SEQUENCES = int(os.environ.get("HACO_FUZZ_SEQUENCES", "60"))
-SEQUENCE_STEPS = int(os.environ.get("HACO_FUZZ_SEQUENCE_STEPS", "10"))
+SEQUENCES = int(os.environ.get("HACO_FUZZ_SEQUENCES", "150"))
+SEQUENCE_STEPS = int(os.environ.get("HACO_FUZZ_SEQUENCE_STEPS", "12"))
 #: the two parameters that wait by design (?wait_s long-polls to 60 s, ?min_index up to 10 s):
 #: tests/server/test_routes.py covers them; here they would spend the run's time asleep
 _WAITING = {"wait_s", "min_index"}
@@ -250,11 +250,17 @@ def test_call_sequences_hold_the_contract(live: Live) -> None:
 
     class Sequences(_schema(_sequence_document()).as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
-            return {"base_url": live.url(next(live.turn)), "session": live.http, "timeout": 30}
+            # read your writes, as a client does: the next replica has applied what was answered so
+            # far (a follower applies a write a few ms after the leader answers it, and a cancel or
+            # retry of a job it has not applied yet is a 404 that no link-following can avoid)
+            i = next(live.turn)
+            live.settled(i)
+            return {"base_url": live.url(i), "session": live.http, "timeout": 30}
 
         def validate_response(self, response: Any, case: schemathesis.Case, additional_checks: Any = None,
                               **kwargs: Any) -> None:
             seen[(case.method.upper(), case.path, response.status_code)] += 1
+            live.saw(response)
             text = response.content.decode("utf-8", errors="replace")
             try:
                 case.validate_response(response, checks=CHECKS)
