@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from haco.client import snapshots
+from haco.client.queues import QueueCalls
 from haco.client.logs import LogChunk, LogCursor, iter_logs
 from haco.client.snapshots import SavedSnapshot
 from haco.security.tls import client_context
@@ -174,7 +175,7 @@ def _retry_after(headers: Mapping[str, str], cap_s: float) -> float:
     return max(0.0, min(value, cap_s))
 
 
-class HacoClient:
+class HacoClient(QueueCalls):
     """Async client over a list of replica URLs. Use as `async with HacoClient(urls) as c:` or call
     `close()`; the aiohttp session is created on first use, inside the running loop."""
 
@@ -470,42 +471,6 @@ class HacoClient:
 
     async def resume(self) -> dict[str, Any]:
         return dict(await self.request("POST", "/api/queue/resume"))
-
-    # --- named queues (docs/resources.md) ---------------------------------------------------------
-
-    async def queues(self) -> list[dict[str, Any]]:
-        """Every queue with a record or with jobs, and `default`: settings, `counts` by status, `ready`."""
-        return list((await self.request("GET", "/api/queues"))["queues"])
-
-    async def queue(self, name: str) -> dict[str, Any]:
-        """One queue; raises RejectedNotFound (UNKNOWN_QUEUE) for none."""
-        return dict((await self.request("GET", f"/api/queues/{quote(name, safe='')}"))["queue"])
-
-    async def create_queue(self, name: str, *, max_running: int = 0, weight: int = 1,
-                           priority: int = 0) -> dict[str, Any]:
-        """A named queue (admin): at most `max_running` of its jobs run at once (0: no limit), its
-        `weight` against other queues with work, the `priority` of its jobs that give none. The same
-        settings again are `already`; others raise RejectedConflict (QUEUE_EXISTS): update it."""
-        body = {"name": name, "max_running": max_running, "weight": weight, "priority": priority}
-        return dict(await self.request("POST", "/api/queues", body=body))
-
-    async def update_queue(self, name: str, *, max_running: int | None = None, weight: int | None = None,
-                           priority: int | None = None) -> dict[str, Any]:
-        """Change the settings given (admin); the others stay."""
-        body = {k: v for k, v in (("max_running", max_running), ("weight", weight), ("priority", priority))
-                if v is not None}
-        return dict(await self.request("PATCH", f"/api/queues/{quote(name, safe='')}", body=body))
-
-    async def pause_queue(self, name: str) -> dict[str, Any]:
-        """Assign nothing more of this queue (admin); its running jobs go on."""
-        return dict(await self.request("POST", f"/api/queues/{quote(name, safe='')}/pause"))
-
-    async def resume_queue(self, name: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/api/queues/{quote(name, safe='')}/resume"))
-
-    async def delete_queue(self, name: str) -> dict[str, Any]:
-        """Delete a queue (admin); raises RejectedConflict (QUEUE_NOT_EMPTY) while jobs wait or run in it."""
-        return dict(await self.request("DELETE", f"/api/queues/{quote(name, safe='')}"))
 
     async def query(self, sql: str, *, limit: int | None = None) -> dict[str, Any]:
         """Read-only SQL over the results history: `{"columns", "rows"}`, every row of the result.
